@@ -1,0 +1,72 @@
+"""How the plain-PyTorch entry points read a batch: device placement, inputs/targets, batch size.
+
+Batches may be tensors, tuples/lists, dicts, namedtuples or dataclass-like objects with a ``.to(device)`` method.
+For anything else, pass your own ``step_fn`` / ``to_device`` to the entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_ids")
+TARGET_KEYS = ("target", "targets", "y", "label", "labels")
+
+
+def move_to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
+    """Return ``batch`` with every tensor in it moved to ``device`` (structure kept)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: move_to_device(v, device, non_blocking) for k, v in batch.items()})
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to_device(v, device, non_blocking) for v in batch))
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to_device(v, device, non_blocking) for v in batch)
+    to = getattr(batch, "to", None)
+    if callable(to):
+        return to(device)
+    return batch
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    """Split a batch into ``(inputs, targets)``.
+
+    Sequences give their first two items; mappings are read by the usual key names (``INPUT_KEYS``,
+    ``TARGET_KEYS``).
+    """
+    if isinstance(batch, Mapping):
+        inputs = next((batch[k] for k in INPUT_KEYS if k in batch), None)
+        targets = next((batch[k] for k in TARGET_KEYS if k in batch), None)
+        if inputs is None or targets is None:
+            raise ValueError(
+                f"Cannot find inputs and targets in a batch with keys {sorted(batch)}: expected one of "
+                f"{INPUT_KEYS} and one of {TARGET_KEYS}. Pass step_fn=... to compute the loss yourself."
+            )
+        return inputs, targets
+    if isinstance(batch, Sequence) and not isinstance(batch, str) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise ValueError(
+        f"Cannot split a batch of type {type(batch).__name__} into (inputs, targets): expected a tuple/list of "
+        "at least two items or a dict. Pass step_fn=... to compute the loss yourself."
+    )
+
+
+def batch_size_of(batch: Any) -> int:
+    """The number of samples in ``batch`` (the leading dimension of its first tensor)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() > 0 else 1
+    if isinstance(batch, Mapping):
+        values = list(batch.values())
+    elif isinstance(batch, Sequence) and not isinstance(batch, str):
+        values = list(batch)
+    else:
+        raise ValueError(f"Cannot tell the batch size of a {type(batch).__name__}.")
+    for value in values:
+        try:
+            return batch_size_of(value)
+        except ValueError:
+            continue
+    raise ValueError("Cannot tell the batch size: the batch holds no tensor.")
