@@ -31,7 +31,9 @@ def _fingerprint(model, optimizer, scheduler):
     tensors = [t.detach().clone() for t in model.state_dict().values()]
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     opt = optimizer.state_dict()
-    opt_state = {k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()} for k, s in opt["state"].items()}
+    opt_state = {
+        k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()} for k, s in opt["state"].items()
+    }
     groups = [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]]
     modes = [m.training for m in model.modules()]
     return tensors, grads, opt_state, groups, scheduler.state_dict(), modes

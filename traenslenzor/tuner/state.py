@@ -131,17 +131,14 @@ class TrainingState:
             self.rng.restore()
 
 
+def _with_device(value: Any) -> tuple[Any, torch.device | None]:
+    """A CPU copy of ``value`` and the device to restore it to (None for non-tensors)."""
+    return _cpu_copy(value), value.device if isinstance(value, torch.Tensor) else None
+
+
 def _capture_optimizer(optimizer: torch.optim.Optimizer) -> _OptimizerSnapshot:
-    groups = [
-        {k: (_cpu_copy(v), v.device if isinstance(v, torch.Tensor) else None) for k, v in group.items() if k != "params"}
-        for group in optimizer.param_groups
-    ]
-    state = {
-        param: {
-            k: (_cpu_copy(v), v.device if isinstance(v, torch.Tensor) else None) for k, v in param_state.items()
-        }
-        for param, param_state in optimizer.state.items()
-    }
+    groups = [{k: _with_device(v) for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    state = {param: {k: _with_device(v) for k, v in s.items()} for param, s in optimizer.state.items()}
     return _OptimizerSnapshot(optimizer, groups, state)
 
 
