@@ -1,0 +1,142 @@
+"""Suggestion rules: a contract test over the registry, hand-computed cases per rule, `suggest` book-keeping."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from traenslenzor.tuner.suggestion import (
+    DEFAULT_SUGGESTION,
+    SUGGESTIONS,
+    SuggestionOutcome,
+    minimum,
+    slide,
+    steepest,
+    suggest,
+    valley,
+)
+
+LRS10 = 10.0 ** np.arange(-9, 1, dtype=float)  # 1e-9 .. 1e0, one point per decade
+
+AWKWARD_CURVES = {
+    "empty": ([], []),
+    "one point": ([1e-3], [1.0]),
+    "two points": ([1e-3, 1e-2], [1.0, 0.5]),
+    "flat": (LRS10, np.ones(10)),
+    "rising": (LRS10, np.arange(10.0)),
+    "falling": (LRS10, -np.arange(10.0)),
+    "all nan": (LRS10, np.full(10, np.nan)),
+    "nan inside": (LRS10, np.array([3, 3, 2, np.nan, 1, np.inf, 0.5, 0.4, -np.inf, 9.0])),
+    "repeated lr": (np.full(10, 1e-3), np.linspace(2, 1, 10)),
+    "zero lr": (np.r_[0.0, LRS10[1:]], np.linspace(2, 1, 10)),
+    "typical": (
+        np.logspace(-8, 0, 100),
+        np.r_[np.full(40, 2.3), np.linspace(2.3, 0.5, 40), np.geomspace(0.5, 9, 20)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUGGESTIONS))
+@pytest.mark.parametrize("curve", sorted(AWKWARD_CURVES))
+def test_every_rule_returns_none_or_a_valid_finite_index(name: str, curve: str) -> None:
+    lrs, losses = (np.asarray(a, dtype=float) for a in AWKWARD_CURVES[curve])
+    index = SUGGESTIONS[name](lrs, losses)
+    if index is not None:
+        assert isinstance(index, int)
+        assert 0 <= index < len(lrs)
+        assert np.isfinite(losses[index]) and lrs[index] > 0
+
+
+def test_default_is_registered() -> None:
+    assert DEFAULT_SUGGESTION in SUGGESTIONS
+
+
+def test_steepest_picks_largest_drop_per_decade() -> None:
+    # drops per decade between neighbours: 0, -1, -3, -1, 0 -> central gradients at 1..4: -0.5, -2, -2, -0.5;
+    # first of the tie (index 2) wins.
+    losses = np.array([5.0, 5.0, 4.0, 1.0, 0.0, 0.0])
+    assert steepest(LRS10[:6], losses) == 2
+
+
+def test_steepest_uses_log_lr_not_raw_lr() -> None:
+    # Uneven spacing: x = log10 lr = [0, 1, 3]; raw-LR gradients would favour the first interval, per decade the
+    # drops are -1/1 and -3/2: np.gradient on [0,1,3] gives [-1, -1.333.., -1.5] -> index 2.
+    lrs = np.array([1.0, 10.0, 1000.0])
+    assert steepest(lrs, np.array([4.0, 3.0, 0.0])) == 2
+
+
+def test_steepest_none_when_loss_never_falls() -> None:
+    assert steepest(LRS10, np.arange(10.0)) is None
+
+
+def test_minimum_is_one_decade_below_lowest_loss() -> None:
+    losses = np.array([5, 4, 3, 2, 1, 0.5, 0.2, 3, 9, 20], dtype=float)  # lowest at 1e-3
+    assert minimum(LRS10, losses) == 5  # 1e-4
+    # off-grid target: points every half decade, lowest at 10**-2 -> target 10**-3 exists at index 2
+    lrs = 10.0 ** np.array([-4, -3.5, -3, -2.5, -2])
+    assert minimum(lrs, np.array([3, 2, 1.5, 1, 0.5])) == 2
+
+
+def test_valley_hand_computed() -> None:
+    # longest decreasing subsequence: 9 8 7 6 5 4 (indices 1..6) ends at 6 with length 6 -> start = 0,
+    # span 6 -> 0 + int(2) + int(1) = 3.
+    losses = np.array([1.0, 9, 8, 7, 6, 5, 4, 10, 12, 15])
+    assert valley(LRS10, losses) == 3
+
+
+def test_valley_none_when_loss_only_rises() -> None:
+    assert valley(LRS10, np.arange(10.0)) is None
+
+
+def test_slide_hand_computed() -> None:
+    # losses 0,0,0,0,0,1,3,6: np.gradient -> 0,0,0,0,.5,1.5,2.5,3; window 2 (n=8 but window=2 given):
+    # right=7,left=5: |3-1.5|>t -> ans 5; right=6,left=4: |2.5-.5|>t -> ans 4; right=5,left=3: |1.5-0|>t -> ans 3;
+    # right=4,left=2: |.5-0|>t -> ans 2; right=3,left=1: 0 -> stop. Answer 2.
+    losses = np.array([0, 0, 0, 0, 0, 1, 3, 6], dtype=float)
+    assert slide(LRS10[:8], losses, window=2) == 2
+
+
+def test_suggest_maps_index_back_and_skips() -> None:
+    losses = np.array([9.0, 0.0, 5, 5, 4, 1, 0, 0, 0, -50])
+    out = suggest(LRS10, losses, method="steepest", skip_begin=2, skip_end=1)
+    # trimmed = [5,5,4,1,0,0,0] at full indices 2..8; gradients -> -0.5,-2,-2,-0.5,0 ... first min at full index 4
+    assert out == SuggestionOutcome(index=4, lr=float(LRS10[4]), method="steepest", reason=None)
+
+
+def test_suggest_skip_end_zero_keeps_last_point() -> None:
+    losses = np.array([5, 5, 5, 5, 5, 5, 5, 5, 5, 0], dtype=float)
+    out = suggest(LRS10, losses, method="steepest", skip_begin=0, skip_end=0)
+    assert out.index == 9
+
+
+def test_suggest_drops_non_finite_points() -> None:
+    losses = np.array([5, 5, np.nan, 4, np.inf, 1, 0, 0, 0, 0], dtype=float)
+    out = suggest(LRS10, losses, method="minimum", skip_begin=0, skip_end=0)
+    assert out.index is not None and np.isfinite(losses[out.index])
+
+
+def test_suggest_none_with_reason_when_too_few_points(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        out = suggest(LRS10, np.arange(10.0), method="steepest", skip_begin=9, skip_end=0)
+    assert out.index is None and out.lr is None
+    assert "needs 2" in out.reason
+    assert "No learning-rate suggestion" in caplog.text
+
+
+def test_suggest_none_with_reason_when_rule_finds_nothing() -> None:
+    out = suggest(LRS10, np.arange(10.0), method="steepest", skip_begin=0, skip_end=0)
+    assert out.index is None and "found no suggestion" in out.reason
+
+
+def test_suggest_rejects_unknown_method_naming_known_ones() -> None:
+    with pytest.raises(ValueError, match="steepest"):
+        suggest(LRS10, np.ones(10), method="nope")
+
+
+def test_suggest_rejects_bad_shapes_and_skips() -> None:
+    with pytest.raises(ValueError, match="equally long"):
+        suggest(LRS10, np.ones(9))
+    with pytest.raises(ValueError, match=">= 0"):
+        suggest(LRS10, np.ones(10), skip_end=-1)

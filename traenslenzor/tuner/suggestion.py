@@ -1,0 +1,203 @@
+"""Suggestion rules: turn an LR range-test curve into one learning rate.
+
+Every rule is a pure function ``rule(lrs, losses) -> index | None`` of two equally long 1-D arrays (learning
+rates in sweep order, and the smoothed loss recorded at each) that returns an index into the arrays it was given,
+or None when the curve holds no usable answer. Rules live in the ``SUGGESTIONS`` registry; ``suggest`` does the
+shared book-keeping (validation, trimming ``skip_begin``/``skip_end``, dropping non-finite points, mapping the index
+back to the untrimmed curve) so that each rule only holds its own idea.
+
+The range test itself is Smith, "Cyclical Learning Rates for Training Neural Networks" (2015/2017); ``valley``,
+``slide`` and ``minimum`` re-implement the rules fastai ships (``fastai.callback.schedule``), ``steepest`` is the
+rule of torch-lr-finder and (against raw LR) Lightning. Why the default is what it is: ``docs/suggestion.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Rule = Callable[[np.ndarray, np.ndarray], "int | None"]
+
+
+def _rule(min_points: int) -> Callable[[Callable[..., int | None]], Rule]:
+    """Marks a function as a suggestion rule that needs ``min_points`` points and makes it safe on any input.
+
+    The wrapped rule sees only finite points with positive LRs, as float arrays; its index is mapped back to the
+    arrays the caller gave. Fewer usable points than ``min_points`` gives None without calling the rule. Keyword
+    options (a rule's knobs, e.g. ``slide``'s window) pass through.
+    """
+
+    def decorate(core: Callable[..., int | None]) -> Rule:
+        @functools.wraps(core)
+        def rule(lrs: np.ndarray, losses: np.ndarray, **options: float) -> int | None:
+            lrs = np.asarray(lrs, dtype=float).reshape(-1)
+            losses = np.asarray(losses, dtype=float).reshape(-1)
+            if lrs.shape != losses.shape:
+                return None
+            keep = np.flatnonzero(np.isfinite(lrs) & np.isfinite(losses) & (lrs > 0))
+            if keep.size < min_points:
+                return None
+            index = core(lrs[keep], losses[keep], **options)
+            return None if index is None else int(keep[index])
+
+        rule.min_points = min_points  # type: ignore[attr-defined]
+        return rule
+
+    return decorate
+
+
+def _log_gradient(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """d loss / d log10(lr), with points of repeated LR (no spacing) given gradient 0 rather than inf/NaN."""
+    x = np.log10(lrs)
+    if np.unique(x).size < x.size or x.size < 2:
+        return np.zeros_like(losses)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = np.gradient(losses, x)
+    return np.where(np.isfinite(grad), grad, 0.0)
+
+
+@_rule(min_points=2)
+def steepest(lrs: np.ndarray, losses: np.ndarray) -> int | None:
+    """The point where the loss falls fastest per decade of LR (torch-lr-finder's rule; Lightning's against raw LR).
+
+    Returns None when the loss never falls.
+    """
+    grad = _log_gradient(lrs, losses)
+    index = int(np.argmin(grad))
+    return index if grad[index] < 0 else None
+
+
+@_rule(min_points=1)
+def minimum(lrs: np.ndarray, losses: np.ndarray) -> int | None:
+    """One decade below the LR of the lowest loss (fastai's ``minimum``), as the point nearest that LR in log scale."""
+    target = np.log10(lrs[int(np.argmin(losses))]) - 1.0
+    return int(np.argmin(np.abs(np.log10(lrs) - target)))
+
+
+@_rule(min_points=2)
+def valley(lrs: np.ndarray, losses: np.ndarray) -> int | None:
+    """fastai's ``valley``: inside the longest strictly decreasing run of losses, a point about half-way down.
+
+    The run is the longest decreasing subsequence ending anywhere (points may be skipped); the answer sits at
+    ``start + span/3 + span/6`` of its index span, i.e. past the flat start but before the bottom, where the loss
+    still falls.
+    """
+    n = losses.size
+    run = np.ones(n, dtype=int)  # run[i]: longest decreasing subsequence that ends at i
+    for i in range(1, n):
+        longer = run[:i][losses[:i] > losses[i]]
+        if longer.size:
+            run[i] = longer.max() + 1
+    end = int(np.argmax(run))  # first i with the longest run
+    if run[end] < 2:
+        return None
+    start = end - int(run[end])
+    third = (end - start) / 3
+    return max(0, start + int(third) + int(third / 2))
+
+
+@_rule(min_points=3)
+def slide(lrs: np.ndarray, losses: np.ndarray, *, window: int = 15, threshold: float = 0.005) -> int | None:
+    """fastai's ``slide``: from the end, slide a window left until the gradient at its two ends agrees.
+
+    Gradients are per point (as fastai, against index). Starting with the window's right end at the last point,
+    it moves left while the gradients at its two ends differ by more than ``threshold``; the answer is the left
+    end of the last window that still differed, i.e. the start of the flat-enough stretch before divergence.
+    """
+    grad = np.gradient(losses)
+    n = losses.size
+    window = min(window, n - 1)
+    right, left = n - 1, n - 1 - window
+    answer = left
+    while left >= 0 and abs(grad[right] - grad[left]) > threshold:
+        answer = left
+        right -= 1
+        left -= 1
+    return answer
+
+
+SUGGESTIONS: dict[str, Rule] = {
+    "steepest": steepest,
+    "valley": valley,
+    "minimum": minimum,
+    "slide": slide,
+}
+
+# Provisional until the benchmark (benchmarks/lr_quality.py) picks the designed default.
+DEFAULT_SUGGESTION = "valley"
+
+
+@dataclass(frozen=True)
+class SuggestionOutcome:
+    """What ``suggest`` found: the index into the full curve and its LR, or None and the reason why."""
+
+    index: int | None
+    lr: float | None
+    method: str
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def suggest(
+    lrs: Sequence[float] | np.ndarray,
+    losses: Sequence[float] | np.ndarray,
+    *,
+    method: str | None = None,
+    skip_begin: int = 10,
+    skip_end: int = 1,
+) -> SuggestionOutcome:
+    """Applies the rule ``method`` (default ``DEFAULT_SUGGESTION``) to a range-test curve.
+
+    Args:
+        lrs: learning rates in sweep order.
+        losses: smoothed losses recorded at those LRs.
+        method: a key of ``SUGGESTIONS``; None picks ``DEFAULT_SUGGESTION``.
+        skip_begin: points to ignore at the start (the curve is still flat and noisy there).
+        skip_end: points to ignore at the end (often the divergence); 0 keeps every point.
+
+    Returns:
+        The outcome, with ``index`` into the untrimmed arrays, or ``index=None`` and a ``reason`` (also logged).
+
+    Raises:
+        ValueError: unknown method, negative skips, or arrays of different length / not 1-D.
+    """
+    name = DEFAULT_SUGGESTION if method is None else method
+    rule = SUGGESTIONS.get(name)
+    if rule is None:
+        raise ValueError(f"unknown suggestion method {name!r}; use one of {sorted(SUGGESTIONS)}")
+    lr_arr = np.asarray(lrs, dtype=float)
+    loss_arr = np.asarray(losses, dtype=float)
+    if lr_arr.ndim != 1 or lr_arr.shape != loss_arr.shape:
+        raise ValueError(f"lrs and losses must be 1-D and equally long, got shapes {lr_arr.shape} and {loss_arr.shape}")
+    if skip_begin < 0 or skip_end < 0:
+        raise ValueError(f"skip_begin and skip_end must be >= 0, got {skip_begin} and {skip_end}")
+
+    stop = lr_arr.size - skip_end
+    kept = np.arange(skip_begin, max(skip_begin, stop))
+    kept = kept[np.isfinite(lr_arr[kept]) & np.isfinite(loss_arr[kept]) & (lr_arr[kept] > 0)]
+    needed = getattr(rule, "min_points", 2)
+    if kept.size < needed:
+        return _no_suggestion(
+            name,
+            f"only {kept.size} finite point(s) remain after skipping {skip_begin} at the start and {skip_end} "
+            f"at the end of {lr_arr.size}; rule {name!r} needs {needed}. Run more steps (num_training) or "
+            "lower skip_begin/skip_end.",
+        )
+    index = rule(lr_arr[kept], loss_arr[kept])
+    if index is None:
+        return _no_suggestion(name, f"rule {name!r} found no suggestion on this curve (e.g. the loss never decreased).")
+    full = int(kept[index])
+    return SuggestionOutcome(index=full, lr=float(lr_arr[full]), method=name)
+
+
+def _no_suggestion(method: str, reason: str) -> SuggestionOutcome:
+    log.warning("No learning-rate suggestion: %s", reason)
+    return SuggestionOutcome(index=None, lr=None, method=method, reason=reason)
