@@ -1,0 +1,68 @@
+"""LRFinderResult: Lightning-compatible results, suggestion delegation, JSON round trip, plot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+
+from traenslenzor.tuner.lr_result import LRFinderResult
+from traenslenzor.tuner.schedule import lr_schedule
+from traenslenzor.tuner.smoothing import ema_smooth
+from traenslenzor.tuner.suggestion import suggest
+
+
+def _result(raw: list[float], stop_reason: str = "completed", **kwargs) -> LRFinderResult:
+    lrs = lr_schedule(1e-6, 1.0, len(raw), "exponential")
+    smoothed = [math.nan if not math.isfinite(v) else s for v, s in zip(raw, ema_smooth(raw, 0.5), strict=True)]
+    return LRFinderResult(lrs, smoothed, raw, 1e-6, 1.0, len(raw), stop_reason=stop_reason, **kwargs)
+
+
+def _valley_curve(n: int = 40) -> list[float]:
+    # flat, falling, bottom, blow-up
+    return [2.0] * 10 + [2.0 - 0.1 * i for i in range(1, 16)] + [0.5] * 5 + [0.5 * 1.5**i for i in range(1, n - 29)]
+
+
+def test_results_keys_and_lightning_names() -> None:
+    result = _result([3.0, 2.0, 1.0])
+    assert result.results == {"lr": list(result.lrs), "loss": list(result.losses), "raw_loss": [3.0, 2.0, 1.0]}
+    assert result.lr_min == 1e-6 and result.lr_max == 1.0 and result.num_training == 3
+    with pytest.raises(ValueError, match="equally long"):
+        LRFinderResult([1.0], [1.0, 2.0], [1.0], 1e-6, 1.0, 2)
+
+
+def test_suggestion_delegates_to_suggest() -> None:
+    result = _result(_valley_curve())
+    for method in ("steepest", "valley", "minimum", None):
+        want = suggest(result.lrs, result.losses, method=method, skip_begin=5, skip_end=2)
+        assert result.suggestion(skip_begin=5, skip_end=2, method=method) == want.lr
+    with pytest.raises(ValueError, match="unknown suggestion method"):
+        result.suggestion(method="nope")
+
+
+def test_no_suggestion_logs_reason(caplog) -> None:
+    result = _result([1.0, 1.0, 1.0])
+    with caplog.at_level(logging.WARNING, logger="traenslenzor.tuner.lr_result"):
+        assert result.suggestion() is None
+    assert any("no suggestion" in r.getMessage() for r in caplog.records if r.name.endswith("lr_result"))
+
+
+def test_json_round_trip_with_nan(tmp_path) -> None:
+    result = _result([2.0, 1.0, math.nan], stop_reason="non_finite_loss", metadata={"optimizer": "SGD"})
+    path = result.to_json(tmp_path / "lr.json")
+    json.loads(path.read_text())  # strict JSON: the NaN is stored as null
+    assert "NaN" not in path.read_text()
+    back = LRFinderResult.from_json(path)
+    assert back.lrs == result.lrs and back.losses[:2] == result.losses[:2] and math.isnan(back.raw_losses[2])
+    assert back.to_dict() == result.to_dict()
+    assert back.stop_reason == "non_finite_loss" and back.metadata == {"optimizer": "SGD"}
+    with pytest.raises(ValueError, match="Unknown keys"):
+        LRFinderResult.from_dict({**result.to_dict(), "extra": 1})
+
+
+def test_frozen() -> None:
+    result = _result([1.0, 2.0])
+    with pytest.raises(AttributeError):
+        result.stop_reason = "x"  # type: ignore[misc]

@@ -1,0 +1,107 @@
+"""RangeTest sequences (stop on NaN, divergence, completion) and the per-group LR helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
+
+
+def _run(test: RangeTest, losses: list[float]) -> int:
+    for step, loss in enumerate(losses):
+        if test.record(test.lr_at(step), loss):
+            return step
+    return -1
+
+
+def test_completes_at_num_training() -> None:
+    test = RangeTest(1e-4, 1.0, num_training=5, beta=0.5)
+    assert _run(test, [4.0, 2.0, 8.0, 1.0, 1.0, 99.0]) == 4
+    assert test.done and test.stop_reason == "completed"
+    result = test.result(note="x")
+    assert result.lrs == pytest.approx((1e-4, 1e-3, 1e-2, 1e-1, 1.0), rel=1e-12)
+    assert result.raw_losses == (4.0, 2.0, 8.0, 1.0, 1.0)
+    assert result.losses[:3] == pytest.approx((4.0, 8 / 3, 40 / 7), rel=1e-12)
+    assert result.stop_reason == "completed" and result.metadata == {"note": "x"}
+    assert result.num_training == 5 and result.mode == "exponential" and result.early_stop_threshold == 4.0
+
+
+def test_stops_at_once_on_nan_and_inf() -> None:
+    for bad in (math.nan, math.inf):
+        test = RangeTest(1e-4, 1.0, num_training=10)
+        assert _run(test, [2.0, 1.5, bad, 1.0]) == 2
+        assert test.stop_reason == "non_finite_loss"
+        assert len(test.lrs) == 3 and math.isnan(test.losses[-1])
+        assert test.raw_losses[:2] == [2.0, 1.5] and not math.isfinite(test.raw_losses[-1])
+    first = RangeTest(1e-4, 1.0, num_training=10)
+    assert first.record(first.lr_at(0), math.nan) and first.stop_reason == "non_finite_loss"
+
+
+def test_stops_on_divergence() -> None:
+    # beta=0: smoothed == raw. Best is 1.0; 4.0 is not > 4 * 1.0, 4.5 is.
+    test = RangeTest(1e-4, 1.0, num_training=10, beta=0.0, early_stop_threshold=4.0)
+    assert _run(test, [2.0, 1.0, 4.0, 4.5, 0.1]) == 3
+    assert test.stop_reason == "diverged"
+    assert test.raw_losses == [2.0, 1.0, 4.0, 4.5]
+
+
+def test_threshold_none_never_diverges() -> None:
+    test = RangeTest(1e-4, 1.0, num_training=4, beta=0.0, early_stop_threshold=None)
+    assert _run(test, [1.0, 100.0, 1e6, 1e9]) == 3
+    assert test.stop_reason == "completed"
+
+
+def test_record_after_stop_raises_and_lr_at_bounds() -> None:
+    test = RangeTest(1e-4, 1.0, num_training=2)
+    _run(test, [1.0, 1.0])
+    with pytest.raises(RuntimeError, match="already stopped"):
+        test.record(1.0, 1.0)
+    with pytest.raises(IndexError):
+        test.lr_at(2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_lr": 1.0, "max_lr": 0.1}, "smaller than max_lr"),
+        ({"num_training": 1}, "at least 2"),
+        ({"mode": "cos"}, "mode"),
+        ({"early_stop_threshold": 1.0}, "above 1"),
+        ({"early_stop_threshold": math.nan}, "above 1"),
+        ({"beta": 1.0}, "beta"),
+    ],
+)
+def test_bad_arguments(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        RangeTest(**kwargs)
+
+
+def _optimizer(lrs: list[float]) -> torch.optim.Optimizer:
+    layers = [nn.Linear(2, 2) for _ in lrs]
+    return torch.optim.SGD([{"params": m.parameters(), "lr": lr} for m, lr in zip(layers, lrs, strict=True)])
+
+
+def test_group_ratios_preserved() -> None:
+    optimizer = _optimizer([1e-2, 1e-3, 0.0])
+    ratios = group_lr_ratios(optimizer)
+    assert ratios == pytest.approx([1.0, 0.1, 0.0], rel=1e-12)
+    set_group_lrs(optimizer, 0.5, ratios)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.5, 0.05, 0.0], rel=1e-12)
+
+
+def test_group_ratios_first_zero() -> None:
+    assert group_lr_ratios(_optimizer([0.0, 0.0])) == [1.0, 1.0]
+    with pytest.raises(ValueError, match="first param group"):
+        group_lr_ratios(_optimizer([0.0, 1e-3]))
+
+
+def test_tensor_lr_set_in_place() -> None:
+    param = nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([param], lr=torch.tensor(1e-3))
+    lr_tensor = optimizer.param_groups[0]["lr"]
+    set_group_lrs(optimizer, 0.25, group_lr_ratios(optimizer))
+    assert optimizer.param_groups[0]["lr"] is lr_tensor and float(lr_tensor) == 0.25

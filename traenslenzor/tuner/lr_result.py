@@ -1,0 +1,158 @@
+"""The result of an LR range test: the recorded curve, how it ended, and what to read from it.
+
+``find_lr`` and ``Tuner.lr_find`` both return an :class:`LRFinderResult`. It is immutable, saves to and loads from
+JSON, and answers the questions a user asks of the curve: which LR to use (:meth:`~LRFinderResult.suggestion`),
+what it looks like (:meth:`~LRFinderResult.plot`) and whether it can be trusted
+(:meth:`~LRFinderResult.diagnostics`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from traenslenzor.tuner.lr_diagnostics import Finding
+    from traenslenzor.tuner.suggestion import SuggestionOutcome
+
+log = logging.getLogger(__name__)
+
+FORMAT = "traenslenzor.lr_finder_result/1"
+_CURVES = ("lrs", "losses", "raw_losses")
+
+
+def _to_json_number(value: float) -> float | None:
+    # Strict JSON has no NaN/inf; a non-finite loss (the point that stopped the test) is stored as null.
+    return value if math.isfinite(value) else None
+
+
+def _from_json_number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class LRFinderResult:
+    """One LR range test: learning rates, smoothed and raw losses per optimizer step, and the sweep settings.
+
+    Attributes:
+        lrs: LR of the first param group at each recorded step.
+        losses: bias-corrected EMA of the loss (the curve the suggestion reads).
+        raw_losses: the loss of each step as measured (NaN/inf where training broke).
+        min_lr, max_lr, num_training, mode, early_stop_threshold: the sweep as requested.
+        stop_reason: ``"completed"``, ``"diverged"``, ``"non_finite_loss"`` or an adapter's own reason.
+        metadata: free-form, JSON-serialisable facts about the run (optimizer, device, ...).
+    """
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    raw_losses: tuple[float, ...]
+    min_lr: float
+    max_lr: float
+    num_training: int
+    mode: str = "exponential"
+    early_stop_threshold: float | None = 4.0
+    stop_reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in _CURVES:
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if not len(self.lrs) == len(self.losses) == len(self.raw_losses):
+            raise ValueError(
+                f"lrs, losses and raw_losses must be equally long, got {len(self.lrs)}, {len(self.losses)} "
+                f"and {len(self.raw_losses)}."
+            )
+
+    # Lightning's `_LRFinder` names, so code written for Lightning's result keeps working.
+    @property
+    def results(self) -> dict[str, list[float]]:
+        """``{"lr": [...], "loss": [...smoothed], "raw_loss": [...]}`` (Lightning's keys, plus the raw loss)."""
+        return {"lr": list(self.lrs), "loss": list(self.losses), "raw_loss": list(self.raw_losses)}
+
+    @property
+    def lr_min(self) -> float:
+        return self.min_lr
+
+    @property
+    def lr_max(self) -> float:
+        return self.max_lr
+
+    def suggestion_outcome(
+        self, skip_begin: int = 10, skip_end: int = 1, method: str | None = None
+    ) -> SuggestionOutcome:
+        """The full outcome of the suggestion rule ``method`` (index, LR, rule, reason when there is none)."""
+        from traenslenzor.tuner.suggestion import suggest
+
+        return suggest(self.lrs, self.losses, method=method, skip_begin=skip_begin, skip_end=skip_end)
+
+    def suggestion(self, skip_begin: int = 10, skip_end: int = 1, method: str | None = None) -> float | None:
+        """The suggested LR, or None (with the reason logged) when the curve gives none.
+
+        Args:
+            skip_begin: points ignored at the start (flat and noisy there).
+            skip_end: points ignored at the end (often the blow-up); 0 keeps all.
+            method: a rule of ``traenslenzor.tuner.SUGGESTIONS``; None uses ``DEFAULT_SUGGESTION``.
+
+        Raises:
+            ValueError: ``method`` is not a known rule.
+        """
+        outcome = self.suggestion_outcome(skip_begin, skip_end, method)
+        if outcome.lr is None:
+            log.warning("LR finder gives no suggestion (%s): %s", outcome.method, outcome.reason)
+        return outcome.lr
+
+    def plot(self, suggest: bool = True, show: bool = False, ax: Axes | None = None) -> Figure:
+        """Plot the curve (log LR axis) with the suggestion as a red dot; see :func:`lr_plot.plot_lr_finder`."""
+        from traenslenzor.tuner.lr_plot import plot_lr_finder
+
+        return plot_lr_finder(self, suggest=suggest, show=show, ax=ax)
+
+    def diagnostics(self) -> list[Finding]:
+        """Automatic advice on the curve (never decreased, too noisy, diverged at once, ...); empty if healthy."""
+        from traenslenzor.tuner.lr_diagnostics import diagnose
+
+        return diagnose(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite losses as None)."""
+        data: dict[str, Any] = {"format": FORMAT}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _CURVES:
+                value = [_to_json_number(v) for v in value]
+            elif f.name == "metadata":
+                value = dict(value)
+            data[f.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LRFinderResult:
+        """Rebuild a result from :meth:`to_dict` output."""
+        if data.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"Not an LR finder result of format {FORMAT!r}: format={data.get('format')!r}.")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names - {"format"})
+        if unknown:
+            raise ValueError(f"Unknown keys {unknown} in LR finder result; expected {sorted(names)}.")
+        values = {k: v for k, v in data.items() if k in names}
+        for name in _CURVES:
+            values[name] = tuple(_from_json_number(v) for v in values.get(name, ()))
+        return cls(**values)
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the result to ``path`` as JSON; returns the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> LRFinderResult:
+        """Load a result written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
