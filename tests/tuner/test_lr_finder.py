@@ -1,0 +1,345 @@
+"""find_lr on tiny CPU models: exact restore, stop rules, LR ratios, accumulation, loader cycling, bad input."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from traenslenzor.tuner.lr_finder import find_lr
+from traenslenzor.tuner.schedule import lr_schedule
+
+
+def _model() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
+
+
+def _loader(n: int = 64, batch_size: int = 8, **kwargs) -> DataLoader:
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g))
+    return DataLoader(data, batch_size=batch_size, **kwargs)
+
+
+@pytest.fixture
+def trained():
+    """A model and Adam with real state (moments, step count, grads) and a mixed train/eval mode."""
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for x, y in list(_loader())[:2]:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    model.eval()
+    model[0].train()  # a submodule in a different mode than its parent
+    return model, optimizer
+
+
+def _fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    state = optimizer.state_dict()
+    return {
+        "tensors": {k: v.clone() for k, v in model.state_dict().items()},  # incl. BN stats, num_batches_tracked
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "opt_state": {
+            k: {n: v.clone() if torch.is_tensor(v) else v for n, v in s.items()} for k, s in state["state"].items()
+        },
+        "opt_groups": state["param_groups"],
+        "modes": [m.training for m in model.modules()],
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+        "python_rng": random.getstate(),
+    }
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a["tensors"].keys() == b["tensors"].keys()
+    for k in a["tensors"]:
+        assert torch.equal(a["tensors"][k], b["tensors"][k]), k
+    for x, y in zip(a["grads"], b["grads"], strict=True):
+        assert (x is None and y is None) or torch.equal(x, y)
+    assert a["opt_state"].keys() == b["opt_state"].keys()
+    for k, s in a["opt_state"].items():
+        for n, v in s.items():
+            assert torch.equal(v, b["opt_state"][k][n]) if torch.is_tensor(v) else v == b["opt_state"][k][n]
+    assert a["opt_groups"] == b["opt_groups"] and a["modes"] == b["modes"]
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+    assert all(np.array_equal(x, y) for x, y in zip(a["numpy_rng"], b["numpy_rng"], strict=True))
+    assert a["python_rng"] == b["python_rng"]
+
+
+def _ce(outputs, targets):
+    return nn.functional.cross_entropy(outputs, targets)
+
+
+class _Raising:
+    """A loss that raises ``error`` on call ``at`` (0-based) and counts its calls."""
+
+    def __init__(self, error: BaseException | None = None, at: int = 5) -> None:
+        self.error, self.at, self.calls = error, at, 0
+
+    def __call__(self, outputs, targets):
+        if self.calls == self.at and self.error is not None:
+            raise self.error
+        self.calls += 1
+        return _ce(outputs, targets)
+
+
+def test_restores_exactly_after_success(trained) -> None:
+    model, optimizer = trained
+    before = _fingerprint(model, optimizer)
+    result = find_lr(model, optimizer, _ce, _loader(), min_lr=1e-5, max_lr=1.0, num_training=12, progress_bar=False)
+    assert len(result.lrs) >= 2 and result.lrs[0] == 1e-5
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom at step 5"), KeyboardInterrupt()])
+def test_restores_exactly_after_exception_mid_search(trained, error) -> None:
+    model, optimizer = trained
+    before = _fingerprint(model, optimizer)
+    loss = _Raising(error, at=5)
+    with pytest.raises(type(error)):
+        find_lr(model, optimizer, loss, _loader(), num_training=20, early_stop_threshold=None, progress_bar=False)
+    assert loss.calls == 5  # five steps trained, the sixth raised
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_nan_loss_stops_at_once_and_restores(trained) -> None:
+    model, optimizer = trained
+    before = _fingerprint(model, optimizer)
+    calls = []
+
+    def loss_fn(outputs, targets):
+        calls.append(1)
+        loss = _ce(outputs, targets)
+        return loss * math.nan if len(calls) == 4 else loss
+
+    result = find_lr(model, optimizer, loss_fn, _loader(), num_training=20, progress_bar=False)
+    assert result.stop_reason == "non_finite_loss" and len(result.lrs) == 4 and len(calls) == 4
+    assert math.isnan(result.raw_losses[-1]) and all(math.isfinite(v) for v in result.raw_losses[:3])
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_diverges_on_linear_regression_with_sgd() -> None:
+    # y = 2x: SGD on MSE blows up above lr ~ 2 / E[x^2] = 2, so a sweep to 100 must stop by divergence.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 1, generator=g)
+    loader = DataLoader(TensorDataset(x, 2 * x), batch_size=32)
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = find_lr(
+        model, optimizer, nn.MSELoss(), loader, min_lr=1e-4, max_lr=100.0, num_training=60, progress_bar=False
+    )
+    assert result.stop_reason == "diverged"
+    assert 0.5 < result.lrs[-1] < 100.0
+    assert min(result.losses) < result.losses[0]
+
+
+class _SpySGD(torch.optim.SGD):
+    """SGD that records, at each step, every group's LR and the first parameter's gradient."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen_lrs: list[list[float]] = []
+        self.seen_grads: list[torch.Tensor] = []
+
+    def step(self, closure=None):
+        self.seen_lrs.append([g["lr"] for g in self.param_groups])
+        self.seen_grads.append(self.param_groups[0]["params"][0].grad.clone())
+        return super().step(closure)
+
+
+def test_param_group_ratios_preserved_during_sweep() -> None:
+    model = _model()
+    optimizer = _SpySGD(
+        [
+            {"params": model[0].parameters(), "lr": 1e-2},
+            {"params": model[4].parameters(), "lr": 1e-3},
+            {"params": model[1].parameters(), "lr": 5e-2},
+        ]
+    )
+    find_lr(
+        model,
+        optimizer,
+        _ce,
+        _loader(),
+        min_lr=1e-6,
+        max_lr=1e-1,
+        num_training=8,
+        early_stop_threshold=None,
+        progress_bar=False,
+    )
+    schedule = lr_schedule(1e-6, 1e-1, 8, "exponential")
+    assert len(optimizer.seen_lrs) == 8
+    for lr, seen in zip(schedule, optimizer.seen_lrs, strict=True):
+        assert seen == pytest.approx([lr, lr * 0.1, lr * 5.0], rel=1e-12)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-3, 5e-2]  # restored
+
+
+def test_accumulation_steps_micro_batches_mean_loss_and_scaled_grads() -> None:
+    # loss_i = w * x_i with w = 1: grad of the accumulated step is mean(x_i); the point is mean(loss_i).
+    xs = torch.arange(1.0, 13.0).reshape(12, 1, 1)
+    loader = [(x, torch.zeros(1)) for x in xs]  # a list is re-iterable
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    optimizer = _SpySGD(model.parameters(), lr=1e-3)
+    calls = []
+
+    def loss_fn(outputs, targets):
+        calls.append(1)
+        return outputs.sum()
+
+    result = find_lr(
+        model,
+        optimizer,
+        loss_fn,
+        loader,
+        min_lr=1e-9,
+        max_lr=1e-8,
+        num_training=4,
+        beta=0.0,
+        early_stop_threshold=None,
+        accumulate_grad_batches=3,
+        progress_bar=False,
+    )
+    assert len(optimizer.seen_lrs) == 4 and len(calls) == 12
+    # tiny LRs barely move w, so each point is ~ the mean of its three x values: 2, 5, 8, 11
+    assert result.raw_losses == pytest.approx([2.0, 5.0, 8.0, 11.0], rel=1e-6)
+    assert [float(g) for g in optimizer.seen_grads] == pytest.approx([2.0, 5.0, 8.0, 11.0], rel=1e-12)
+    assert result.metadata["accumulate_grad_batches"] == 3
+
+
+def test_loader_shorter_than_search_is_cycled() -> None:
+    loader = _loader(n=24, batch_size=8)  # 3 batches per epoch
+    calls = []
+
+    def loss_fn(outputs, targets):
+        calls.append(len(targets))
+        return _ce(outputs, targets)
+
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = find_lr(
+        model,
+        optimizer,
+        loss_fn,
+        loader,
+        min_lr=1e-6,
+        max_lr=1e-3,
+        num_training=10,
+        early_stop_threshold=None,
+        progress_bar=False,
+    )
+    assert result.stop_reason == "completed" and len(result.lrs) == 10 and len(calls) == 10
+    assert result.lrs[-1] == 1e-3
+
+
+def test_one_shot_iterator_that_runs_out_is_a_clear_error() -> None:
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    one_shot = iter(list(_loader(n=16)))
+    before = _fingerprint(model, optimizer)
+    with pytest.raises(ValueError, match="re-iterable"):
+        find_lr(model, optimizer, _ce, one_shot, num_training=5, early_stop_threshold=None, progress_bar=False)
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_shuffling_loader_generator_restored() -> None:
+    generator = torch.Generator().manual_seed(3)
+    loader = _loader(shuffle=True, generator=generator)
+    state = generator.get_state()
+    model = _model()
+    find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), _ce, loader, num_training=3, progress_bar=False)
+    assert torch.equal(generator.get_state(), state)
+
+
+def test_step_fn_to_device_dict_batches_amp_and_progress_bar() -> None:
+    batches = [{"features": torch.randn(8, 4), "label": torch.randint(0, 3, (8,))} for _ in range(3)]
+    moved = []
+
+    def to_device(batch, device):
+        moved.append(device)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def step_fn(model, batch):
+        return _ce(model(batch["features"]), batch["label"])
+
+    model = _model()
+    result = find_lr(
+        model,
+        torch.optim.AdamW(model.parameters()),
+        None,
+        batches,
+        num_training=4,
+        step_fn=step_fn,
+        to_device=to_device,
+        device="cpu",
+        amp=True,
+        early_stop_threshold=None,
+    )
+    assert len(result.lrs) == 4 and moved == [torch.device("cpu")] * 4
+    assert result.metadata["amp"] is True and result.metadata["optimizer"] == "AdamW"
+
+
+def test_non_scalar_loss_is_a_clear_error() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match="scalar"):
+        find_lr(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            nn.CrossEntropyLoss(reduction="none"),
+            _loader(),
+            num_training=3,
+            progress_bar=False,
+        )
+
+
+class _CountingLoader:
+    """An iterable loader that counts how many batches were taken from it."""
+
+    def __init__(self, batches) -> None:
+        self.batches, self.taken = list(batches), 0
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.taken += 1
+            yield batch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_lr": 1e-2, "max_lr": 1e-2}, "smaller than max_lr"),
+        ({"min_lr": 1.0, "max_lr": 1e-3}, "smaller than max_lr"),
+        ({"min_lr": 0.0}, "positive"),
+        ({"max_lr": -1.0}, "positive"),
+        ({"num_training": 1}, "at least 2"),
+        ({"mode": "cosine"}, "mode"),
+        ({"accumulate_grad_batches": 0}, "accumulate_grad_batches"),
+        ({"early_stop_threshold": 0.5}, "early_stop_threshold"),
+        ({"beta": 1.0}, "beta"),
+        ({"empty": True}, "empty"),
+        ({"empty_iterable": True}, "no batches"),
+        ({"no_loss": True}, "loss_fn"),
+    ],
+)
+def test_bad_input_raises_before_any_training_step(kwargs, match) -> None:
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    forwards = []
+    model.register_forward_hook(lambda *args: forwards.append(1))
+    loader = _CountingLoader(_loader())  # built before the fingerprint: iterating a DataLoader draws a seed
+    if kwargs.pop("empty", False):
+        loader = _loader(n=4, batch_size=8, drop_last=True)
+    if kwargs.pop("empty_iterable", False):
+        loader = _CountingLoader([])
+    loss_fn = None if kwargs.pop("no_loss", False) else _ce
+    before = _fingerprint(model, optimizer)
+    with pytest.raises(ValueError, match=match):
+        find_lr(model, optimizer, loss_fn, loader, progress_bar=False, **kwargs)
+    assert forwards == [] and getattr(loader, "taken", 0) == 0
+    _assert_identical(before, _fingerprint(model, optimizer))

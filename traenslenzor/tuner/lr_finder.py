@@ -1,0 +1,244 @@
+"""``find_lr``: the LR range test on a plain PyTorch model, optimizer, loss and data loader (Smith 2015/2017).
+
+The loop trains the real model with the real optimizer for up to ``num_training`` optimizer steps while the LR
+sweeps from ``min_lr`` to ``max_lr``; :class:`~traenslenzor.tuner.range_test.RangeTest` records the curve and
+decides when to stop. Everything the search changes (weights, buffers, optimizer state, RNGs, train/eval modes, the
+loader's sampler generator) is captured once in memory before the first step and restored afterwards -- also when
+the search raises or is interrupted.
+
+Cost: the loop adds to each training step only setting the LR and one ``.item()`` (the one sync needed to read
+the loss), so it runs about as fast as plain training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from traenslenzor.tuner.batching import move_to_device, split_batch
+from traenslenzor.tuner.lr_result import LRFinderResult
+from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.state import preserved_training_state
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def find_lr(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None,
+    train_loader: Iterable[Any],
+    *,
+    min_lr: float = 1e-8,
+    max_lr: float = 1.0,
+    num_training: int = 100,
+    mode: str = "exponential",
+    early_stop_threshold: float | None = 4.0,
+    beta: float = 0.98,
+    accumulate_grad_batches: int = 1,
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    step_fn: StepFn | None = None,
+    to_device: Callable[[Any, torch.device], Any] | None = None,
+    progress_bar: bool = True,
+) -> LRFinderResult:
+    """Run the LR range test and return its curve; the model and optimizer are left exactly as they were.
+
+    Args:
+        model: the model to train (put in train mode during the search).
+        optimizer: its optimizer; param group ``i`` runs at ``lr * (its lr / first group's lr)``.
+        loss_fn: ``loss_fn(model(inputs), targets) -> scalar tensor``; may be None when ``step_fn`` is given.
+        train_loader: re-iterable batches (a ``DataLoader``); cycled when shorter than the search.
+        min_lr: first LR of the sweep.
+        max_lr: last LR of the sweep.
+        num_training: optimizer steps (curve points) at most.
+        mode: ``"exponential"`` or ``"linear"`` sweep.
+        early_stop_threshold: stop when the smoothed loss exceeds this multiple of its best; None runs all steps.
+        beta: EMA factor of the smoothed loss.
+        accumulate_grad_batches: micro-batches per optimizer step; each point is their mean loss.
+        device: where batches go; None uses the device of the model's first parameter.
+        amp: mixed precision (float16 autocast + GradScaler on CUDA, bfloat16 autocast elsewhere).
+        step_fn: ``step_fn(model, batch) -> loss`` for batches ``split_batch`` cannot read.
+        to_device: ``to_device(batch, device) -> batch`` for batches ``move_to_device`` cannot move.
+        progress_bar: show a tqdm bar with the current LR and loss.
+
+    Returns:
+        The :class:`LRFinderResult` (``.results``, ``.suggestion()``, ``.plot()``, ``.diagnostics()``).
+
+    Raises:
+        ValueError: bad sweep settings, an empty loader, ``accumulate_grad_batches < 1``, no loss function; all
+            raised before any training step.
+    """
+    test = RangeTest(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
+    _validate(model, optimizer, loss_fn, train_loader, accumulate_grad_batches, step_fn)
+    device = torch.device(device) if device is not None else _model_device(model)
+    compute_loss = step_fn or _default_step(loss_fn)
+    move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
+    log.info("LR range test: up to %d steps, %s sweep %.2e -> %.2e", num_training, mode, min_lr, max_lr)
+    with preserved_training_state(model, [optimizer]), _preserved_sampler_generators(train_loader):
+        model.train()
+        batches = _cycle(train_loader)
+        _sweep(test, model, optimizer, compute_loss, batches, move, device, accumulate_grad_batches, amp, progress_bar)
+    log.info("LR range test stopped after %d steps: %s", len(test.lrs), test.stop_reason)
+    return test.result(
+        optimizer=type(optimizer).__name__,
+        accumulate_grad_batches=accumulate_grad_batches,
+        amp=bool(amp),
+        device=str(device),
+        beta=beta,
+    )
+
+
+def _sweep(
+    test: RangeTest,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: StepFn,
+    batches: Iterator[Any],
+    move: Callable[[Any, torch.device], Any],
+    device: torch.device,
+    accumulate: int,
+    amp: bool,
+    progress_bar: bool,
+) -> None:
+    """The training loop: one recorded point per optimizer step until the range test says stop."""
+    ratios = group_lr_ratios(optimizer)
+    autocast, scaler = _precision(device, amp)
+    try:
+        with tqdm(total=test.num_training, desc="LR range test", disable=not progress_bar, leave=False) as bar:
+            for step in range(test.num_training):
+                lr = test.lr_at(step)
+                set_group_lrs(optimizer, lr, ratios)
+                optimizer.zero_grad(set_to_none=True)
+                total = None
+                for _ in range(accumulate):
+                    batch = move(next(batches), device)
+                    with autocast():
+                        loss = _check_scalar(compute_loss(model, batch))
+                    scaled = loss / accumulate if accumulate > 1 else loss
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    total = loss.detach() if total is None else total + loss.detach()
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                value = total.item() / accumulate  # the one sync per step
+                stop = test.record(lr, value)
+                bar.update(1)
+                bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
+                if stop:
+                    break
+    finally:
+        batches.close()  # type: ignore[attr-defined]  # releases the loader's iterator (and its workers)
+
+
+def _validate(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    train_loader: Iterable[Any],
+    accumulate_grad_batches: int,
+    step_fn: StepFn | None,
+) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}.")
+    group_lr_ratios(optimizer)  # raises on groups whose ratios are undefined
+    if step_fn is None and not callable(loss_fn):
+        raise ValueError("Pass loss_fn(outputs, targets) -> loss, or step_fn(model, batch) -> loss.")
+    if (
+        not isinstance(accumulate_grad_batches, int)
+        or isinstance(accumulate_grad_batches, bool)
+        or accumulate_grad_batches < 1
+    ):
+        raise ValueError(
+            f"accumulate_grad_batches={accumulate_grad_batches!r}: must be an integer >= 1 "
+            "(micro-batches per optimizer step; 1 means no accumulation)."
+        )
+    if not hasattr(train_loader, "__iter__"):
+        raise TypeError(f"train_loader must be iterable (e.g. a DataLoader), got {type(train_loader).__name__}.")
+    length = None
+    with contextlib.suppress(TypeError, NotImplementedError):
+        length = len(train_loader)  # type: ignore[arg-type]
+    if length == 0:
+        raise ValueError(
+            "train_loader is empty (len 0): the range test needs batches. Check the dataset size, and "
+            "drop_last=True with a dataset smaller than the batch size."
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _default_step(loss_fn: Callable[[Any, Any], torch.Tensor]) -> StepFn:
+    def step(model: nn.Module, batch: Any) -> torch.Tensor:
+        inputs, targets = split_batch(batch)
+        return loss_fn(model(inputs), targets)
+
+    return step
+
+
+def _check_scalar(loss: Any) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(
+            f"The loss must be a scalar tensor, got {shape}. Use a reduction (e.g. reduction='mean') "
+            "or return loss.mean() from step_fn."
+        )
+    return loss
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    """Batches of ``loader`` without end: re-iterated at each epoch boundary."""
+    seen = 0
+    while True:
+        before = seen
+        for batch in loader:
+            seen += 1
+            yield batch
+        if seen == before:
+            if seen:
+                raise ValueError(
+                    "train_loader yielded no batches on re-iteration: the range test cycles the loader, so pass a "
+                    "re-iterable one (a DataLoader), not a one-shot iterator."
+                )
+            raise ValueError("train_loader yielded no batches: check the dataset size and drop_last.")
+
+
+def _precision(device: torch.device, amp: bool) -> tuple[Callable[[], Any], Any]:
+    """The autocast context factory and GradScaler (CUDA only) for ``amp``."""
+    if not amp:
+        return contextlib.nullcontext, None
+    if device.type == "cuda":
+        scaler = torch.amp.GradScaler("cuda")
+        return lambda: torch.autocast("cuda", dtype=torch.float16), scaler
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16), None
+
+
+@contextlib.contextmanager
+def _preserved_sampler_generators(loader: Iterable[Any]) -> Iterator[None]:
+    """Restore the state of any ``torch.Generator`` the loader or its samplers own (shuffling draws from them)."""
+    holders = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)]
+    holders.append(getattr(holders[2], "sampler", None))
+    generators = {id(g): g for h in holders if isinstance(g := getattr(h, "generator", None), torch.Generator)}
+    states = [(g, g.get_state()) for g in generators.values()]
+    try:
+        yield
+    finally:
+        for generator, state in states:
+            generator.set_state(state)
