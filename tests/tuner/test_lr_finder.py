@@ -136,6 +136,9 @@ def test_diverges_on_linear_regression_with_sgd() -> None:
     assert result.stop_reason == "diverged"
     assert 0.5 < result.lrs[-1] < 100.0
     assert min(result.losses) < result.losses[0]
+    # The curve fell and blew up: a usable suggestion inside the swept range, below the blow-up.
+    suggested = result.suggestion()
+    assert suggested is not None and 1e-4 < suggested < result.lrs[-1]
 
 
 class _SpySGD(torch.optim.SGD):

@@ -66,3 +66,53 @@ def test_frozen() -> None:
     result = _result([1.0, 2.0])
     with pytest.raises(AttributeError):
         result.stop_reason = "x"  # type: ignore[misc]
+
+
+def _red_dots(ax) -> list:
+    return [line for line in ax.get_lines() if line.get_color() == "red" and line.get_marker() == "o"]
+
+
+def test_plot_returns_figure_with_log_x_and_red_suggestion() -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    result = _result(_valley_curve())
+    fig = result.plot()
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and ax.get_xscale() == "log"
+    (dot,) = _red_dots(ax)
+    outcome = result.suggestion_outcome()
+    assert list(dot.get_xdata()) == [result.lrs[outcome.index]]
+    assert list(dot.get_ydata()) == [result.losses[outcome.index]]
+    assert "completed" in ax.get_title() and ax.get_xlabel().startswith("Learning rate")
+    assert not _red_dots(result.plot(suggest=False).axes[0])
+    plt.close("all")
+
+
+def test_plot_into_given_axes_and_show(monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(1))
+    fig, (left, right) = plt.subplots(1, 2)
+    result = _result(_valley_curve())
+    assert result.plot(ax=right, show=True) is fig
+    assert shown == [1] and right.get_xscale() == "log" and not left.get_lines()
+    plt.close("all")
+
+
+def test_plot_without_suggestion_and_with_nan() -> None:
+    import matplotlib.pyplot as plt
+
+    fig = _result([1.0, 1.0, math.nan], stop_reason="non_finite_loss").plot()
+    assert not _red_dots(fig.axes[0]) and any("no suggestion" in t.get_text() for t in fig.axes[0].texts)
+    plt.close("all")
+
+
+def test_importing_the_finder_does_not_import_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, traenslenzor.tuner.lr_finder, traenslenzor.tuner.lr_result; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -114,11 +114,14 @@ class LRFinderResult:
 
         return plot_lr_finder(self, suggest=suggest, show=show, ax=ax)
 
-    def diagnostics(self) -> list[Finding]:
-        """Automatic advice on the curve (never decreased, too noisy, diverged at once, ...); empty if healthy."""
+    def diagnostics(self, method: str | None = None) -> list[Finding]:
+        """Automatic advice on the curve (never decreased, too noisy, diverged at once, ...); empty if healthy.
+
+        ``method`` is the suggestion rule whose answer is judged (None: the default rule).
+        """
         from traenslenzor.tuner.lr_diagnostics import diagnose
 
-        return diagnose(self)
+        return diagnose(self, method=method)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite losses as None)."""

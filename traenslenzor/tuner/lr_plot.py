@@ -1,0 +1,90 @@
+"""Plot of an LR range test: loss against learning rate on a log axis, with the suggested LR as a red dot.
+
+Reading it (see ``docs/lr_finder.md``): the loss is flat where the LR is too low, falls where training works, and
+blows up where the LR is too high; a good LR sits where the loss still falls steeply, before the bottom. The faint
+line is the raw per-step loss, the solid one the bias-corrected EMA the suggestion reads.
+
+matplotlib is imported inside the functions only, so that the tuner imports without it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from traenslenzor.tuner.lr_result import LRFinderResult
+
+SUGGESTION_COLOR = "red"
+
+
+def plot_lr_finder(
+    result: LRFinderResult,
+    suggest: bool = True,
+    show: bool = False,
+    ax: Axes | None = None,
+    method: str | None = None,
+) -> Figure:
+    """Draw ``result`` and return the Figure.
+
+    Args:
+        result: the range test to draw.
+        suggest: mark the suggested LR (rule ``method``, default rule if None) with a red dot.
+        show: call ``plt.show()`` afterwards.
+        ax: draw into these axes instead of a new figure.
+        method: the suggestion rule to mark.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+    else:
+        fig = ax.figure
+    lrs, smoothed = list(result.lrs), list(result.losses)
+    ax.plot(lrs, list(result.raw_losses), color="tab:blue", alpha=0.3, linewidth=1, label="loss (raw)")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="loss (smoothed)")
+    ax.set_xscale("log")
+    ax.set_xlabel("Learning rate (log scale)")
+    ax.set_ylabel("Loss")
+    ax.set_title(f"LR range test ({len(lrs)} steps, stopped: {result.stop_reason or 'unknown'})")
+    _limit_y(ax, smoothed, list(result.raw_losses))
+    if suggest:
+        _mark_suggestion(ax, result, method)
+    ax.grid(True, which="both", alpha=0.3)
+    if lrs:
+        ax.legend(loc="best")
+    if show:
+        plt.show()
+    return fig
+
+
+def _mark_suggestion(ax: Axes, result: LRFinderResult, method: str | None) -> None:
+    outcome = result.suggestion_outcome(method=method)
+    if outcome.index is None:
+        ax.text(0.02, 0.02, f"no suggestion: {outcome.reason}", transform=ax.transAxes, fontsize=8, wrap=True)
+        return
+    lr, loss = result.lrs[outcome.index], result.losses[outcome.index]
+    ax.plot(
+        [lr],
+        [loss],
+        marker="o",
+        markersize=10,
+        linestyle="none",
+        color=SUGGESTION_COLOR,
+        zorder=3,
+        label=f"suggested lr = {lr:.2e} ({outcome.method})",
+    )
+
+
+def _limit_y(ax: Axes, smoothed: list[float], raw: list[float]) -> None:
+    """Keep the y-axis on the smoothed curve so that a last exploding raw loss does not flatten everything."""
+    finite = [v for v in smoothed if math.isfinite(v)]
+    if not finite:
+        return
+    low = min([*finite, *(v for v in raw if math.isfinite(v))])
+    high = max(finite)
+    pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.05, 1e-3)
+    ax.set_ylim(low - pad, high + pad)
