@@ -346,3 +346,16 @@ def test_bad_input_raises_before_any_training_step(kwargs, match) -> None:
         find_lr(model, optimizer, loss_fn, loader, progress_bar=False, **kwargs)
     assert forwards == [] and getattr(loader, "taken", 0) == 0
     _assert_identical(before, _fingerprint(model, optimizer))
+
+
+@pytest.mark.gpu
+def test_cuda_amp_with_grad_scaler_restores_exactly() -> None:
+    model = _model().cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = _loader()  # CPU batches: find_lr moves them to the model's device
+    before = _fingerprint(model, optimizer)
+    cuda_rng = torch.cuda.get_rng_state_all()
+    result = find_lr(model, optimizer, _ce, loader, num_training=10, amp=True, progress_bar=False)
+    assert len(result.lrs) >= 2 and result.metadata["device"].startswith("cuda") and result.metadata["amp"] is True
+    _assert_identical(before, _fingerprint(model, optimizer))
+    assert all(torch.equal(a, b) for a, b in zip(cuda_rng, torch.cuda.get_rng_state_all(), strict=True))
