@@ -1,0 +1,230 @@
+"""The trial runner and the plain-PyTorch entry point: OOM handling, caps, budget, restore, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, find_batch_size, search_batch_size
+from traenslenzor.tuner.batch_result import BatchSizeResult
+from traenslenzor.tuner.memory import _status_kib, cpu_peak_supported
+
+MIB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models: with 2 intra-op threads on a busy 2-core machine every op waits ~50 ms on the OpenMP barrier.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FakeDevice:
+    """``run_trial`` that raises a real CUDA OOM error from ``oom_from`` and records every call."""
+
+    def __init__(self, oom_from: float = float("inf"), error: BaseException | None = None):
+        self.oom_from = oom_from
+        self.error = error
+        self.calls: list[int] = []
+        self.restores = 0
+
+    def run_trial(self, size: int) -> float | None:
+        self.calls.append(size)
+        if self.error is not None:
+            raise self.error
+        if size >= self.oom_from:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {size} MiB.")
+        return None
+
+    def restore(self) -> None:
+        self.restores += 1
+
+
+def search(device: FakeDevice, **kwargs) -> BatchSizeResult:
+    kwargs.setdefault("device", "cpu")
+    return search_batch_size(device.run_trial, between_trials=device.restore, progress_bar=False, **kwargs)
+
+
+def test_power_search_runs_trials_and_restores_after_each() -> None:
+    fake = FakeDevice(oom_from=100)
+    result = search(fake, mode="power")
+    assert fake.calls == [2, 4, 8, 16, 32, 64, 128]
+    assert result.batch_size == 64 and result.mode == "power"
+    assert [t.fits for t in result.trials] == [True] * 6 + [False]
+    assert "CUDA out of memory" in result.trials[-1].error
+    assert fake.restores == 7
+
+
+def test_init_val_is_the_first_trial_and_every_answer_ran() -> None:
+    for mode in ("power", "binsearch", "auto", "throughput"):
+        fake = FakeDevice(oom_from=50)
+        result = search(fake, mode=mode, init_val=5)
+        assert fake.calls[0] == 5
+        assert result.chosen_trial.fits  # raises StopIteration if the chosen size never ran
+
+
+def test_max_val_and_dataset_caps() -> None:
+    fake = FakeDevice()
+    assert search(fake, mode="power", max_val=100).batch_size == 100
+    assert fake.calls[-1] == 100
+    fake = FakeDevice()
+    assert search(fake, mode="binsearch", dataset_len=37, margin=0.0).batch_size == 37
+    assert max(fake.calls) == 37
+    fake = FakeDevice()
+    assert search(fake, mode="power", init_val=64, dataset_len=10).batch_size == 10
+    assert fake.calls == [10]
+
+
+def test_max_trials_stops_with_a_tried_size() -> None:
+    fake = FakeDevice()
+    result = search(fake, mode="power", max_trials=3)
+    assert fake.calls == [2, 4, 8] and result.batch_size == 8
+    assert "max_trials=3" in result.reason
+
+
+def test_oom_at_size_one_is_a_clear_error() -> None:
+    fake = FakeDevice(oom_from=1)
+    with pytest.raises(BatchSizeNotFoundError, match="Even batch size 1") as info:
+        search(fake, mode="binsearch")
+    assert "16-mixed" in str(info.value) and "gradient accumulation" in str(info.value)
+    assert "resolution" in str(info.value)
+    assert fake.calls == [2, 1] and fake.restores == 2
+
+
+def test_no_fit_within_max_trials_names_the_fix() -> None:
+    with pytest.raises(BatchSizeNotFoundError, match="max_trials"):
+        search(FakeDevice(oom_from=1), mode="power", init_val=64, max_trials=2)
+
+
+@pytest.mark.parametrize("error", [ValueError("bad target shape"), RuntimeError("CUDA error: device-side assert")])
+def test_non_oom_errors_propagate_after_restore(error: BaseException) -> None:
+    fake = FakeDevice(error=error)
+    with pytest.raises(type(error), match=str(error)):
+        search(fake, mode="power")
+    assert fake.calls == [2] and fake.restores == 1
+
+
+def test_keyboard_interrupt_propagates_after_restore() -> None:
+    fake = FakeDevice(error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        search(fake, mode="auto")
+    assert fake.restores == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "exhaustive"}, "Unknown batch-size search mode"),
+        ({"init_val": 0}, "init_val"),
+        ({"max_val": 1, "init_val": 2}, "max_val"),
+        ({"max_trials": 0}, "max_trials"),
+        ({"margin": 1.0}, "margin"),
+        ({"margin": -0.1}, "margin"),
+        ({"steps_per_trial": 0}, "steps_per_trial"),
+        ({"max_memory": 1.5}, "max_memory"),
+        ({"dataset_len": 0}, "empty"),
+    ],
+)
+def test_bad_arguments_fail_before_any_trial(kwargs: dict, match: str) -> None:
+    fake = FakeDevice()
+    with pytest.raises(ValueError, match=match):
+        search(fake, **kwargs)
+    assert fake.calls == []
+
+
+def test_throughput_uses_the_timed_steps() -> None:
+    # run_trial reports 0.5 s for steps 2..4 (3 timed steps) -> samples/s = 3 * b / 0.5 = 6 b
+    result = search_batch_size(lambda b: 0.5, mode="power", max_val=8, steps_per_trial=4, progress_bar=False)
+    assert [t.samples_per_sec for t in result.trials] == pytest.approx([12.0, 24.0, 48.0])
+
+
+@pytest.mark.skipif(not cpu_peak_supported(), reason="needs Linux /proc/self/clear_refs")
+@pytest.mark.parametrize("mode", ["binsearch", "auto"])
+def test_real_cpu_budget_counts_overruns_as_not_fitting(mode: str) -> None:
+    def allocate(size: int) -> None:
+        block = torch.ones(size * MIB // 4)  # a trial needs `size` MiB more
+        del block
+
+    budget = _status_kib("VmRSS") + 40 * MIB
+    result = search_batch_size(allocate, mode=mode, max_memory=budget, device="cpu", progress_bar=False)
+    over = [t for t in result.trials if not t.fits]
+    assert over and all("exceeds the budget" in t.error for t in over)
+    assert all(t.peak_memory <= budget for t in result.trials if t.fits)
+    assert 30 <= result.batch_size <= 40
+
+
+class Guarded(nn.Module):
+    """A small model that raises the CPU allocator's OOM message for batches of ``oom_from`` or more."""
+
+    def __init__(self, oom_from: int):
+        super().__init__()
+        self.oom_from = oom_from
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] >= self.oom_from:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+        return self.body(x)
+
+
+def _setup(oom_from: int) -> tuple[nn.Module, torch.optim.Optimizer, torch.utils.data.Dataset]:
+    model = Guarded(oom_from)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = torch.utils.data.TensorDataset(torch.randn(200, 4), torch.randint(0, 3, (200,)))
+    return model, optimizer, data
+
+
+def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple:
+    return {k: v.clone() for k, v in model.state_dict().items()}, dict(optimizer.state), model.training
+
+
+def _assert_same(model: nn.Module, optimizer: torch.optim.Optimizer, before: tuple) -> None:
+    state, opt_state, training = before
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert dict(optimizer.state) == opt_state and model.training == training
+
+
+@pytest.mark.parametrize("mode", ["power", "binsearch", "auto", "throughput"])
+def test_find_batch_size_trains_and_restores(mode: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model, optimizer, data = _setup(oom_from=50)
+    model.eval()
+    before = _snapshot(model, optimizer)
+    result = find_batch_size(model, optimizer, nn.CrossEntropyLoss(), data, mode=mode, progress_bar=False)
+    _assert_same(model, optimizer, before)
+    assert result.batch_size < 50 and result.chosen_trial.fits
+    assert all(t.batch_size <= 200 for t in result.trials)
+    assert os.listdir(tmp_path) == []
+
+
+def test_find_batch_size_oom_at_one_restores_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model, optimizer, data = _setup(oom_from=1)
+    before = _snapshot(model, optimizer)
+    with pytest.raises(BatchSizeNotFoundError, match="Even batch size 1"):
+        find_batch_size(model, optimizer, nn.CrossEntropyLoss(), data, progress_bar=False)
+    _assert_same(model, optimizer, before)
+    assert os.listdir(tmp_path) == []
+
+
+def test_find_batch_size_caps_at_dataset_length() -> None:
+    model, optimizer, _ = _setup(oom_from=10**6)
+    data = torch.utils.data.TensorDataset(torch.randn(24, 4), torch.randint(0, 3, (24,)))
+    result = find_batch_size(model, optimizer, nn.CrossEntropyLoss(), data, mode="power", progress_bar=False)
+    assert result.batch_size == 24 and max(t.batch_size for t in result.trials) == 24
+
+
+def test_result_serialises_and_plots() -> None:
+    result = search(FakeDevice(oom_from=40), mode="binsearch")
+    data = json.loads(result.to_json())
+    assert data["batch_size"] == result.batch_size and len(data["trials"]) == result.num_trials
+    assert BatchSizeResult.from_dict(data) == result
+    fig = result.plot()
+    assert fig.axes and "binsearch" in fig.axes[0].get_title()

@@ -1,0 +1,316 @@
+"""Batch-size search policies: which size to try next, given the outcomes so far.
+
+A policy is a small pure object. The runner (:func:`traenslenzor.tuner.batch_finder.search_batch_size`) asks it
+for a size with :meth:`SearchPolicy.propose`, runs the trial, and feeds the outcome back with
+:meth:`SearchPolicy.observe`; ``propose`` returning None means the search is over and :attr:`SearchPolicy.best`
+holds the answer. Policies never touch a model, so their size sequences are tested with plain lists of outcomes.
+
+Every policy honours the same rules: the first trial is ``init_val`` (capped at ``max_val``), no size above
+``max_val`` is proposed, and ``best`` is always a size that was run and fitted.
+
+Policies:
+    ``power``: double from ``init_val`` until a size fails or ``max_val`` is reached (as Lightning's ``power``).
+    ``binsearch``: ``power``, then bisection between the last fit and the first failure, then the ``margin``
+        safety reduction, itself verified by a trial (as Lightning's ``binsearch``, which returns it untested).
+    ``auto``: fit an affine memory model ``peak(b) = a + c*b`` to the peaks measured at small sizes, jump to the
+        largest size the model puts under the memory budget, verify, and close the gap to within ``margin``
+        (galloping down from a failure, then bisection). Falls back to ``binsearch`` growth while no budget or
+        no reliable memory slope is known.
+    ``throughput``: double while samples/s keeps improving, then choose the smallest size whose throughput is
+        within 5 % of the best measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .batch_result import BatchSizeTrial
+
+THROUGHPUT_TOLERANCE = 0.05  # "within 5 % of the best throughput"
+
+
+def margin_target(size: int, margin: float) -> int:
+    """``size`` reduced by at most ``margin`` (rounded up, at least 1): the binsearch safety buffer.
+
+    Lightning rounds down (``int(999 * 0.95) = 949``, a 5.005 % cut); rounding up keeps the cut within ``margin``.
+    """
+    return max(1, math.ceil(size * (1.0 - margin) - 1e-9))
+
+
+def within_tolerance(low: int, high: int, margin: float) -> bool:
+    """Whether the bracket (``low`` fits, ``high`` fails) is narrow enough: ``high - low <= max(1, margin*high)``."""
+    return high - low <= max(1, math.floor(margin * high))
+
+
+def fit_affine(sizes: Sequence[float], peaks: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``(intercept, slope)`` of ``peaks`` against ``sizes`` (at least two distinct sizes)."""
+    n = len(sizes)
+    if n < 2 or len(set(sizes)) < 2:
+        raise ValueError("fit_affine needs at least two distinct sizes")
+    mean_b = sum(sizes) / n
+    mean_p = sum(peaks) / n
+    var = sum((b - mean_b) ** 2 for b in sizes)
+    slope = sum((b - mean_b) * (p - mean_p) for b, p in zip(sizes, peaks, strict=True)) / var
+    return mean_p - slope * mean_b, slope
+
+
+def predict_max_size(intercept: float, slope: float, budget: float) -> int | None:
+    """The largest ``b`` with ``intercept + slope*b <= budget`` (None if the slope is not positive)."""
+    if slope <= 0:
+        return None
+    return math.floor((budget - intercept) / slope)
+
+
+class SearchPolicy:
+    """Shared bookkeeping: trials seen, largest fit, smallest failure above it, the finishing reason."""
+
+    name = "base"
+
+    def __init__(self, *, init_val: int = 2, max_val: int = 8192, margin: float = 0.05, budget: int | None = None):
+        self.init_val = min(init_val, max_val)
+        self.max_val = max_val
+        self.margin = margin
+        self.budget = budget
+        self.trials: list[BatchSizeTrial] = []
+        self.reason = "not started"
+
+    def observe(self, trial: BatchSizeTrial) -> None:
+        self.trials.append(trial)
+
+    def propose(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def best(self) -> int | None:
+        """The answer so far: the largest size that fitted (None if none did)."""
+        return self.low or None
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    @property
+    def low(self) -> int:
+        """Largest size that fitted, 0 if none."""
+        return max((t.batch_size for t in self.trials if t.fits), default=0)
+
+    @property
+    def high(self) -> int | None:
+        """Smallest failed size above :attr:`low`, None if none failed there."""
+        low = self.low
+        return min((t.batch_size for t in self.trials if not t.fits and t.batch_size > low), default=None)
+
+    def tried(self, size: int) -> bool:
+        return any(t.batch_size == size for t in self.trials)
+
+    def _finish(self, reason: str) -> None:
+        self.reason = reason
+
+    def _descend(self) -> int | None:
+        """Nothing fitted yet: halve the smallest failed size (None once size 1 failed)."""
+        smallest = min(t.batch_size for t in self.trials)
+        if smallest <= 1:
+            self._finish("batch size 1 does not fit")
+            return None
+        return smallest // 2
+
+    def _grow(self) -> int | None:
+        """Everything fitted so far: double the largest fit, capped at ``max_val`` (None once it is reached)."""
+        low = self.low
+        if low >= self.max_val:
+            self._finish(f"reached max_val={self.max_val}")
+            return None
+        return min(2 * low, self.max_val)
+
+
+class PowerSearch(SearchPolicy):
+    """Double until a size fails or ``max_val`` is reached; the answer is the last size that fitted."""
+
+    name = "power"
+
+    def propose(self) -> int | None:
+        if not self.trials:
+            return self.init_val
+        if self.low == 0:
+            return self._descend()
+        if self.high is not None:
+            self._finish(f"batch size {self.high} does not fit")
+            return None
+        return self._grow()
+
+
+class BinarySearch(SearchPolicy):
+    """Double until a failure, bisect between the last fit and the first failure, then verify the margin cut."""
+
+    name = "binsearch"
+
+    def propose(self) -> int | None:
+        if not self.trials:
+            return self.init_val
+        low, high = self.low, self.high
+        if low == 0:
+            return self._descend()
+        if high is None:
+            size = self._grow()
+            if size is not None:
+                return size
+        elif high - low > 1:
+            return (low + high) // 2
+        return self._propose_margin(low)
+
+    def _propose_margin(self, low: int) -> int | None:
+        target = margin_target(low, self.margin)
+        if target < low and not self.tried(target):
+            return target
+        if high := self.high:
+            self._finish(f"largest fit {low} (batch size {high} does not fit); margin {self.margin:.0%} applied")
+        else:
+            self._finish(f"reached max_val={self.max_val}; margin {self.margin:.0%} applied")
+        return None
+
+    @property
+    def best(self) -> int | None:
+        """The margin-reduced size once verified; before that (or if it failed) the largest fit below it."""
+        low = self.low
+        if low == 0:
+            return None
+        target = margin_target(low, self.margin)
+        fits_below = [t.batch_size for t in self.trials if t.fits and t.batch_size <= target]
+        if not fits_below:
+            return low
+        return max(fits_below)
+
+
+class AutoSearch(SearchPolicy):
+    """Model peak memory as affine in the batch size, jump to the predicted limit, verify, refine to ``margin``.
+
+    Phases, all driven by the outcomes so far:
+
+    1. *Probe*: double from ``init_val`` (like ``power``) until two fitting sizes, the larger at least twice the
+       smaller, differ in measured peak by more than the measurement noise (``min_rel_delta`` of the peak).
+    2. *Jump*: propose the largest size the model ``peak(b) = a + c*b`` (through the two largest fits) puts
+       under the budget. A fit there refits the model with a far point and may propose once more.
+    3. *Refine*: with a bracket (largest fit ``low``, smallest failure ``high``) wider than ``margin``: if the
+       failure measured a peak (over budget), interpolate the budget crossing (alternating with bisection); after
+       an out-of-memory failure, gallop down from it in steps of ``margin``, doubling after each further failure,
+       while that stays above the bracket's middle; otherwise bisect.
+
+    Without a budget or memory readings it degrades to ``binsearch`` growth with a ``margin`` bracket.
+    """
+
+    name = "auto"
+    min_rel_delta = 0.02  # peak differences below 2 % are treated as noise (CPU RSS jitter)
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._last_side: str | None = None  # the bracket end the previous interpolation moved
+
+    def propose(self) -> int | None:
+        if not self.trials:
+            return self.init_val
+        low, high = self.low, self.high
+        if low == 0:
+            return self._descend()
+        if high is None:
+            return self._propose_open(low)
+        if within_tolerance(low, high, self.margin):
+            self._finish(f"largest fit {low} is within {self.margin:.0%} of the first failure {high}")
+            return None
+        return self._propose_bracket(low, high)
+
+    def _model(self) -> tuple[float, float] | None:
+        """``(intercept, slope)`` through the two largest fits with peaks, if they are far enough apart."""
+        points = sorted((t.batch_size, t.peak_memory) for t in self.trials if t.fits and t.peak_memory is not None)
+        if self.budget is None or len(points) < 2:
+            return None
+        (b1, p1), (b2, p2) = points[-2], points[-1]
+        if b2 < 2 * b1 or p2 - p1 <= self.min_rel_delta * p2:
+            return None
+        return fit_affine([b1, b2], [p1, p2])
+
+    def _propose_open(self, low: int) -> int | None:
+        model = self._model()
+        if model is None or low >= self.max_val:
+            return self._grow()
+        predicted = predict_max_size(*model, self.budget)
+        if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, self.margin):
+            self._finish(f"memory model puts the limit within {self.margin:.0%} of the largest fit {low}")
+            return None
+        return min(predicted, self.max_val)
+
+    def _propose_bracket(self, low: int, high: int) -> int:
+        last = self.trials[-1]
+        fail = next(t for t in self.trials if t.batch_size == high and not t.fits)
+        fit = next(t for t in self.trials if t.fits and t.batch_size == low)
+        if self.budget is not None and fail.peak_memory is not None and fit.peak_memory is not None:
+            return self._interpolate(fit, fail, last.fits)
+        middle = (low + high) // 2
+        if last is fail:
+            # Gallop down from the failure: the model was nearly right, so the limit is most likely just below.
+            failures_above = sum(not t.fits for t in self.trials if t.batch_size > low)
+            step = max(1, math.floor(self.margin * high)) * 2 ** (failures_above - 1)
+            if high - step > middle:
+                return high - step
+        return middle
+
+    def _interpolate(self, fit: BatchSizeTrial, fail: BatchSizeTrial, moved_low: bool) -> int:
+        """Where the line between the bracket's two measured peaks crosses the budget (Illinois regula falsi).
+
+        When the same end of the bracket moved twice in a row, the other end's distance to the budget is halved,
+        which keeps a curved memory profile from pinning one end (superlinear instead of linear convergence).
+        """
+        below = self.budget - fit.peak_memory  # > 0
+        above = fail.peak_memory - self.budget  # > 0
+        side = "low" if moved_low else "high"
+        if side == self._last_side:
+            above, below = (above / 2, below) if moved_low else (above, below / 2)
+        self._last_side = side
+        size = fit.batch_size + math.floor(below * (fail.batch_size - fit.batch_size) / (below + above))
+        return min(max(size, fit.batch_size + 1), fail.batch_size - 1)
+
+
+class ThroughputSearch(SearchPolicy):
+    """Double while samples/s improves, then take the smallest size within 5 % of the best throughput.
+
+    Growth stops at the first failure, at ``max_val``, or after ``patience`` doublings in a row that did not raise
+    the best throughput by more than the tolerance (the curve has flattened; larger batches only cost memory).
+    """
+
+    name = "throughput"
+    patience = 2
+
+    def propose(self) -> int | None:
+        if not self.trials:
+            return self.init_val
+        if self.low == 0:
+            return self._descend()
+        if self.high is not None:
+            self._finish(f"batch size {self.high} does not fit")
+            return None
+        if self._stalled():
+            self._finish(f"throughput stopped improving by more than {THROUGHPUT_TOLERANCE:.0%}")
+            return None
+        return self._grow()
+
+    def _stalled(self) -> bool:
+        fits = [t for t in self.trials if t.fits and t.samples_per_sec is not None]
+        if len(fits) <= self.patience:
+            return False
+        best_before = max(t.samples_per_sec for t in fits[: -self.patience])
+        recent = max(t.samples_per_sec for t in fits[-self.patience :])
+        return recent <= best_before * (1.0 + THROUGHPUT_TOLERANCE)
+
+    @property
+    def best(self) -> int | None:
+        fits = [t for t in self.trials if t.fits]
+        measured = [t for t in fits if t.samples_per_sec is not None]
+        if not measured:
+            return max((t.batch_size for t in fits), default=None)
+        top = max(t.samples_per_sec for t in measured)
+        return min(t.batch_size for t in measured if t.samples_per_sec >= (1.0 - THROUGHPUT_TOLERANCE) * top)
+
+
+SEARCH_POLICIES: dict[str, type[SearchPolicy]] = {
+    "power": PowerSearch,
+    "binsearch": BinarySearch,
+    "auto": AutoSearch,
+    "throughput": ThroughputSearch,
+}
