@@ -1,0 +1,196 @@
+"""Drop-in replacement for ``lightning.pytorch.tuner.Tuner``: ``Tuner(trainer).lr_find(...)`` and
+``Tuner(trainer).scale_batch_size(...)`` with Lightning 2.6's signatures, plus the two callbacks.
+
+Switching is a one-line import change::
+
+    from traenslenzor.tuner import Tuner        # was: from lightning.pytorch.tuner import Tuner
+
+Each Tuner call attaches the matching callback to the trainer, runs ``trainer.fit`` (or ``validate``/``test``/
+``predict``) only as far as ``on_fit_start`` (or the stage's start), where the callback searches and then ends the
+call, and detaches it again. Argument errors and a missing LR/batch-size attribute are raised before that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BatchSizeFinder as LightningBatchSizeFinder
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
+from lightning.pytorch.utilities import rank_zero_warn
+
+from traenslenzor.tuner.lightning_attrs import (
+    MissingAttributeError,
+    TunerConfigurationError,
+    batch_size_holders,
+    lr_holders,
+)
+from traenslenzor.tuner.lightning_batch import BatchSizeFinder
+from traenslenzor.tuner.lightning_lr import LearningRateFinder
+from traenslenzor.tuner.lr_result import LRFinderResult
+
+__all__ = [
+    "BatchSizeFinder",
+    "LearningRateFinder",
+    "MissingAttributeError",
+    "Tuner",
+    "TunerConfigurationError",
+]
+
+METHODS = ("fit", "validate", "test", "predict")
+
+
+class Tuner:
+    """Tunes the learning rate and batch size of a Lightning ``Trainer``'s model before training.
+
+    Args:
+        trainer: the ``lightning.pytorch.Trainer`` that will train the model (its accelerator, strategy and
+            precision are used for the search).
+    """
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        self._trainer = trainer
+
+    def scale_batch_size(
+        self,
+        model: pl.LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        dataloaders: Any = None,
+        datamodule: pl.LightningDataModule | None = None,
+        method: Literal["fit", "validate", "test", "predict"] = "fit",
+        mode: str = "power",
+        steps_per_trial: int = 3,
+        init_val: int = 2,
+        max_trials: int = 25,
+        batch_arg_name: str = "batch_size",
+        margin: float = 0.05,
+        max_val: int = 8192,
+        *,
+        max_memory: int | None = None,
+        progress_bar: bool = True,
+    ) -> int | None:
+        """Find the largest batch size that fits, write it to every holder of ``batch_arg_name``, and return it.
+
+        Arguments as Lightning's ``Tuner.scale_batch_size``; ``max_memory`` (bytes) additionally holds trials to a
+        memory budget. Returns None (with a warning) under ``fast_dev_run``. Runs under DDP: every rank measures,
+        all adopt the smallest size.
+        """
+        _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
+        _check_no_finder(self._trainer, (BatchSizeFinder, LightningBatchSizeFinder), "BatchSizeFinder")
+        finder = BatchSizeFinder(
+            mode,
+            steps_per_trial,
+            init_val,
+            max_trials,
+            batch_arg_name,
+            margin,
+            max_val,
+            max_memory=max_memory,
+            progress_bar=progress_bar,
+        )
+        if _is_dataloader_arg(train_dataloaders) or _is_dataloader_arg(dataloaders):
+            raise TunerConfigurationError(
+                "The batch size finder cannot be used with dataloaders passed directly: it rebuilds the dataloader "
+                "at each size. Pass a datamodule, or define the *_dataloader hook on the model."
+            )
+        batch_size_holders(model, _datamodule_of(train_dataloaders, datamodule), batch_arg_name)
+        if self._trainer.fast_dev_run:
+            rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
+            return None
+        finder._early_exit = True
+        with _attached(self._trainer, finder):
+            _run(self._trainer, method, model, train_dataloaders, val_dataloaders, dataloaders, datamodule)
+        return finder.optimal_batch_size
+
+    def lr_find(
+        self,
+        model: pl.LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        dataloaders: Any = None,
+        datamodule: pl.LightningDataModule | None = None,
+        method: Literal["fit", "validate", "test", "predict"] = "fit",
+        min_lr: float = 1e-8,
+        max_lr: float = 1,
+        num_training: int = 100,
+        mode: str = "exponential",
+        early_stop_threshold: float | None = 4.0,
+        update_attr: bool = True,
+        attr_name: str = "",
+        *,
+        progress_bar: bool = True,
+    ) -> LRFinderResult | None:
+        """Run the LR range test and return its :class:`LRFinderResult` (``.results``, ``.suggestion()``,
+        ``.plot()``); with ``update_attr`` the suggestion is written to every LR holder and the live optimizer.
+
+        Arguments as Lightning's ``Tuner.lr_find``. Returns None (with a warning) under ``fast_dev_run``.
+        """
+        _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
+        if method != "fit":
+            raise TunerConfigurationError(
+                f"method={method!r}: method='fit' is the only valid configuration to run lr finder."
+            )
+        _check_no_finder(self._trainer, (LearningRateFinder, LightningLearningRateFinder), "LearningRateFinder")
+        finder = LearningRateFinder(
+            min_lr, max_lr, num_training, mode, early_stop_threshold, update_attr, attr_name, progress_bar=progress_bar
+        )
+        if update_attr:
+            lr_holders(model, _datamodule_of(train_dataloaders, datamodule), attr_name)
+        if self._trainer.fast_dev_run:
+            rank_zero_warn("Skipping learning rate finder since `fast_dev_run` is enabled.")
+            return None
+        finder._early_exit = True
+        with _attached(self._trainer, finder):
+            self._trainer.fit(model, train_dataloaders, val_dataloaders, datamodule)
+        return finder.optimal_lr
+
+
+def _check_method(method: str, train_dataloaders: Any, val_dataloaders: Any, dataloaders: Any) -> None:
+    if method not in METHODS:
+        raise TunerConfigurationError(f"method {method!r} is invalid. Should be one of {METHODS}.")
+    if method == "fit" and dataloaders is not None:
+        raise TunerConfigurationError(
+            "In tuner with method='fit', `dataloaders` argument should be None, please consider setting "
+            "`train_dataloaders` and `val_dataloaders` instead."
+        )
+    if method != "fit" and (train_dataloaders is not None or val_dataloaders is not None):
+        raise TunerConfigurationError(
+            f"In tuner with `method`={method!r}, `train_dataloaders` and `val_dataloaders` arguments should be "
+            "None, please consider setting `dataloaders` instead."
+        )
+
+
+def _check_no_finder(trainer: pl.Trainer, kinds: tuple[type, ...], name: str) -> None:
+    if any(isinstance(cb, kinds) for cb in trainer.callbacks):
+        raise TunerConfigurationError(
+            f"Trainer is already configured with a `{name}` callback. Please remove it if you want to use the Tuner."
+        )
+
+
+def _datamodule_of(train_dataloaders: Any, datamodule: Any) -> Any:
+    # Lightning accepts a datamodule in the train_dataloaders slot.
+    return train_dataloaders if isinstance(train_dataloaders, pl.LightningDataModule) else datamodule
+
+
+def _is_dataloader_arg(value: Any) -> bool:
+    return value is not None and not isinstance(value, pl.LightningDataModule)
+
+
+@contextmanager
+def _attached(trainer: pl.Trainer, callback: Callback) -> Iterator[None]:
+    trainer.callbacks = [callback, *trainer.callbacks]
+    try:
+        yield
+    finally:
+        trainer.callbacks = [cb for cb in trainer.callbacks if cb is not callback]
+
+
+def _run(trainer: pl.Trainer, method: str, model: Any, train: Any, val: Any, dataloaders: Any, dm: Any) -> None:
+    if method == "fit":
+        trainer.fit(model, train, val, dm)
+    else:
+        getattr(trainer, method)(model, dataloaders, datamodule=dm)

@@ -1,0 +1,231 @@
+"""``BatchSizeFinder``: the largest batch size that fits, as a Lightning callback.
+
+Same parameters and hooks as ``lightning.pytorch.callbacks.BatchSizeFinder``. The search policy, OOM handling and
+memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch_finder.search_batch_size`); this module
+only says how one trial runs in a Lightning project: write the size to every holder of ``batch_arg_name``, rebuild
+the dataloader from the datamodule's (or model's) hook, and run ``steps_per_trial`` steps of the stage.
+
+What differs from Lightning (each a Lightning defect, each with a regression test):
+
+- the first trial runs at ``init_val`` (Lightning's first trial uses the dataloader built before the change);
+- the returned size was tested (Lightning returns a ``max_val`` cap or a binsearch margin it never ran);
+- out of memory at batch size 1 is a clear error, and no checkpoint file is ever written;
+- MPS/XPU/HIP out-of-memory errors are recognised (``is_oom_error``);
+- it runs under DDP: each rank measures on its own (no collectives during trials), all adopt the smallest size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sized
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from traenslenzor.tuner.batch_finder import search_batch_size
+from traenslenzor.tuner.batch_search import SEARCH_POLICIES
+from traenslenzor.tuner.lightning_attrs import AttrHolders, TunerConfigurationError, batch_size_holders
+from traenslenzor.tuner.lightning_private import end_tuning_run
+from traenslenzor.tuner.lightning_steps import search_isolation, trial_steps
+from traenslenzor.tuner.state import preserved_training_state
+
+log = logging.getLogger(__name__)
+
+# The dataloader hook each trainer entry point reads.
+LOADER_HOOKS = {
+    "fit": "train_dataloader",
+    "validate": "val_dataloader",
+    "test": "test_dataloader",
+    "predict": "predict_dataloader",
+}
+
+
+def _check_settings(
+    mode: str,
+    steps_per_trial: int,
+    init_val: int,
+    max_trials: int,
+    margin: float,
+    max_val: int,
+    supported: tuple[str, ...],
+) -> None:
+    if mode not in supported:
+        raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {supported}.")
+    for name, value in (
+        ("steps_per_trial", steps_per_trial),
+        ("init_val", init_val),
+        ("max_trials", max_trials),
+        ("max_val", max_val),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TunerConfigurationError(f"{name}={value!r}: must be a positive integer.")
+    if init_val > max_val:
+        raise TunerConfigurationError(f"init_val={init_val} is above max_val={max_val}; lower init_val.")
+    if not 0.0 <= margin < 1.0:
+        raise TunerConfigurationError(f"margin={margin!r}: `margin` should be between 0 and 1 (0.05 is usual).")
+
+
+class BatchSizeFinder(Callback):
+    """Finds the largest batch size that fits at the start of ``fit``/``validate``/``test``/``predict``.
+
+    Args:
+        mode: ``"power"`` (double until out of memory), ``"binsearch"`` (then bisect, then apply ``margin``), or
+            one of the engine's other policies (``traenslenzor.tuner.batch_search.SEARCH_POLICIES``).
+        steps_per_trial: steps run at each size.
+        init_val: the first size tried.
+        max_trials: at most this many trials.
+        batch_arg_name: the attribute (on model, ``model.hparams``, datamodule, ``datamodule.hparams``) that the
+            dataloader hook reads; the found size is written to every holder.
+        margin: binsearch safety reduction (0 <= margin < 1).
+        max_val: the largest size tried.
+        max_memory: optional memory budget in bytes the trials are held to (engine option).
+        progress_bar: show a progress bar on rank 0.
+
+    After the search :attr:`optimal_batch_size` holds the size and :attr:`result` the engine's
+    :class:`~traenslenzor.tuner.BatchSizeResult` (every trial).
+    """
+
+    # Lightning's "power" and "binsearch", and the engine's further policies ("auto", "throughput").
+    SUPPORTED_MODES = tuple(SEARCH_POLICIES)
+
+    def __init__(
+        self,
+        mode: str = "power",
+        steps_per_trial: int = 3,
+        init_val: int = 2,
+        max_trials: int = 25,
+        batch_arg_name: str = "batch_size",
+        margin: float = 0.05,
+        max_val: int = 8192,
+        *,
+        max_memory: int | None = None,
+        progress_bar: bool = True,
+    ) -> None:
+        mode = mode.lower() if isinstance(mode, str) else mode
+        _check_settings(mode, steps_per_trial, init_val, max_trials, margin, max_val, self.SUPPORTED_MODES)
+        self._settings = {
+            "mode": mode,
+            "init_val": init_val,
+            "max_trials": max_trials,
+            "max_val": max_val,
+            "margin": margin,
+            "steps_per_trial": steps_per_trial,
+            "max_memory": max_memory,
+        }
+        self._batch_arg_name = batch_arg_name
+        self._progress_bar = progress_bar
+        self._early_exit = False  # set by Tuner: end the trainer call once the search is done
+        self.optimal_batch_size: int | None = init_val
+        self.result: Any = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str | None = None) -> None:
+        # Fail before any training: the attribute and a rebuildable dataloader must exist.
+        batch_size_holders(pl_module, trainer.datamodule, self._batch_arg_name)
+        _loader_factory(trainer, pl_module, _fn(trainer))
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.scale_batch_size(trainer, pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or _fn(trainer) != "validate":
+            return
+        self.scale_batch_size(trainer, pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.scale_batch_size(trainer, pl_module)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.scale_batch_size(trainer, pl_module)
+
+    def scale_batch_size(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
+        """Run the search now, write the size to every holder, and return it (None under ``fast_dev_run``)."""
+        if trainer.fast_dev_run:
+            rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
+            self.optimal_batch_size = None
+        else:
+            self.optimal_batch_size = self._search_and_apply(trainer, pl_module)
+        if self._early_exit:
+            end_tuning_run()
+        return self.optimal_batch_size
+
+    def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> int:
+        holders = batch_size_holders(module, trainer.datamodule, self._batch_arg_name)
+        original = holders.values()
+        try:
+            self.result = self._search(trainer, module, _fn(trainer), holders)
+        except BaseException:
+            holders.restore(original)  # a failed search changes nothing
+            raise
+        size = _smallest_over_ranks(trainer, self.result.batch_size)
+        holders.write(size)
+        log.info("Finished batch size finder, will continue with full run using batch size %d", size)
+        return size
+
+    def _search(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str, holders: AttrHolders) -> Any:
+        """Run the engine's search; each trial writes its size, rebuilds the dataloader and runs the stage's steps."""
+        make_loader = _loader_factory(trainer, module, stage)
+        settings = dict(self._settings)
+        steps = settings.pop("steps_per_trial")
+
+        def run_trial(batch_size: int) -> float | None:
+            holders.write(batch_size)
+            module.train(stage == "fit")  # every trial: the restore between trials puts the user's modes back
+            return trial_steps(trainer, stage, make_loader(), steps)
+
+        fit = stage == "fit"
+        optimizers = trainer.optimizers if fit else []
+        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs] if fit else []
+        with (
+            preserved_training_state(module, optimizers, schedulers) as state,
+            search_isolation(trainer, module),
+            torch.enable_grad() if fit else torch.no_grad(),
+        ):
+            return search_batch_size(
+                run_trial,
+                steps_per_trial=steps,
+                dataset_len=_dataset_len(make_loader()),
+                device=trainer.strategy.root_device,
+                between_trials=state.restore,  # every trial starts from the user's weights and optimizer state
+                progress_bar=self._progress_bar and trainer.is_global_zero,
+                **settings,
+            )
+
+
+def _fn(trainer: pl.Trainer) -> str:
+    """The running entry point: "fit", "validate", "test" or "predict"."""
+    fn = trainer.state.fn
+    return str(getattr(fn, "value", fn))
+
+
+def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> Callable[[], Any]:
+    """A function that builds a fresh dataloader for ``stage`` from the datamodule's or the model's hook."""
+    hook = LOADER_HOOKS[stage]
+    datamodule = trainer.datamodule
+    if datamodule is not None and is_overridden(hook, datamodule):
+        return getattr(datamodule, hook)
+    if is_overridden(hook, module):
+        return getattr(module, hook)
+    raise TunerConfigurationError(
+        f"The batch size finder rebuilds the dataloader at each size and needs `{hook}()` on the datamodule or "
+        "the LightningModule; dataloaders passed directly to the trainer cannot be rebuilt. Move the dataloader "
+        "into a LightningDataModule (or the model) that reads the batch size attribute."
+    )
+
+
+def _dataset_len(loader: Any) -> int | None:
+    if not isinstance(loader, torch.utils.data.DataLoader):
+        raise TunerConfigurationError(
+            f"The batch size finder needs one DataLoader from the dataloader hook, got {type(loader).__name__}."
+        )
+    dataset = loader.dataset
+    return len(dataset) if isinstance(dataset, Sized) else None
+
+
+def _smallest_over_ranks(trainer: pl.Trainer, size: int) -> int:
+    # Each rank measured its own memory; the one with the least room decides for all.
+    value = torch.tensor(size, device=trainer.strategy.root_device)
+    return int(trainer.strategy.reduce(value, reduce_op="min"))

@@ -1,0 +1,157 @@
+"""``LearningRateFinder``: the LR range test (Smith 2015/2017) as a Lightning callback.
+
+Same parameters and hooks as ``lightning.pytorch.callbacks.LearningRateFinder``; the sweep, smoothing and stop rules
+are :class:`~traenslenzor.tuner.range_test.RangeTest`'s, the steps run through the trainer's strategy
+(:mod:`lightning_steps`), and the model, optimizer, schedulers and RNGs are restored from an in-memory snapshot.
+
+What differs from Lightning (each a Lightning defect, each with a regression test):
+
+- the search runs ``num_training`` steps whatever ``max_epochs``, ``max_steps`` or the epoch length (#16561), runs no
+  validation pass, and leaves the fit loop untouched, so no epoch is skipped afterwards (#15603);
+- it works when started after training began (#4846: Lightning stops after one point there);
+- a NaN/inf loss stops it;
+- under DDP every rank records the loss averaged over ranks, so all stop together and adopt the same LR;
+- no checkpoint file is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from tqdm.auto import tqdm
+
+from traenslenzor.tuner.lightning_attrs import TunerConfigurationError, lr_holders
+from traenslenzor.tuner.lightning_private import end_tuning_run
+from traenslenzor.tuner.lightning_steps import cycle_batches, fit_dataloader, lr_search_step, search_isolation
+from traenslenzor.tuner.lr_result import LRFinderResult
+from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.state import preserved_training_state
+
+log = logging.getLogger(__name__)
+
+# A training_step may return None to skip a batch; this many skips per wanted point means it never returns a loss.
+MAX_SKIPS_PER_POINT = 10
+
+
+class LearningRateFinder(Callback):
+    """Runs the LR range test at ``on_fit_start`` (or wherever :meth:`lr_find` is called) and applies the result.
+
+    Args:
+        min_lr: first LR of the sweep.
+        max_lr: last LR of the sweep.
+        num_training_steps: optimizer steps (points) of the sweep.
+        mode: ``"exponential"`` or ``"linear"``.
+        early_stop_threshold: stop once the smoothed loss exceeds this multiple of the best; None disables it.
+        update_attr: write the suggested LR to the LR attribute (every holder) and the live optimizer.
+        attr_name: the LR attribute's name; by default the first of ``lr``/``learning_rate`` found.
+        progress_bar: show a tqdm bar on rank 0.
+
+    After the search, :attr:`optimal_lr` holds the :class:`~traenslenzor.tuner.LRFinderResult` (Lightning's name).
+    """
+
+    SUPPORTED_MODES = ("linear", "exponential")
+
+    def __init__(
+        self,
+        min_lr: float = 1e-8,
+        max_lr: float = 1,
+        num_training_steps: int = 100,
+        mode: str = "exponential",
+        early_stop_threshold: float | None = 4.0,
+        update_attr: bool = True,
+        attr_name: str = "",
+        *,
+        progress_bar: bool = True,
+    ) -> None:
+        mode = mode.lower() if isinstance(mode, str) else mode
+        if mode not in self.SUPPORTED_MODES:
+            raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
+        self._settings = {
+            "min_lr": min_lr,
+            "max_lr": max_lr,
+            "num_training": num_training_steps,
+            "mode": mode,
+            "early_stop_threshold": early_stop_threshold,
+        }
+        RangeTest(**self._settings)  # validates the sweep now, before any trainer work
+        self._update_attr = update_attr
+        self._attr_name = attr_name
+        self._progress_bar = progress_bar
+        self._early_exit = False  # set by Tuner: end the trainer call once the search is done
+        self.optimal_lr: LRFinderResult | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.lr_find(trainer, pl_module)
+
+    def lr_find(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LRFinderResult | None:
+        """Run the search now (from any hook during ``fit``), apply the suggestion if asked, and return the result."""
+        if trainer.fast_dev_run:
+            rank_zero_warn("Skipping learning rate finder since `fast_dev_run` is enabled.")
+            self.optimal_lr = None
+        else:
+            self.optimal_lr = self._search_and_apply(trainer, pl_module)
+        if self._early_exit:
+            end_tuning_run()
+        return self.optimal_lr
+
+    def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> LRFinderResult:
+        holders = lr_holders(module, trainer.datamodule, self._attr_name) if self._update_attr else None
+        optimizer = _single_optimizer(trainer)
+        test = RangeTest(**self._settings)
+        start_step = trainer.global_step
+        schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
+        with preserved_training_state(module, trainer.optimizers, schedulers), search_isolation(trainer, module):
+            module.train()
+            with torch.enable_grad():
+                _run_range_test(trainer, optimizer, test, self._progress_bar and trainer.is_global_zero)
+        result = test.result(source="lightning", optimizer=type(optimizer).__name__, start_global_step=start_step)
+        if test.stop_reason != "completed":
+            log.info(
+                "LR finder stopped after %d of %d steps: %s.", len(result.lrs), test.num_training, test.stop_reason
+            )
+        if holders is not None:
+            # Broadcast: the curves agree across ranks already; this makes the float itself identical too.
+            lr = trainer.strategy.broadcast(result.suggestion())
+            if lr is not None:
+                holders.write(lr)
+                set_group_lrs(optimizer, lr, group_lr_ratios(optimizer))
+                log.info("Learning rate set to %s", lr)
+        return result
+
+
+def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
+    optimizers = trainer.optimizers
+    if len(optimizers) != 1:
+        raise TunerConfigurationError(
+            f"`model.configure_optimizers()` returned {len(optimizers)} optimizers, but the learning rate finder "
+            "works with exactly one."
+        )
+    return optimizers[0]
+
+
+def _run_range_test(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool) -> None:
+    """Drive ``test`` to its end: set the LR, take one real training step, record the loss."""
+    ratios = group_lr_ratios(optimizer)
+    batches = cycle_batches(fit_dataloader(trainer))
+    batch_idx = skips = 0
+    progress: Any = tqdm(total=test.num_training, desc="Finding best initial lr", disable=not bar, leave=False)
+    with progress:
+        while not test.done:
+            lr = test.lr_at(len(test.lrs))
+            set_group_lrs(optimizer, lr, ratios)
+            loss = lr_search_step(trainer, optimizer, batches, batch_idx)
+            batch_idx += max(1, int(trainer.accumulate_grad_batches))
+            if loss is None:
+                skips += 1
+                if skips > MAX_SKIPS_PER_POINT * test.num_training:
+                    raise TunerConfigurationError(
+                        "training_step returned None for every batch; the LR finder needs the loss returned."
+                    )
+                continue
+            test.record(lr, loss)
+            progress.update()

@@ -1,0 +1,187 @@
+"""One training (or evaluation) step run by the tuner through a Lightning trainer's public strategy API.
+
+The tuner does not run Lightning's fit loop for its searches. The loop brings epochs, ``max_epochs``/``max_steps``,
+validation passes, loggers and loop progress counters, and Lightning's own finders have to fight all of them (a
+search cut short by a short epoch, validation inside the search, a skipped epoch afterwards). Instead the tuner
+runs each step itself, with the same pieces the loop uses: ``trainer.strategy.training_step`` (the DDP wrapper and
+the precision plugin's autocast), ``trainer.strategy.backward`` (precision scaling, backward hooks) and
+``trainer.strategy.optimizer_step`` (gradient clipping, AMP's scaler, ``on_before_optimizer_step``).
+
+While a search runs, the trainer's callbacks are set aside (as Lightning's finders do) and ``self.log`` is a no-op,
+so that no search step reaches a logger, a checkpoint callback or an epoch-level metric.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
+
+from traenslenzor.tuner.lightning_attrs import TunerConfigurationError
+
+# Evaluation stages: the step method of the LightningModule and the precision plugin's context for it.
+EVAL_STEPS = {
+    "validate": ("validation_step", "val_step_context"),
+    "test": ("test_step", "test_step_context"),
+    "predict": ("predict_step", "predict_step_context"),
+}
+
+
+@contextmanager
+def search_isolation(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator[None]:
+    """Set the trainer's callbacks aside and make ``module.log``/``log_dict`` no-ops for the block."""
+    callbacks = trainer.callbacks
+    own = {name: module.__dict__[name] for name in ("log", "log_dict") if name in module.__dict__}
+    trainer.callbacks = []
+    module.log = _no_log  # instance attributes shadow the methods; removed again below
+    module.log_dict = _no_log
+    try:
+        yield
+    finally:
+        trainer.callbacks = callbacks
+        for name in ("log", "log_dict"):
+            if name in own:
+                module.__dict__[name] = own[name]
+            else:
+                module.__dict__.pop(name, None)
+
+
+def _no_log(*args: Any, **kwargs: Any) -> None:
+    """Stands in for ``LightningModule.log`` during a search: search steps must not reach loggers or metrics."""
+
+
+def loss_of(output: Any) -> torch.Tensor | None:
+    """The loss in a ``training_step`` output (a tensor, a mapping with ``"loss"``, or None to skip the batch)."""
+    if output is None or isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping) and isinstance(output.get("loss"), torch.Tensor):
+        return output["loss"]
+    raise TunerConfigurationError(
+        f"training_step returned a {type(output).__name__}; the tuner needs the loss: return a tensor or a dict "
+        "with a 'loss' tensor."
+    )
+
+
+def cycle_batches(loader: Any) -> Iterator[Any]:
+    """The batches of ``loader`` again and again: a search is never cut short by the end of an epoch."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise TunerConfigurationError("The dataloader yields no batches; the tuner needs at least one.")
+
+
+def fit_dataloader(trainer: pl.Trainer) -> Any:
+    """The training dataloader(s) Lightning itself builds for this fit (sampler injection and all)."""
+    trainer.fit_loop.setup_data()  # a no-op when the loop has built them already
+    loaders = trainer.train_dataloader
+    if loaders is None:
+        raise TunerConfigurationError(
+            "lr_find found no training data: give train_dataloaders or a datamodule, or define "
+            "train_dataloader() and training_step() on the model (and keep limit_train_batches > 0)."
+        )
+    if isinstance(loaders, torch.utils.data.DataLoader):
+        return loaders
+    return CombinedLoader(loaders, "max_size_cycle")  # several train loaders: what training_step gets in fit
+
+
+def lr_search_step(
+    trainer: pl.Trainer, optimizer: torch.optim.Optimizer, batches: Iterator[Any], batch_idx: int
+) -> float | None:
+    """One optimizer step of real training (``accumulate_grad_batches`` micro-batches); its loss, mean over ranks.
+
+    Returns None when ``training_step`` returned None (Lightning skips such a batch).
+    """
+    strategy = trainer.strategy
+    module = trainer.lightning_module
+    accumulate = max(1, int(trainer.accumulate_grad_batches))
+    micro = [strategy.batch_to_device(next(batches)) for _ in range(accumulate)]
+    if not module.automatic_optimization:
+        # The module steps its optimizers itself (manual optimization); the tuner only sets the LR and reads the loss.
+        losses = [loss_of(strategy.training_step(b, batch_idx + i)) for i, b in enumerate(micro)]
+        return _mean_over_ranks(trainer, losses)
+    losses: list[torch.Tensor | None] = []
+
+    def closure() -> torch.Tensor | None:
+        losses.clear()
+        optimizer.zero_grad()
+        for i, batch in enumerate(micro):
+            loss = loss_of(strategy.training_step(batch, batch_idx + i))
+            if loss is None:
+                losses.append(None)
+                continue
+            strategy.backward(loss / accumulate, optimizer)
+            losses.append(loss.detach())
+        return None if losses and losses[-1] is None else losses[-1]
+
+    strategy.optimizer_step(optimizer, closure)
+    return _mean_over_ranks(trainer, losses)
+
+
+def _mean_over_ranks(trainer: pl.Trainer, losses: list[torch.Tensor | None]) -> float | None:
+    # Every rank must record the same curve so that all stop at the same step and suggest the same LR.
+    if not losses or any(loss is None for loss in losses):
+        return None
+    loss = torch.stack([v.detach().float() for v in losses]).mean()
+    return float(trainer.strategy.reduce(loss, reduce_op="mean"))
+
+
+def _no_ddp_sync(trainer: pl.Trainer) -> Any:
+    """Gradients stay on this rank during batch-size trials: each rank measures its own memory, no collectives."""
+    wrapped = trainer.strategy.model
+    no_sync = getattr(wrapped, "no_sync", None)
+    return no_sync() if callable(no_sync) else nullcontext()
+
+
+def trial_steps(trainer: pl.Trainer, stage: str, loader: Any, steps: int) -> float | None:
+    """Run ``steps`` steps of ``stage`` on batches of ``loader``; seconds of all steps after the first (warm-up).
+
+    Steps run on the LightningModule itself (not through the DDP wrapper) so that a rank that runs out of memory
+    never leaves the others waiting in a collective.
+    """
+    module = trainer.lightning_module
+    batches = cycle_batches(loader)
+    run = _fit_trial_step if stage == "fit" else _eval_trial_step(stage)
+    started = None
+    for step in range(steps):
+        if step == 1:
+            started = time.perf_counter()
+        run(trainer, module, trainer.strategy.batch_to_device(next(batches)), step)
+    return None if started is None else time.perf_counter() - started
+
+
+def _fit_trial_step(trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    precision = trainer.precision_plugin
+    if not module.automatic_optimization:
+        with _no_ddp_sync(trainer), precision.train_step_context():
+            module.training_step(batch, batch_idx)
+        return
+    optimizer = trainer.optimizers[0]
+
+    def closure() -> torch.Tensor | None:
+        optimizer.zero_grad()
+        with precision.train_step_context():
+            loss = loss_of(module.training_step(batch, batch_idx))
+        if loss is not None:
+            precision.backward(precision.pre_backward(loss, module), module, optimizer)
+        return loss
+
+    with _no_ddp_sync(trainer):
+        precision.optimizer_step(optimizer, model=module, closure=closure)
+
+
+def _eval_trial_step(stage: str) -> Callable[[pl.Trainer, pl.LightningModule, Any, int], None]:
+    step_name, context_name = EVAL_STEPS[stage]
+
+    def run(trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        with torch.no_grad(), getattr(trainer.precision_plugin, context_name)():
+            getattr(module, step_name)(batch, batch_idx)
+
+    return run
