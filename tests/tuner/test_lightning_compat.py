@@ -9,7 +9,15 @@ import torch
 from lightning.pytorch.callbacks import BatchSizeFinder as LightningBatchSizeFinder
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from test_lightning_models import TUNERS, NoValModel, TinyData, TinyModel, trainer, trial_sizes
+from test_lightning_models import (
+    TUNERS,
+    NoValModel,
+    TinyData,
+    TinyModel,
+    one_thread,  # noqa: F401 (autouse fixture)
+    trainer,
+    trial_sizes,
+)
 
 QUIET = {"ours": {"progress_bar": False}, "lightning": {}}
 
