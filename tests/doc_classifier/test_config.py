@@ -1,0 +1,164 @@
+"""ExperimentConfig: every shipped config validates; typos, bad values and missing data/weights fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from traenslenzor.doc_classifier.config import (
+    ConfigError,
+    ExperimentConfig,
+    allowed_keys,
+    apply_overrides,
+    load_config,
+    parse_override,
+    validate_config,
+)
+from traenslenzor.doc_classifier.experiment import build_datamodule, preflight
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / ".configs").glob("*.toml"))
+
+
+def test_the_four_guide_configs_exist() -> None:
+    names = {path.name for path in CONFIGS}
+    assert {"quickstart.toml", "alexnet_scratch.toml", "resnet50_scratch.toml", "vit_finetune.toml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, ExperimentConfig)
+    assert config.module_config.in_channels == config.datamodule_config.channels
+    assert config.tuner_config.max_lr_factor == 3.0  # the guide's "~3x the base LR"
+
+
+def test_quickstart_is_synthetic_small_and_tiny() -> None:
+    config = load_config(REPO / ".configs/quickstart.toml")
+    assert config.datamodule_config.source == "synthetic"
+    assert config.datamodule_config.image_size <= 96
+    assert config.module_config.backbone == "tiny_cnn"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_misspelled_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[trainer_config]\nmax_epoch = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "'trainer_config.max_epoch'" in message
+    assert "max_epochs" in message and "accumulate_grad_batches" in message
+
+
+def test_misspelled_nested_key_lists_that_sections_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[module_config.optimizer]\nlearnig_rate = 0.1\n")
+    with pytest.raises(ConfigError, match=r"module_config\.optimizer\.learnig_rate") as info:
+        load_config(path)
+    assert "learning_rate, momentum, name" in str(info.value)
+
+
+def test_unknown_top_level_key_and_unknown_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'seeed'.*top level"):
+        load_config(_write(tmp_path, "seeed = 1\n"))
+    with pytest.raises(ConfigError, match=r"unknown key 'tuner'.*tuner_config"):
+        load_config(_write(tmp_path, "[tuner]\nmax_val = 4\n"))
+
+
+def test_misspelled_override_names_the_override(tmp_path: Path) -> None:
+    path = _write(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"command-line override 'trainer_config.max_epoch=3'"):
+        load_config(path, ["trainer_config.max_epoch=3"])
+
+
+def test_overrides_are_typed_as_toml_values() -> None:
+    assert parse_override("--trainer_config.max_epochs=3") == ("trainer_config.max_epochs", 3)
+    assert parse_override("module_config.optimizer.learning_rate=3e-4") == (
+        "module_config.optimizer.learning_rate",
+        3e-4,
+    )
+    assert parse_override("trainer_config.deterministic=true") == ("trainer_config.deterministic", True)
+    assert parse_override("run_name=my run") == ("run_name", "my run")
+    assert parse_override('run_name="x"') == ("run_name", "x")
+    with pytest.raises(ConfigError, match=r"--section\.key=value"):
+        parse_override("trainer_config.max_epochs")
+
+
+def test_overrides_replace_file_values_and_leave_the_rest(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[trainer_config]\nmax_epochs = 7\nlog_every_n_steps = 5\n")
+    config = load_config(path, ["trainer_config.max_epochs=3", "datamodule_config.batch_size=64"])
+    assert config.trainer_config.max_epochs == 3
+    assert config.trainer_config.log_every_n_steps == 5
+    assert config.datamodule_config.batch_size == 64
+    data = {"a": {"b": 1}}
+    new, origin = apply_overrides(data, ["a.c=2"])
+    assert data == {"a": {"b": 1}} and new == {"a": {"b": 1, "c": 2}} and origin == {"a.c": "a.c=2"}
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        apply_overrides(data, ["a.b.c=1"])
+
+
+def test_bad_values_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"trainer_config\.max_epochs.*-5"):
+        validate_config({"trainer_config": {"max_epochs": -5}})
+    with pytest.raises(ConfigError, match=r"min_lr .* must be below max_lr"):
+        validate_config({"tuner_config": {"min_lr": 1.0, "max_lr": 0.1}})
+    with pytest.raises(ConfigError, match=r"in_channels \(3\) must equal datamodule_config.channels \(1\)"):
+        validate_config({"module_config": {"in_channels": 3}})
+
+
+def test_missing_config_file_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_pretrained_without_weights_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="pretrained_weights") as info:
+        validate_config({"module_config": {"backbone": "vit_b_16", "pretrained": True}})
+    assert "never downloads" in str(info.value)
+
+
+def test_pretrained_weights_file_missing_fails_before_any_work(tmp_path: Path) -> None:
+    missing = tmp_path / "vit_b_16.pth"
+    config = validate_config({"module_config": {"pretrained": True, "pretrained_weights": str(missing)}})
+    with pytest.raises(ConfigError, match="file not found"):
+        preflight(config, tune_learning_rate=True)
+
+
+def test_rvl_cdip_without_root_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="needs a dataset folder"):
+        validate_config({"datamodule_config": {"source": "rvl_cdip"}})
+
+
+def test_missing_rvl_cdip_folder_says_where_it_looked(tmp_path: Path) -> None:
+    root = tmp_path / "rvl-cdip"
+    config = validate_config({"datamodule_config": {"source": "rvl_cdip", "root": str(root)}})
+    with pytest.raises(FileNotFoundError) as info:
+        build_datamodule(config)
+    assert str(root) in str(info.value)
+
+
+def test_onecycle_peak_is_configured_or_factor_times_lr() -> None:
+    config = validate_config({"module_config": {"optimizer": {"learning_rate": 0.002}}})
+    assert config.onecycle_max_lr() == pytest.approx(0.006)
+    config = validate_config({"module_config": {"scheduler": {"max_lr": 0.01}}})
+    assert config.onecycle_max_lr() == 0.01
+    assert config.onecycle_max_lr(0.004) == pytest.approx(0.012)  # a tuned LR wins
+    config = validate_config({"module_config": {"scheduler": {"name": "none"}}})
+    assert config.onecycle_max_lr(0.004) is None
+
+
+def test_early_stop_threshold_can_be_switched_off_in_toml(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[tuner_config]\nearly_stop_threshold = "none"\n'))
+    assert config.tuner_config.early_stop_threshold is None
+    assert config.tuner_config.results_path == Path(".logs/tuning_results.json")
+
+
+def test_allowed_keys_walks_nested_sections() -> None:
+    assert "max_lr" in allowed_keys(["module_config", "scheduler"])
+    assert allowed_keys(["seed"]) == []

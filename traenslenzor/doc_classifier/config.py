@@ -1,0 +1,290 @@
+"""The experiment configuration: typed TOML sections, validated at the boundary, with dotted CLI overrides.
+
+A config file has top-level keys (``seed``, ``stage``, ``run_name``, ``ckpt_path``) and the sections
+``[trainer_config]``, ``[module_config]`` (with ``[module_config.optimizer]`` and ``[module_config.scheduler]``),
+``[datamodule_config]`` and ``[tuner_config]``. Every section forbids unknown keys, and a typo is reported with the
+file, the key and the keys that section allows -- a silently ignored ``max_epoch = 3`` costs a night of training.
+``docs/cli.md`` is the reference of every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from traenslenzor.doc_classifier.data import DataModuleConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file, the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CheckpointConfig(_Section):
+    """``[trainer_config.checkpoint]``: keeps the best model by a validation metric."""
+
+    enabled: bool = True
+    monitor: str = "val/acc"
+    mode: Literal["min", "max"] = "max"
+    save_top_k: int = Field(1, ge=-1)
+    save_last: bool = True
+
+
+class EarlyStoppingConfig(_Section):
+    """``[trainer_config.early_stopping]``: stops when the monitored metric stops improving."""
+
+    enabled: bool = True
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainerConfig(_Section):
+    """``[trainer_config]``: Lightning ``Trainer`` settings, callbacks and where logs go."""
+
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    precision: str = "32-true"
+    max_epochs: int = Field(10, ge=-1)
+    max_steps: int = Field(-1, ge=-1)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: float | None = Field(None, ge=0)
+    limit_train_batches: float | int = Field(1.0, gt=0)
+    limit_val_batches: float | int = Field(1.0, ge=0)
+    limit_test_batches: float | int = Field(1.0, ge=0)
+    val_check_interval: float | int = Field(1.0, gt=0)
+    num_sanity_val_steps: int = Field(2, ge=-1)
+    log_every_n_steps: int = Field(50, ge=1)
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    log_dir: Path = Path(".logs")
+    cpu_threads: int | None = Field(None, ge=1)  # torch.set_num_threads; None keeps torch's default
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+
+class OptimizerConfig(_Section):
+    """``[module_config.optimizer]``: AdamW or SGD; ``learning_rate`` is what the LR finder tunes."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+    nesterov: bool = False  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+
+
+class SchedulerConfig(_Section):
+    """``[module_config.scheduler]``: OneCycleLR (Smith 2018), stepped every optimizer step, or none.
+
+    ``max_lr`` unset means ``tuner_config.max_lr_factor`` x ``learning_rate`` -- the guide's "~3x the base LR".
+    """
+
+    name: Literal["onecycle", "none"] = "onecycle"
+    max_lr: float | None = Field(None, gt=0)
+    div_factor: float = Field(10.0, gt=0)
+    final_div_factor: float = Field(1e4, gt=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    cycle_momentum: bool = True
+    base_momentum: float = Field(0.85, ge=0)
+    max_momentum: float = Field(0.95, ge=0)
+    three_phase: bool = False
+
+
+class ModuleConfig(_Section):
+    """``[module_config]``: the backbone and its training objective."""
+
+    backbone: Literal["tiny_cnn", "alexnet", "resnet50", "vit_b_16"] = "alexnet"
+    num_classes: int = Field(16, ge=2)
+    in_channels: int = Field(1, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    pretrained: bool = False
+    pretrained_weights: Path | None = None
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+
+    @model_validator(mode="after")
+    def _pretrained_needs_weights(self) -> ModuleConfig:
+        if self.pretrained and self.pretrained_weights is None:
+            raise ValueError(
+                "pretrained = true needs module_config.pretrained_weights = '<local .pth file>' (this project "
+                "never downloads weights); or set pretrained = false to train from scratch"
+            )
+        if not self.pretrained and self.pretrained_weights is not None:
+            raise ValueError("pretrained_weights is set but pretrained = false; set pretrained = true to use it")
+        return self
+
+
+class TunerConfig(_Section):
+    """``[tuner_config]``: arguments of ``Tuner.scale_batch_size`` and ``Tuner.lr_find``, and what to do after."""
+
+    # batch size (scale_batch_size)
+    batch_size_mode: str = "power"
+    init_val: int = Field(2, ge=1)
+    max_trials: int = Field(25, ge=1)
+    steps_per_trial: int = Field(3, ge=1)
+    margin: float = Field(0.05, ge=0, lt=1)
+    max_val: int = Field(8192, ge=1)
+    max_memory: float | None = Field(None, gt=0)  # bytes (> 1) or a fraction of device memory (<= 1)
+    # learning rate (lr_find)
+    min_lr: float = Field(1e-8, gt=0)
+    max_lr: float = Field(1.0, gt=0)
+    num_training: int = Field(100, ge=2)
+    lr_mode: Literal["exponential", "linear"] = "exponential"
+    early_stop_threshold: float | None = Field(4.0, gt=0)  # "none" disables
+    suggestion_method: str | None = None  # None: the tuner's default rule
+    # applying the results
+    max_lr_factor: float = Field(3.0, gt=0)  # OneCycle max_lr = factor x found LR
+    plot_path: Path = Path(".logs/lr_finder_plot.png")
+    results_name: str = "tuning_results.json"  # written beside the plot
+
+    @field_validator("early_stop_threshold", mode="before")
+    @classmethod
+    def _none_disables(cls, value: Any) -> Any:
+        # TOML has no null: "none" (or false) is how a file switches the early stop off.
+        if value is False or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _range_is_increasing(self) -> TunerConfig:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr ({self.min_lr:g}) must be below max_lr ({self.max_lr:g})")
+        if self.init_val > self.max_val:
+            raise ValueError(f"init_val ({self.init_val}) must not exceed max_val ({self.max_val})")
+        return self
+
+    @property
+    def results_path(self) -> Path:
+        return self.plot_path.parent / self.results_name
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment: what to train, on what, how, and how to tune it."""
+
+    seed: int = 42
+    stage: Literal["train", "val", "test"] = "train"
+    run_name: str = Field("doc_classifier", min_length=1)
+    ckpt_path: Path | None = None  # evaluated by stage val/test; resumed from by stage train
+    trainer_config: TrainerConfig = TrainerConfig()
+    module_config: ModuleConfig = ModuleConfig()
+    datamodule_config: DataModuleConfig = DataModuleConfig()
+    tuner_config: TunerConfig = TunerConfig()
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> ExperimentConfig:
+        channels = self.datamodule_config.channels
+        if self.module_config.in_channels != channels:
+            raise ValueError(
+                f"module_config.in_channels ({self.module_config.in_channels}) must equal "
+                f"datamodule_config.channels ({channels})"
+            )
+        return self
+
+    def onecycle_max_lr(self, learning_rate: float | None = None) -> float | None:
+        """OneCycle's peak LR: the configured ``max_lr``, else ``max_lr_factor`` x the learning rate."""
+        scheduler = self.module_config.scheduler
+        if scheduler.name != "onecycle":
+            return None
+        if scheduler.max_lr is not None and learning_rate is None:
+            return scheduler.max_lr
+        base = learning_rate if learning_rate is not None else self.module_config.optimizer.learning_rate
+        return self.tuner_config.max_lr_factor * base
+
+
+# --- loading -----------------------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"trainer_config.max_epochs=3"`` -> ``("trainer_config.max_epochs", 3)``; values are TOML, else strings."""
+    key, sep, raw = text.removeprefix("--").partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"Override {text!r} is not of the form --section.key=value (e.g. --trainer_config.max_epochs=3)."
+        )
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word such as --stage=test or a path
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Set every dotted override in a copy of ``data``; also returns ``{dotted key: override text}``."""
+    result = _deep_copy(data)
+    origin = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        *parents, leaf = key.split(".")
+        node = result
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"Override {text!r}: {part!r} is a value, not a section.")
+            node = child
+        node[leaf] = value
+        origin[key] = text
+    return result, origin
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a TOML file, apply dotted overrides, validate. Raises ``ConfigError`` with file, key and fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path} (configs live in .configs/, e.g. .configs/quickstart.toml).")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data, origin = apply_overrides(data, overrides)
+    return validate_config(data, source=str(path), origin=origin)
+
+
+def validate_config(
+    data: dict[str, Any], *, source: str = "<config>", origin: dict[str, str] | None = None
+) -> ExperimentConfig:
+    """Validate a parsed config; every problem is reported in one message."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(err, source, origin or {}) for err in exc.errors()]
+        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(f"  - {line}" for line in lines)) from None
+
+
+def _describe(error: Any, source: str, origin: dict[str, str]) -> str:
+    loc = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
+    dotted = ".".join(loc)
+    where = f" (from command-line override {origin[dotted]!r})" if dotted in origin else f" in {source}"
+    if error["type"] == "extra_forbidden":
+        section = ".".join(loc[:-1]) or "top level"
+        allowed = ", ".join(allowed_keys(loc[:-1]))
+        return f"unknown key {dotted!r}{where}; [{section}] allows: {allowed}"
+    if not loc:  # a whole-config rule (e.g. sections that disagree)
+        return error["msg"].removeprefix("Value error, ")
+    return f"{dotted}{where}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
+
+
+def allowed_keys(section: Sequence[str]) -> list[str]:
+    """The keys a section accepts, e.g. ``allowed_keys(["trainer_config"])``."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in section:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)

@@ -1,0 +1,101 @@
+"""Write tuned values back into a TOML config, keeping everything the user wrote.
+
+The guide's step 3 ("Update your config") done by ``--save-tuned-config``: ``datamodule_config.batch_size``,
+``module_config.optimizer.learning_rate`` and ``module_config.scheduler.max_lr`` are set with tomlkit, which keeps
+comments, key order and layout; no other byte changes. The file is replaced atomically (a temporary file in the
+same directory, then ``os.replace``), so an interrupted write never leaves a half-written config behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.items import Table
+
+BATCH_SIZE_KEY = ("datamodule_config", "batch_size")
+LEARNING_RATE_KEY = ("module_config", "optimizer", "learning_rate")
+MAX_LR_KEY = ("module_config", "scheduler", "max_lr")
+
+
+def readable_lr(value: float) -> float:
+    """An LR rounded to 3 significant digits, as the log line shows it (3.16e-03 -> 0.00316)."""
+    return float(f"{value:.3g}")
+
+
+def tuned_values(
+    batch_size: int | None = None, learning_rate: float | None = None, max_lr: float | None = None
+) -> dict[tuple[str, ...], Any]:
+    """The dotted keys to write for what was tuned; ``None`` means "not tuned, leave as it is"."""
+    values: dict[tuple[str, ...], Any] = {}
+    if batch_size is not None:
+        values[BATCH_SIZE_KEY] = int(batch_size)
+    if learning_rate is not None:
+        values[LEARNING_RATE_KEY] = readable_lr(learning_rate)
+    if max_lr is not None:
+        values[MAX_LR_KEY] = readable_lr(max_lr)
+    return values
+
+
+def _table(document: tomlkit.TOMLDocument, path: tuple[str, ...]) -> Any:
+    """The (possibly nested) table at ``path``, created at the end of the file when absent."""
+    node: Any = document
+    for part in path:
+        if part not in node:
+            node[part] = tomlkit.table()
+        node = node[part]
+        if not isinstance(node, (Table, dict)):
+            raise ValueError(f"{'.'.join(path)} is a value in the config, not a table.")
+    return node
+
+
+def update_toml(text: str, values: Mapping[tuple[str, ...], Any]) -> str:
+    """``text`` with each dotted key set to its value; comments and layout kept."""
+    document = tomlkit.parse(text)
+    for key, value in values.items():
+        _table(document, key[:-1])[key[-1]] = value
+    return tomlkit.dumps(document)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step; the file's permissions are kept."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else None
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def save_tuned_config(
+    source: str | Path,
+    target: str | Path | None = None,
+    *,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    max_lr: float | None = None,
+) -> Path:
+    """Write ``source`` with the tuned values to ``target`` (default: ``source`` itself); returns the target."""
+    source = Path(source)
+    target = Path(target) if target is not None else source
+    values = tuned_values(batch_size, learning_rate, max_lr)
+    if not values:
+        raise ValueError("Nothing was tuned, so there is nothing to save; add --tune-batch-size/--tune-learning-rate.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = source.read_text(encoding="utf-8")
+    atomic_write_text(target, update_toml(text, values))
+    return target

@@ -1,0 +1,243 @@
+"""``run_experiment(config)``: build data, model and trainers, tune (batch size, then LR), then fit/validate/test.
+
+``main(argv)`` is the command line of the users' guide::
+
+    python traenslenzor/doc_classifier/run.py --config_path .configs/quickstart.toml \\
+        --tune-batch-size --tune-learning-rate [--tune-only] [--save-tuned-config [PATH]] \\
+        [--stage train|val|test] [--trainer_config.max_epochs=3 ...]
+
+Everything is checked before anything expensive starts: the config (unknown keys, bad values), the flags, the
+pretrained-weights file and the dataset folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig, load_config
+
+log = logging.getLogger(__name__)
+TRAIN_PREFIX = "[ExperimentConfig::train]: "
+_STAGE_WORDS = {"train": ("training", "fit"), "val": ("validation", "validate"), "test": ("testing", "test")}
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """What a run produced: tuning outcome (if any), final metrics, best checkpoint, saved config."""
+
+    tuning: Any = None  # TuningOutcome | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+    saved_config: str | None = None
+
+
+def preflight(config: ExperimentConfig, *, tune_learning_rate: bool) -> None:
+    """Cheap checks that would otherwise fail minutes into a run."""
+    weights = config.module_config.pretrained_weights
+    if config.module_config.pretrained and weights is not None and not Path(weights).is_file():
+        raise ConfigError(
+            f"module_config.pretrained_weights = {str(weights)!r}: file not found. This project never downloads "
+            "weights: copy the torchvision checkpoint there, or set pretrained = false to train from scratch."
+        )
+    if tune_learning_rate and config.stage != "train":
+        raise ConfigError(
+            f"--tune-learning-rate needs stage 'train' (got {config.stage!r}); the LR only matters for training."
+        )
+    if config.stage != "train" and config.ckpt_path is None:
+        log.warning("%sstage %r without ckpt_path evaluates an untrained model.", TRAIN_PREFIX, config.stage)
+    if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path = {str(config.ckpt_path)!r}: checkpoint file not found.")
+
+
+def build_datamodule(config: ExperimentConfig) -> Any:
+    """The ``DocDataModule``, set up now so that a missing dataset fails before any model is built."""
+    from traenslenzor.doc_classifier.data import DocDataModule
+
+    datamodule = DocDataModule(config.datamodule_config)
+    datamodule.prepare_data()
+    if datamodule.num_classes != config.module_config.num_classes:
+        raise ConfigError(
+            f"module_config.num_classes = {config.module_config.num_classes} but the data has "
+            f"{datamodule.num_classes} classes."
+        )
+    return datamodule
+
+
+def build_module(config: ExperimentConfig) -> Any:
+    from traenslenzor.doc_classifier.module import DocClassifier
+
+    return DocClassifier(
+        config.module_config,
+        image_size=config.datamodule_config.image_size,
+        max_lr=config.onecycle_max_lr(),
+    )
+
+
+def _final_metrics(trainer: Any) -> dict[str, float]:
+    return {key: float(value) for key, value in sorted(trainer.callback_metrics.items()) if value.numel() == 1}
+
+
+def run_stage(
+    config: ExperimentConfig, module: Any, datamodule: Any, callbacks: Sequence[Any] = ()
+) -> tuple[dict[str, float], str | None]:
+    """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint."""
+    from traenslenzor.doc_classifier.trainer import build_trainer
+
+    trainer = build_trainer(config, extra_callbacks=list(callbacks))
+    noun, verb = _STAGE_WORDS[config.stage]
+    log.info("%sStarting %s (%s)...", TRAIN_PREFIX, noun, verb)
+    ckpt = str(config.ckpt_path) if config.ckpt_path is not None else None
+    if config.stage == "train":
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    elif config.stage == "val":
+        trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt)
+    else:
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+    metrics = _final_metrics(trainer)
+    best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val/", "test/")))
+    log.info("%sFinished %s: %s", TRAIN_PREFIX, noun, shown or "no metrics")
+    if best:
+        score = trainer.checkpoint_callback.best_model_score
+        log.info("%sBest checkpoint (%s=%s): %s", TRAIN_PREFIX, trainer.checkpoint_callback.monitor,
+                 "n/a" if score is None else f"{float(score):.4f}", best)
+    return metrics, best
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    tune_batch_size: bool = False,
+    tune_learning_rate: bool = False,
+    tune_only: bool = False,
+    save_tuned_config: str | Path | None = None,
+    config_path: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> ExperimentResult:
+    """Run one experiment as the guide describes. ``save_tuned_config`` needs ``config_path`` (the source file)."""
+    import lightning as L
+
+    tuning_asked = tune_batch_size or tune_learning_rate
+    if (tune_only or save_tuned_config is not None) and not tuning_asked:
+        raise ConfigError("--tune-only/--save-tuned-config need --tune-batch-size and/or --tune-learning-rate.")
+    if save_tuned_config is not None and config_path is None:
+        raise ConfigError("save_tuned_config needs config_path: the TOML file whose values are updated.")
+    preflight(config, tune_learning_rate=tune_learning_rate)
+    if config.trainer_config.cpu_threads is not None:
+        import torch
+
+        torch.set_num_threads(config.trainer_config.cpu_threads)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(config)
+    module = build_module(config)
+    tuning = None
+    if tuning_asked:
+        from traenslenzor.doc_classifier.trainer import build_tuning_trainer
+        from traenslenzor.doc_classifier.tuning import run_tuning
+
+        tuning = run_tuning(config, build_tuning_trainer(config), module, datamodule,
+                            batch_size=tune_batch_size, learning_rate=tune_learning_rate)
+    saved = None
+    if save_tuned_config is not None:
+        saved = str(_save(config_path, save_tuned_config, tuning))
+    if tune_only:
+        log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
+        return ExperimentResult(tuning=tuning, saved_config=saved)
+    metrics, best = run_stage(config, module, datamodule, callbacks)
+    return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
+
+
+def _save(config_path: str | Path, target: str | Path, tuning: Any) -> Path:
+    from traenslenzor.doc_classifier.config_writer import save_tuned_config
+    from traenslenzor.doc_classifier.tuning import say
+
+    path = save_tuned_config(
+        config_path,
+        target,
+        batch_size=tuning.batch_size,
+        learning_rate=tuning.learning_rate,
+        max_lr=tuning.max_lr,
+    )
+    say("  Tuned values written to: %s", path)
+    return path
+
+
+# --- command line --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Tune (batch size, then learning rate) and train the document classifier from a TOML config.",
+        epilog="Any config key can be overridden with a dotted flag, e.g. --trainer_config.max_epochs=3 "
+        "--datamodule_config.batch_size=64. See docs/cli.md.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config_path", "--config-path", dest="config_path", required=True, type=Path,
+                        help="TOML config, e.g. .configs/quickstart.toml")
+    parser.add_argument("--tune-batch-size", action="store_true", help="find the largest batch size that fits")
+    parser.add_argument("--tune-learning-rate", action="store_true", help="run the LR range test and apply it")
+    parser.add_argument("--tune-only", action="store_true", help="tune, report (and save), but do not train")
+    parser.add_argument("--save-tuned-config", nargs="?", const=True, default=None, metavar="PATH",
+                        help="write the tuned batch_size/learning_rate/max_lr into PATH (default: the config itself)")
+    parser.add_argument("--stage", choices=["train", "val", "test"], default=None,
+                        help="fit (train), validate (val) or test; overrides the config's stage")
+    return parser
+
+
+def split_overrides(parser: argparse.ArgumentParser, extras: Sequence[str]) -> list[str]:
+    """Turn leftover ``--a.b=c`` / ``--a.b c`` arguments into ``a.b=c`` overrides; anything else is an error."""
+    overrides, items = [], list(extras)
+    while items:
+        item = items.pop(0)
+        key = item.removeprefix("--").partition("=")[0]
+        if not item.startswith("--") or "." not in key:
+            parser.error(f"unrecognized argument {item!r} (config overrides look like --trainer_config.max_epochs=3)")
+        if "=" not in item:
+            if not items or items[0].startswith("--"):
+                parser.error(f"override {item!r} needs a value, e.g. {item}=3")
+            item = f"{item}={items.pop(0)}"
+        overrides.append(item.removeprefix("--"))
+    return overrides
+
+
+def setup_logging() -> None:
+    """Plain ``message`` lines on stderr, so the guide's log lines appear exactly as written."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_traenslenzor", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._traenslenzor = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; returns the exit status (2 for a bad config or flags, as argparse does)."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    overrides = split_overrides(parser, extras)
+    if args.stage is not None:
+        overrides.append(f"stage={args.stage}")
+    setup_logging()
+    save = args.save_tuned_config
+    try:
+        config = load_config(args.config_path, overrides)
+        run_experiment(
+            config,
+            tune_batch_size=args.tune_batch_size,
+            tune_learning_rate=args.tune_learning_rate,
+            tune_only=args.tune_only,
+            save_tuned_config=args.config_path if save is True else save,
+            config_path=args.config_path,
+        )
+    except (ConfigError, FileNotFoundError) as exc:  # bad config, missing dataset or weights: no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,206 @@
+"""Backbones for the document classifier: a registry of builders, all randomly initialised.
+
+torchvision's AlexNet (Krizhevsky et al. 2012), ResNet-50 (He et al. 2016) and ViT-B/16 (Dosovitskiy et al. 2021)
+are built with ``weights=None`` -- this project never downloads anything. Pretrained weights come only from a local
+file named in the config (``module_config.pretrained_weights``); a checkpoint saved for RGB input is adapted to
+grayscale input by summing its first convolution over the colour channels, and a head of the wrong shape (ImageNet's
+1000 classes) is left freshly initialised. ``tiny_cnn`` is a small BatchNorm CNN for the CPU quickstart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tv_models
+
+log = logging.getLogger(__name__)
+
+BackboneBuilder = Callable[[int, int, float, int], nn.Module]
+"""``builder(num_classes, in_channels, dropout, image_size) -> nn.Module``."""
+
+
+def _replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """The same convolution with a different number of input channels (fresh weights)."""
+    if conv.in_channels == in_channels:
+        return conv
+    return nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        bias=conv.bias is not None,
+    )
+
+
+def build_tiny_cnn(num_classes: int, in_channels: int, dropout: float, image_size: int) -> nn.Module:
+    """Four conv-BN-ReLU-pool blocks (8 to 64 channels) and a linear head: trains in minutes on a laptop CPU.
+
+    The last pooling keeps a 2x2 grid rather than one average: where on the page the dark blocks are (a
+    letterhead at the top, a signature at the bottom) is most of what tells document layouts apart.
+    """
+    del image_size  # adaptive pooling makes the network size-agnostic
+
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+
+    return nn.Sequential(
+        block(in_channels, 8),
+        block(8, 16),
+        block(16, 32),
+        block(32, 64),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(64 * 4, num_classes),
+    )
+
+
+def build_alexnet(num_classes: int, in_channels: int, dropout: float, image_size: int) -> nn.Module:
+    """AlexNet from scratch; its adaptive pooling accepts any image size of at least 63 px."""
+    if image_size < 63:
+        raise ValueError(f"alexnet needs images of at least 63 px (got image_size={image_size}).")
+    model = tv_models.alexnet(weights=None, num_classes=num_classes, dropout=dropout)
+    model.features[0] = _replace_first_conv(model.features[0], in_channels)
+    return model
+
+
+def build_resnet50(num_classes: int, in_channels: int, dropout: float, image_size: int) -> nn.Module:
+    """ResNet-50; torchvision has no dropout in it, so one goes before the classifier."""
+    del image_size
+    model = tv_models.resnet50(weights=None, num_classes=num_classes)
+    model.conv1 = _replace_first_conv(model.conv1, in_channels)
+    if dropout > 0:
+        model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
+    return model
+
+
+def build_vit_b_16(num_classes: int, in_channels: int, dropout: float, image_size: int) -> nn.Module:
+    """ViT-B/16 at the configured resolution (a multiple of 16)."""
+    if image_size % 16:
+        raise ValueError(f"vit_b_16 needs an image_size divisible by 16 (got {image_size}); 224 is standard.")
+    model = tv_models.vit_b_16(weights=None, image_size=image_size, num_classes=num_classes, dropout=dropout)
+    model.conv_proj = _replace_first_conv(model.conv_proj, in_channels)
+    return model
+
+
+BACKBONES: dict[str, BackboneBuilder] = {
+    "tiny_cnn": build_tiny_cnn,
+    "alexnet": build_alexnet,
+    "resnet50": build_resnet50,
+    "vit_b_16": build_vit_b_16,
+}
+
+# The first convolution of each backbone, as named in torchvision's checkpoints: the one tensor that is adapted
+# (not dropped) when a checkpoint made for RGB meets grayscale input.
+FIRST_CONV_KEYS = {
+    "tiny_cnn": "0.0.weight",
+    "alexnet": "features.0.weight",
+    "resnet50": "conv1.weight",
+    "vit_b_16": "conv_proj.weight",
+}
+
+
+@dataclass(frozen=True)
+class WeightsReport:
+    """What ``load_pretrained`` did with a checkpoint."""
+
+    path: str
+    loaded: tuple[str, ...]
+    adapted: tuple[str, ...]  # first conv summed over input channels
+    skipped: tuple[str, ...]  # shape mismatch (e.g. the ImageNet head) or absent from the model
+    missing: tuple[str, ...]  # model tensors the checkpoint did not provide (left as initialised)
+
+
+def build_model(
+    backbone: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    dropout: float = 0.0,
+    image_size: int = 224,
+    pretrained_weights: str | Path | None = None,
+) -> nn.Module:
+    """Build a backbone by name; load ``pretrained_weights`` (a local file) when given."""
+    builder = BACKBONES.get(backbone)
+    if builder is None:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
+    model = builder(num_classes, in_channels, dropout, image_size)
+    if pretrained_weights is not None:
+        report = load_pretrained(model, pretrained_weights, first_conv_key=FIRST_CONV_KEYS[backbone])
+        log.info(
+            "Loaded %d tensors from %s (%d adapted to %d input channels, %d skipped, %d left initialised)",
+            len(report.loaded),
+            report.path,
+            len(report.adapted),
+            in_channels,
+            len(report.skipped),
+            len(report.missing),
+        )
+    return model
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a local checkpoint: a plain state dict or one wrapped in ``state_dict``/``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Pretrained weights not found at {path}. This project never downloads weights: fetch the torchvision "
+            "checkpoint (e.g. vit_b_16-c867db91.pth) on a machine with internet, copy it there, or set "
+            "module_config.pretrained = false to train from scratch."
+        )
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(payload, dict) and isinstance(payload.get(key), dict):
+            payload = payload[key]
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors.")
+    return payload
+
+
+def load_pretrained(model: nn.Module, path: str | Path, *, first_conv_key: str) -> WeightsReport:
+    """Copy the matching tensors of a local checkpoint into ``model``.
+
+    A first convolution saved for 3 channels is summed over them for a 1-channel model (a grayscale image
+    replicated to RGB gives the same response). Tensors whose shape does not match -- the classifier head of an
+    ImageNet checkpoint -- are skipped. Loading nothing at all is an error: the file belongs to another backbone.
+    """
+    source = read_state_dict(path)
+    target = model.state_dict()
+    chosen: dict[str, torch.Tensor] = {}
+    adapted, skipped = [], []
+    for key, tensor in source.items():
+        want = target.get(key)
+        if want is None:
+            skipped.append(key)
+        elif tensor.shape == want.shape:
+            chosen[key] = tensor
+        elif key == first_conv_key and want.shape[1] == 1 and tensor.shape[:1] + tensor.shape[2:] == (
+            want.shape[:1] + want.shape[2:]
+        ):
+            chosen[key] = tensor.sum(dim=1, keepdim=True)
+            adapted.append(key)
+        else:
+            skipped.append(key)
+    if not chosen:
+        raise ValueError(
+            f"No tensor of {path} matches this backbone; is it a checkpoint of a different architecture?"
+        )
+    model.load_state_dict(chosen, strict=False)
+    return WeightsReport(
+        path=str(path),
+        loaded=tuple(chosen),
+        adapted=tuple(adapted),
+        skipped=tuple(skipped),
+        missing=tuple(k for k in target if k not in chosen),
+    )

@@ -1,0 +1,138 @@
+"""The LightningModule: a backbone trained with cross-entropy, AdamW or SGD, and OneCycleLR per optimizer step.
+
+The learning rate lives at ``hparams.learning_rate`` and OneCycle's peak at ``hparams.max_lr``: the LR finder
+writes the former (Lightning's attribute lookup finds it), the experiment sets the latter to
+``max_lr_factor`` x the found LR, and ``configure_optimizers`` reads both at the start of every fit -- so tuned values
+take effect without rebuilding the module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from traenslenzor.doc_classifier.config import ModuleConfig, OptimizerConfig
+from traenslenzor.doc_classifier.models import build_model
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weights of convolutions/linears only; biases and normalisation scales are not decayed."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig, learning_rate: float) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay)
+    if config.name == "adamw":
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=config.betas)
+    return torch.optim.SGD(groups, lr=learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+
+
+class DocClassifier(L.LightningModule):
+    """Document-image classifier over a configurable backbone.
+
+    Args:
+        module_config: the ``[module_config]`` section (a ``ModuleConfig`` or its dict, as saved in checkpoints).
+        image_size: input resolution (ViT needs it to size its position embeddings).
+        learning_rate: overrides ``module_config.optimizer.learning_rate`` (checkpoints store the tuned value).
+        max_lr: OneCycle's peak LR; required when the scheduler is ``onecycle``.
+    """
+
+    def __init__(
+        self,
+        module_config: ModuleConfig | dict[str, Any],
+        image_size: int = 224,
+        learning_rate: float | None = None,
+        max_lr: float | None = None,
+    ) -> None:
+        super().__init__()
+        config = ModuleConfig.model_validate(module_config)
+        if config.scheduler.name == "onecycle" and max_lr is None:
+            raise ValueError("OneCycleLR needs max_lr (ExperimentConfig.onecycle_max_lr() computes it).")
+        self.config = config
+        self.save_hyperparameters(
+            {
+                "module_config": config.model_dump(mode="json"),
+                "image_size": image_size,
+                "learning_rate": learning_rate if learning_rate is not None else config.optimizer.learning_rate,
+                "max_lr": max_lr,
+            }
+        )
+        self.model = build_model(
+            config.backbone,
+            num_classes=config.num_classes,
+            in_channels=config.in_channels,
+            dropout=config.dropout,
+            image_size=image_size,
+            pretrained_weights=config.pretrained_weights if config.pretrained else None,
+        )
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes=config.num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes=config.num_classes, average="macro"),
+            }
+        )
+        # One collection per stage: sharing one would mix training and validation counts.
+        self.stage_metrics = nn.ModuleDict(
+            {f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test")}
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        images, labels = batch[0], batch[1]
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        metrics = self.stage_metrics[f"{stage}_metrics"]
+        metrics.update(logits.detach(), labels)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.model, self.config.optimizer, self.hparams.learning_rate)
+        scheduler = self.config.scheduler
+        if scheduler.name == "none":
+            return optimizer
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps) or total_steps < 1:
+            raise ValueError(
+                "OneCycleLR needs a finite number of steps: set trainer_config.max_epochs or max_steps, or use "
+                "module_config.scheduler.name = 'none'."
+            )
+        onecycle = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.hparams.max_lr,
+            total_steps=int(total_steps),
+            pct_start=scheduler.pct_start,
+            anneal_strategy=scheduler.anneal_strategy,
+            cycle_momentum=scheduler.cycle_momentum,
+            base_momentum=scheduler.base_momentum,
+            max_momentum=scheduler.max_momentum,
+            div_factor=scheduler.div_factor,
+            final_div_factor=scheduler.final_div_factor,
+            three_phase=scheduler.three_phase,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": onecycle, "interval": "step"}}

@@ -1,0 +1,133 @@
+"""Lightning ``Trainer`` factories: one for training (callbacks and loggers), one bare one for tuning.
+
+Training logs go under ``trainer_config.log_dir`` (``.logs/`` by default): CSV metrics in
+``.logs/csv/<run_name>/version_N/`` (checkpoints beside them in ``checkpoints/``) and TensorBoard events in
+``.logs/tensorboard/<run_name>/version_N/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from traenslenzor.doc_classifier.config import ExperimentConfig, TrainerConfig
+
+log = logging.getLogger(__name__)
+TRAIN_PREFIX = "[ExperimentConfig::train]: "
+
+
+def _common_kwargs(config: TrainerConfig) -> dict[str, Any]:
+    """Settings that tuning must share with training: the batch size and LR found depend on them."""
+    return {
+        "accelerator": config.accelerator,
+        "devices": config.devices,
+        "precision": config.precision,
+        "accumulate_grad_batches": config.accumulate_grad_batches,
+        "gradient_clip_val": config.gradient_clip_val,
+        "deterministic": config.deterministic,
+        "default_root_dir": str(config.log_dir),
+    }
+
+
+class EffectiveHyperparameters(Callback):
+    """Logs, at the start of training, the batch size and LRs training really uses.
+
+    They are read from the live dataloader and optimizer, not from the config: the evidence that tuned values
+    were applied.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        group = trainer.optimizers[0].param_groups[0]
+        peak = group.get("max_lr")
+        log.info(
+            "%sIn effect: batch_size=%s, learning_rate=%.6g, optimizer LR now=%.6g, OneCycle max_lr=%s",
+            TRAIN_PREFIX,
+            getattr(trainer.train_dataloader, "batch_size", None),
+            pl_module.hparams.get("learning_rate", float("nan")),
+            group["lr"],
+            "none" if peak is None else f"{peak:.6g}",
+        )
+
+
+def build_callbacks(config: TrainerConfig) -> list[Callback]:
+    callbacks: list[Callback] = [LearningRateMonitor(logging_interval="step"), EffectiveHyperparameters()]
+    if config.checkpoint.enabled:
+        callbacks.append(
+            ModelCheckpoint(
+                monitor=config.checkpoint.monitor,
+                mode=config.checkpoint.mode,
+                save_top_k=config.checkpoint.save_top_k,
+                save_last=config.checkpoint.save_last,
+                filename="epoch{epoch:03d}-step{step}",
+                auto_insert_metric_name=False,
+            )
+        )
+    if config.early_stopping.enabled:
+        callbacks.append(
+            EarlyStopping(
+                monitor=config.early_stopping.monitor,
+                mode=config.early_stopping.mode,
+                patience=config.early_stopping.patience,
+                min_delta=config.early_stopping.min_delta,
+            )
+        )
+    if config.enable_progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every_n_steps // 5)))
+    return callbacks
+
+
+def build_trainer(config: ExperimentConfig, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
+    """The training/evaluation trainer: checkpointing, early stopping, LR monitor, progress bar, CSV + TensorBoard."""
+    tc = config.trainer_config
+    loggers = [
+        CSVLogger(save_dir=str(tc.log_dir / "csv"), name=config.run_name),
+        TensorBoardLogger(save_dir=str(tc.log_dir / "tensorboard"), name=config.run_name),
+    ]
+    return L.Trainer(
+        **_common_kwargs(tc),
+        max_epochs=tc.max_epochs,
+        max_steps=tc.max_steps,
+        limit_train_batches=tc.limit_train_batches,
+        limit_val_batches=tc.limit_val_batches,
+        limit_test_batches=tc.limit_test_batches,
+        val_check_interval=tc.val_check_interval,
+        num_sanity_val_steps=tc.num_sanity_val_steps,
+        log_every_n_steps=tc.log_every_n_steps,
+        enable_progress_bar=tc.enable_progress_bar,
+        enable_checkpointing=tc.checkpoint.enabled,
+        callbacks=[*build_callbacks(tc), *(extra_callbacks or [])],
+        logger=loggers,
+    )
+
+
+def build_tuning_trainer(config: ExperimentConfig) -> L.Trainer:
+    """A bare trainer for the tuner: same precision/devices/accumulation, no loggers, checkpoints or validation.
+
+    Tuning runs on its own trainer so that nothing it does (step counters, callbacks' state, a search cut short
+    by ``max_epochs``) leaks into the real fit. The epoch limit is lifted (the tuner bounds its own steps) and
+    validation is off because a range test has no use for it.
+    """
+    tc = config.trainer_config
+    evaluating = config.stage != "train"
+    return L.Trainer(
+        **_common_kwargs(tc),
+        max_epochs=1000,
+        limit_val_batches=tc.limit_val_batches if evaluating else 0,
+        limit_test_batches=tc.limit_test_batches,
+        num_sanity_val_steps=0,
+        enable_progress_bar=tc.enable_progress_bar,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        logger=False,
+        callbacks=[],
+    )

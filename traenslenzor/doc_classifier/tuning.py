@@ -1,0 +1,215 @@
+"""The guide's tuning workflow: batch size first, then the LR range test (Smith 2015/2017), then apply both.
+
+Order matters (guide, "Best Practices" 1): the best LR depends on the batch size, so the batch size is always
+tuned first, whatever the order of the CLI flags. After the LR search the module's ``hparams.learning_rate`` holds
+the suggestion and ``hparams.max_lr`` (OneCycle's peak) ``max_lr_factor`` x it (guide, "Best Practices" 2). The
+LR plot is saved, and a JSON of both results beside it; the LR result's diagnostics are logged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.tuner import Tuner  # the single switch between Lightning's Tuner and ours
+
+from traenslenzor.doc_classifier.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
+TUNER_PREFIX = "[ExperimentConfig::tuner]: "
+
+
+def say(message: str, *args: Any, level: int = logging.INFO) -> None:
+    log.log(level, TUNER_PREFIX + message, *args)
+
+
+@dataclass(frozen=True)
+class TuningOutcome:
+    """What tuning found and applied; ``None`` for what was not tuned (or not found)."""
+
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    previous_learning_rate: float | None = None
+    max_lr: float | None = None
+    plot_path: str | None = None
+    results_path: str | None = None
+    diagnostics: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _accepts(function: Any, name: str) -> bool:
+    parameters = inspect.signature(function).parameters
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def tune_batch_size(tuner: Any, module: L.LightningModule, datamodule: L.LightningDataModule,
+                    config: ExperimentConfig) -> tuple[int | None, dict[str, Any]]:
+    """Run ``scale_batch_size``; the tuner writes the size to ``datamodule.hparams.batch_size``."""
+    tc = config.tuner_config
+    say("Running batch size tuning...")
+    say("Mode: %s, init_val: %d, max_trials: %d", tc.batch_size_mode, tc.init_val, tc.max_trials)
+    kwargs: dict[str, Any] = {
+        "datamodule": datamodule,
+        "method": "fit" if config.stage == "train" else {"val": "validate", "test": "test"}[config.stage],
+        "mode": tc.batch_size_mode,
+        "steps_per_trial": tc.steps_per_trial,
+        "init_val": tc.init_val,
+        "max_trials": tc.max_trials,
+        "batch_arg_name": "batch_size",
+        "margin": tc.margin,
+        "max_val": tc.max_val,
+    }
+    if tc.max_memory is not None:
+        if _accepts(tuner.scale_batch_size, "max_memory"):
+            kwargs["max_memory"] = tc.max_memory
+        else:
+            say("max_memory is not supported by this Tuner; the search is bounded by max_val=%d only.",
+                tc.max_val, level=logging.WARNING)
+    found = tuner.scale_batch_size(module, **kwargs)
+    record = {key: value for key, value in kwargs.items() if key not in ("datamodule",)}
+    record["found"] = found
+    if found is None:
+        say("No batch size found (fast_dev_run?); keeping %s.", datamodule.hparams.batch_size,
+            level=logging.WARNING)
+        return None, record
+    say("✓ Optimal batch size found: %d", found)
+    return int(found), record
+
+
+def _describe_mode(mode: str) -> str:
+    return {"exponential": "exponentially", "linear": "linearly"}.get(mode, mode)
+
+
+def _log_diagnostics(result: Any) -> tuple[str, ...]:
+    findings = getattr(result, "diagnostics", None)
+    if not callable(findings):
+        return ()
+    messages = []
+    for finding in findings():
+        severity = str(getattr(finding, "severity", "info")).lower().rsplit(".", 1)[-1]
+        message = str(getattr(finding, "message", finding))
+        level = logging.WARNING if severity in ("warning", "error") else logging.INFO
+        say("  Diagnostic (%s): %s", severity, message, level=level)
+        messages.append(f"{severity}: {message}")
+    return tuple(messages)
+
+
+def _lr_record(result: Any, suggestion: float | None) -> dict[str, Any]:
+    to_dict = getattr(result, "to_dict", None)
+    if callable(to_dict):
+        record = dict(to_dict())
+    else:
+        record = {"results": {k: [float(x) for x in v] for k, v in result.results.items()}}
+    record["suggestion"] = suggestion
+    return record
+
+
+def save_plot(result: Any, path: Path) -> Path:
+    """The LR-vs-loss figure with the suggestion marked, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = result.plot(suggest=True, show=False)
+    try:
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return path
+
+
+def tune_learning_rate(tuner: Any, module: L.LightningModule, datamodule: L.LightningDataModule,
+                       config: ExperimentConfig) -> tuple[Any, float | None, float, dict[str, Any]]:
+    """Run ``lr_find``; returns (result, suggestion, previous LR, JSON record). Applies nothing itself."""
+    tc = config.tuner_config
+    previous = float(module.hparams.learning_rate)
+    say("Running learning rate finder (LR range test)...")
+    say("Training for ~%d iterations while %s increasing LR...", tc.num_training, _describe_mode(tc.lr_mode))
+    result = tuner.lr_find(
+        module,
+        datamodule=datamodule,
+        min_lr=tc.min_lr,
+        max_lr=tc.max_lr,
+        num_training=tc.num_training,
+        mode=tc.lr_mode,
+        early_stop_threshold=tc.early_stop_threshold,
+        update_attr=tc.suggestion_method is None,
+        attr_name="learning_rate",
+    )
+    if result is None:
+        say("LR finder did not run (fast_dev_run?); keeping %.2e.", previous, level=logging.WARNING)
+        return None, None, previous, {}
+    method = {} if tc.suggestion_method is None else {"method": tc.suggestion_method}
+    suggestion = result.suggestion(**method)
+    if suggestion is not None and not (math.isfinite(suggestion) and suggestion > 0):
+        suggestion = None
+    return result, suggestion, previous, _lr_record(result, suggestion)
+
+
+def apply_learning_rate(module: L.LightningModule, config: ExperimentConfig, learning_rate: float) -> float | None:
+    """Set the module's LR and OneCycle's peak (``max_lr_factor`` x LR); returns the new peak."""
+    module.hparams.learning_rate = learning_rate
+    max_lr = config.onecycle_max_lr(learning_rate)
+    module.hparams.max_lr = max_lr
+    return max_lr
+
+
+def run_tuning(
+    config: ExperimentConfig,
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    *,
+    batch_size: bool,
+    learning_rate: bool,
+) -> TuningOutcome:
+    """Tune what is asked -- batch size always before LR -- apply it, save plot and JSON, log everything."""
+    tc = config.tuner_config
+    tuner = Tuner(trainer)
+    record: dict[str, Any] = {}
+    outcome: dict[str, Any] = {}
+    if batch_size:
+        outcome["batch_size"], record["batch_size"] = tune_batch_size(tuner, module, datamodule, config)
+    if learning_rate:
+        result, suggestion, previous, record["learning_rate"] = tune_learning_rate(tuner, module, datamodule, config)
+        outcome["previous_learning_rate"] = previous
+        if suggestion is None:
+            say("No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
+                previous, level=logging.WARNING)
+        else:
+            outcome["learning_rate"] = suggestion
+            outcome["max_lr"] = apply_learning_rate(module, config, suggestion)
+            say("✓ Suggested learning rate: %.2e", suggestion)
+            say("  Updated optimizer LR: %.2e → %.2e", previous, suggestion)
+            if outcome["max_lr"] is not None:
+                say("  OneCycle max_lr: %.2e (%g × LR)", outcome["max_lr"], tc.max_lr_factor)
+        if result is not None:
+            outcome["plot_path"] = str(save_plot(result, tc.plot_path))
+            say("  LR finder plot saved to: %s", tc.plot_path)
+            outcome["diagnostics"] = _log_diagnostics(result)
+    if record:
+        tc.results_path.parent.mkdir(parents=True, exist_ok=True)
+        tc.results_path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+        outcome["results_path"] = str(tc.results_path)
+        say("  Tuning results saved to: %s", tc.results_path)
+    return TuningOutcome(**outcome)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return repr(value)
