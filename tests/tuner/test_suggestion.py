@@ -11,8 +11,10 @@ from traenslenzor.tuner.suggestion import (
     DEFAULT_SUGGESTION,
     SUGGESTIONS,
     SuggestionOutcome,
+    final_valley,
     minimum,
     slide,
+    stable,
     steepest,
     suggest,
     valley,
@@ -98,6 +100,37 @@ def test_slide_hand_computed() -> None:
     assert slide(LRS10[:8], losses, window=2) == 2
 
 
+def test_final_valley_is_last_run_below_median() -> None:
+    # median of [5,5,5,5,4,3,1,.5,2,9] is 4.5: below at 4..8, lowest at 7
+    assert final_valley(np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 2, 9.0])) == (4, 7)
+    # an early dip (index 0) is below the median too, but an earlier run: the last run wins
+    assert final_valley(np.array([0.1, 5, 5, 5, 5, 4, 1, 0.5, 9, 9.0])) == (5, 7)
+    assert final_valley(np.ones(5)) is None
+
+
+def test_stable_goes_fixed_decades_below_final_valley_floor() -> None:
+    losses = np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 2, 9.0])  # floor at index 7, lr 1e-2
+    assert stable(LRS10, losses) == 6  # 10**(-2 - 1.1) -> nearest grid point 1e-3
+    assert stable(LRS10, losses, decades_below=2.6) == 4  # 10**-4.6 -> nearest 10**-5 (index 4)
+    assert stable(LRS10, losses, decades_below=0.0) == 7
+
+
+def test_stable_ignores_early_dip_that_fastai_minimum_takes() -> None:
+    losses = np.array([0.1, 5, 5, 5, 5, 4, 1, 0.5, 9, 9.0])
+    assert minimum(LRS10, losses) == 0  # global minimum at the first point, one decade lower clamps to it
+    assert stable(LRS10, losses) == 6
+
+
+def test_stable_none_without_a_descent() -> None:
+    assert stable(LRS10, np.arange(10.0)) is None  # lowest at the first point
+    assert stable(LRS10, np.ones(10)) is None  # flat
+
+
+def test_stable_clamps_to_first_point_when_target_is_below_the_curve() -> None:
+    losses = np.array([5, 1, 5, 5, 5, 5, 5, 5, 5, 5.0])  # median 5: below only at 1 -> floor at 1e-8
+    assert stable(LRS10, losses) == 0
+
+
 def test_suggest_maps_index_back_and_skips() -> None:
     losses = np.array([9.0, 0.0, 5, 5, 4, 1, 0, 0, 0, -50])
     out = suggest(LRS10, losses, method="steepest", skip_begin=2, skip_end=1)
@@ -140,3 +173,25 @@ def test_suggest_rejects_bad_shapes_and_skips() -> None:
         suggest(LRS10, np.ones(9))
     with pytest.raises(ValueError, match=">= 0"):
         suggest(LRS10, np.ones(10), skip_end=-1)
+
+
+def test_benchmark_task_suite_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LR-quality benchmark's tasks build and evaluate; the benchmark itself is not a test.
+
+    No training step: the first torch optimizer built in a process imports torch._dynamo (seconds).
+    """
+    import importlib.util
+    import math
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "lr_tasks.py"
+    spec = importlib.util.spec_from_file_location("lr_tasks", path)
+    lr_tasks = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "lr_tasks", lr_tasks)  # dataclasses look their module up there
+    spec.loader.exec_module(lr_tasks)
+    assert len({task.key() for task in lr_tasks.TASKS}) == len(lr_tasks.TASKS) >= 6
+    assert all(len(lr_tasks.grid_lrs(task, points_per_decade=4)) >= 16 for task in lr_tasks.TASKS)
+    for task in lr_tasks.TASKS:
+        data = lr_tasks.make_data(task, n_train=32, n_eval=32)
+        assert math.isfinite(lr_tasks.untrained_loss(task, data, seed=0))

@@ -1,0 +1,380 @@
+"""LR-suggestion quality and cost: every suggestion rule and two anchors against a grid-search oracle.
+
+For each task of ``lr_tasks.TASKS`` (fixed budget of constant-LR steps, held-out loss L):
+
+* **Oracle**: L at every LR of a log grid (4 points per decade), mean over 2 training seeds; L* = the best mean,
+  L(untrained) = the loss at init. Cached in ``benchmarks/results/lr_oracle_cache.json`` keyed by the task's hash.
+* **Finders**, per finder seed (model init + batch order): ours (``traenslenzor.tuner.find_lr``), Lightning
+  (``Tuner(trainer).lr_find(...).suggestion()``) and torch-lr-finder (``LRFinder.range_test`` + its steepest
+  suggestion), each from the same freshly initialised model, same loader, same LR range and step count.
+  Every rule of ``SUGGESTIONS`` is applied to our curve.
+* **Score** of a suggested LR s: L(s) is measured by *training at s directly* (same budget, same 2 seeds as the
+  oracle; cached), gap = (L(s) - L*) / (L(untrained) - L*) clipped to at most 1; divergence or no suggestion = 1.
+  Distance = log10(s / lr*) in decades (signed: + means s is above the grid's best).
+* **Cost**: wall time of each finder / wall time of the same number of plain training steps on the same loader,
+  measured in the same run, normalised by the steps each finder actually ran (early stop).
+
+Run: ``python benchmarks/lr_quality.py`` (full, ~10-15 min on 2 cores the first time, the oracle then comes from
+the cache), ``--quick`` (3 tasks, 1 finder seed), ``--tasks a,b``. Prints markdown; writes
+``benchmarks/results/lr_quality.json`` (``lr_quality_quick.json`` for ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lr_tasks import (
+    TASKS,
+    TASKS_BY_NAME,
+    Task,
+    TaskData,
+    cycle,
+    grid_lrs,
+    make_data,
+    make_loader,
+    make_loss,
+    make_model,
+    make_optimizer,
+    train_constant,
+    untrained_loss,
+)
+
+from traenslenzor.tuner.suggestion import DEFAULT_SUGGESTION, SUGGESTIONS, suggest
+
+log = logging.getLogger("lr_quality")
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE_PATH = RESULTS / "lr_oracle_cache.json"
+ORACLE_SEEDS = (0, 1)
+ANCHORS = ("lightning", "torch_lr_finder")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# oracle (cached)
+
+
+class Oracle:
+    """Held-out loss of constant-LR training, mean over ``ORACLE_SEEDS``, cached per task hash and LR."""
+
+    def __init__(self, path: Path = CACHE_PATH) -> None:
+        self.path = path
+        self.cache: dict = json.loads(path.read_text()) if path.exists() else {}
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
+
+    def _entry(self, task: Task) -> dict:
+        return self.cache.setdefault(task.key(), {"name": task.name, "losses": {}, "untrained": None})
+
+    def loss_at(self, task: Task, data: TaskData, lr: float) -> float:
+        entry = self._entry(task)
+        key = f"{lr:.6e}"
+        if key not in entry["losses"]:
+            losses = [train_constant(task, data, float(key), seed) for seed in ORACLE_SEEDS]
+            entry["losses"][key] = [loss if math.isfinite(loss) else None for loss in losses]
+        losses = entry["losses"][key]
+        return math.inf if any(v is None for v in losses) else float(np.mean(losses))
+
+    def untrained(self, task: Task, data: TaskData) -> float:
+        entry = self._entry(task)
+        if entry["untrained"] is None:
+            entry["untrained"] = float(np.mean([untrained_loss(task, data, seed) for seed in ORACLE_SEEDS]))
+        return entry["untrained"]
+
+    def grid(self, task: Task, data: TaskData) -> tuple[list[float], list[float]]:
+        lrs = grid_lrs(task, points_per_decade=4)
+        return lrs, [self.loss_at(task, data, lr) for lr in lrs]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# finders
+
+
+def plain_steps(task: Task, data: TaskData, seed: int) -> float:
+    """Wall time of ``task.num_training`` plain training steps on the finder's loader (the physical floor)."""
+    model = make_model(task, seed)
+    optimizer = make_optimizer(task, model.parameters(), task.finder_range[0])
+    loss_fn = make_loss(task)
+    batches = cycle(make_loader(task, data, seed))
+    start = time.perf_counter()
+    for _ in range(task.num_training):
+        x, y = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def run_ours(task: Task, data: TaskData, seed: int) -> dict:
+    from traenslenzor.tuner import find_lr
+
+    model = make_model(task, seed)
+    optimizer = make_optimizer(task, model.parameters(), task.finder_range[0])
+    loader = make_loader(task, data, seed)
+    min_lr, max_lr = task.finder_range
+    start = time.perf_counter()
+    result = find_lr(
+        model, optimizer, make_loss(task), loader,
+        min_lr=min_lr, max_lr=max_lr, num_training=task.num_training, progress_bar=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    curve = result.results
+    suggestions = {
+        name: suggest(curve["lr"], curve["loss"], method=name).lr for name in SUGGESTIONS
+    }  # default skips (10, 1)
+    return {
+        "seconds": seconds,
+        "steps": len(curve["lr"]),
+        "suggestions": suggestions,
+        "curve": {key: [float(v) for v in curve[key]] for key in ("lr", "loss", "raw_loss")},
+    }
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Swallows an anchor's prints, progress bars and INFO logs (they cannot all be turned off by arguments)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def run_lightning(task: Task, data: TaskData, seed: int) -> dict:
+    import lightning.pytorch as pl
+    from lightning.pytorch.tuner import Tuner
+
+    class LitTask(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = make_model(task, seed)
+            self.loss_fn = make_loss(task)
+            self.lr = task.finder_range[0]
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return self.loss_fn(self.model(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return make_optimizer(task, self.parameters(), self.lr)
+
+    module = LitTask()
+    loader = make_loader(task, data, seed)
+    min_lr, max_lr = task.finder_range
+    with tempfile.TemporaryDirectory() as root, warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=1, max_epochs=1000, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+        )  # fmt: skip
+        start = time.perf_counter()
+        finder = Tuner(trainer).lr_find(
+            module, train_dataloaders=loader, min_lr=min_lr, max_lr=max_lr,
+            num_training=task.num_training, update_attr=False,
+        )  # fmt: skip
+        suggestion = finder.suggestion()
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "steps": len(finder.results["lr"]), "suggestions": {"lightning": suggestion}}
+
+
+def run_torch_lr_finder(task: Task, data: TaskData, seed: int) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch_lr_finder import LRFinder
+
+    model = make_model(task, seed)
+    optimizer = make_optimizer(task, model.parameters(), task.finder_range[0])
+    loader = make_loader(task, data, seed)
+    min_lr, max_lr = task.finder_range
+    finder = LRFinder(model, optimizer, make_loss(task), device="cpu")
+    with _quiet():  # it prints and shows a progress bar it cannot turn off
+        start = time.perf_counter()
+        finder.range_test(loader, start_lr=min_lr, end_lr=max_lr, num_iter=task.num_training)
+        seconds = time.perf_counter() - start
+        finder.reset()
+    fig, ax = plt.subplots()
+    try:  # its suggestion lives in plot(); None when too few points
+        with _quiet():
+            _, suggestion = finder.plot(ax=ax, suggest_lr=True)
+    except Exception as exc:  # an anchor failing to suggest scores as "no suggestion"
+        log.info("torch-lr-finder gave no suggestion on %s: %s", task.name, exc)
+        suggestion = None
+    plt.close(fig)
+    return {
+        "seconds": seconds,
+        "steps": len(finder.history["lr"]),
+        "suggestions": {"torch_lr_finder": None if suggestion is None else float(suggestion)},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scoring and tables
+
+
+def score(oracle: Oracle, task: Task, data: TaskData, lr: float | None, best: tuple[float, float], l0: float) -> dict:
+    lr_best, loss_best = best
+    if lr is None or not math.isfinite(lr) or lr <= 0:
+        return {"lr": None, "loss": None, "gap": 1.0, "decades": None}
+    loss = oracle.loss_at(task, data, lr)
+    gap = 1.0 if not math.isfinite(loss) else min(1.0, (loss - loss_best) / (l0 - loss_best))
+    return {"lr": lr, "loss": loss if math.isfinite(loss) else None, "gap": gap, "decades": math.log10(lr / lr_best)}
+
+
+def run_task(task: Task, oracle: Oracle, finder_seeds: list[int]) -> dict:
+    data = make_data(task)
+    lrs, losses = oracle.grid(task, data)
+    best_i = int(np.argmin(losses))
+    best = (lrs[best_i], losses[best_i])
+    l0 = oracle.untrained(task, data)
+    oracle.save()
+    log.info("%s: grid best lr %.2e, L* %.4f, L(untrained) %.4f", task.name, *best, l0)
+    runs = []
+    for seed in finder_seeds:
+        plain = plain_steps(task, data, seed)
+        ours, lit, tlf = (
+            run_ours(task, data, seed),
+            run_lightning(task, data, seed),
+            run_torch_lr_finder(task, data, seed),
+        )
+        suggestions = {**ours["suggestions"], **lit["suggestions"], **tlf["suggestions"]}
+        scores = {name: score(oracle, task, data, lr, best, l0) for name, lr in suggestions.items()}
+        oracle.save()
+        per_step = plain / task.num_training
+        cost = {
+            name: r["seconds"] / (per_step * r["steps"])
+            for name, r in (("ours", ours), ("lightning", lit), ("torch_lr_finder", tlf))
+        }
+        runs.append(
+            {
+                "seed": seed,
+                "scores": scores,
+                "cost": cost,
+                "plain_seconds": plain,
+                "curve": ours["curve"],
+                "steps": {"ours": ours["steps"], "lightning": lit["steps"], "torch_lr_finder": tlf["steps"]},
+            }
+        )
+        log.info("%s seed %d: %s", task.name, seed, {k: round(v["gap"], 3) for k, v in scores.items()})
+    return {
+        "task": task.name,
+        "key": task.key(),
+        "grid": {"lr": lrs, "loss": [v if math.isfinite(v) else None for v in losses]},
+        "best_lr": best[0],
+        "best_loss": best[1],
+        "untrained_loss": l0,
+        "runs": runs,
+    }
+
+
+def methods() -> list[str]:
+    return [*SUGGESTIONS, *ANCHORS]
+
+
+def _fmt_cell(scores: list[dict]) -> str:
+    gaps = [s["gap"] for s in scores]
+    decades = [s["decades"] for s in scores if s["decades"] is not None]
+    dec = f"{statistics.median(decades):+.1f}" if decades else "–"
+    return f"{statistics.median(gaps):.3f} / {max(gaps):.3f} ({dec})"
+
+
+def quality_table(tasks: list[dict]) -> str:
+    names = methods()
+    header = "| task (best lr) | " + " | ".join(n + (" *" if n == DEFAULT_SUGGESTION else "") for n in names) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 1)]
+    for t in tasks:
+        cells = [_fmt_cell([r["scores"][n] for r in t["runs"]]) for n in names]
+        lines.append(f"| {t['task']} ({t['best_lr']:.1e}) | " + " | ".join(cells) + " |")
+    every = {n: [r["scores"][n] for t in tasks for r in t["runs"]] for n in names}
+    lines.append(
+        "| **all: median / worst gap (median Δdec)** | " + " | ".join(_fmt_cell(every[n]) for n in names) + " |"
+    )
+    abs_dec = {n: [abs(s["decades"]) for s in every[n] if s["decades"] is not None] for n in names}
+    lines.append(
+        "| **all: median / worst abs Δdec** | "
+        + " | ".join(f"{statistics.median(d):.2f} / {max(d):.2f}" if d else "–" for d in abs_dec.values())
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def cost_table(tasks: list[dict]) -> str:
+    finders = ("ours", "lightning", "torch_lr_finder")
+    lines = ["| task | plain steps (s) | " + " | ".join(finders) + " |", "|---|---|" + "---|" * len(finders)]
+    for t in tasks:
+        plain = statistics.median(r["plain_seconds"] for r in t["runs"])
+        ratios = [statistics.median(r["cost"][f] for r in t["runs"]) for f in finders]
+        lines.append(f"| {t['task']} | {plain:.3f} | " + " | ".join(f"{x:.2f}×" for x in ratios) + " |")
+    medians = [statistics.median(statistics.median(r["cost"][f] for r in t["runs"]) for t in tasks) for f in finders]
+    lines.append("| **median over tasks** | | " + " | ".join(f"**{x:.2f}×**" for x in medians) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 tasks, 1 finder seed (smoke run)")
+    parser.add_argument("--tasks", help=f"comma-separated subset of {[t.name for t in TASKS]}")
+    parser.add_argument("--finder-seeds", type=int, default=3, help="finder seeds per task (default 3)")
+    parser.add_argument("--out", type=Path, help="JSON output path")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    torch.set_num_threads(1)  # timing on a shared machine: one thread is the steadiest
+
+    tasks = list(TASKS[:3]) if args.quick else list(TASKS)
+    if args.tasks:
+        unknown = set(args.tasks.split(",")) - set(TASKS_BY_NAME)
+        if unknown:
+            parser.error(f"unknown task(s) {sorted(unknown)}; known: {sorted(TASKS_BY_NAME)}")
+        tasks = [TASKS_BY_NAME[name] for name in args.tasks.split(",")]
+    seeds = list(range(100, 100 + (1 if args.quick else args.finder_seeds)))
+    oracle = Oracle()
+    started = time.perf_counter()
+    results = [run_task(task, oracle, seeds) for task in tasks]
+    table1, table2 = quality_table(results), cost_table(results)
+    print("\n## Table 1: normalised gap to the grid's best LR, median / worst over finder seeds (median decades)\n")
+    print(table1)
+    print("\n## Table 2: finder wall time / wall time of the same number of plain training steps (median)\n")
+    print(table2)
+    out = args.out or RESULTS / ("lr_quality_quick.json" if args.quick else "lr_quality.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "finder": "traenslenzor.tuner.find_lr",
+                "default": DEFAULT_SUGGESTION,
+                "finder_seeds": seeds,
+                "oracle_seeds": ORACLE_SEEDS,
+                "seconds": time.perf_counter() - started,
+                "tasks": results,
+                "table1": table1,
+                "table2": table2,
+            },
+            indent=1,
+        )
+    )
+    print(f"\nwrote {out} ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Small CPU training tasks for the LR-suggestion benchmark, and constant-LR training on them.
+
+Each task is a frozen description (model, optimizer, loss, data, training budget) from which data, model and
+optimizer are built deterministically from seeds, so that a task's hash keys the oracle cache. The suite spans
+four model families (linear, MLP, CNN with BatchNorm, tiny transformer), five optimizers and both CE and MSE, and
+its input scales are chosen so that the grid-best constant LRs spread over several decades (1e-4 .. 1e1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+# Bump when the way tasks are built or trained changes, so cached oracles are recomputed.
+TASK_CODE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training task: what to train, with which optimizer, for how many steps."""
+
+    name: str
+    model: str  # linear | mlp | cnn_bn | transformer
+    data: str  # blobs | regression | images | sequences
+    loss: str  # ce | mse
+    optimizer: str  # sgd | sgd_momentum | adam | adamw | rmsprop
+    steps: int  # fixed training budget (optimizer steps at constant LR)
+    batch_size: int = 32
+    input_scale: float = 1.0  # scales the inputs, which shifts the best LR for SGD-like optimizers
+    grid: tuple[float, float] = (1e-5, 1e1)  # oracle LR grid bounds (log-spaced, inclusive)
+    finder_range: tuple[float, float] = (1e-8, 1.0)  # (min_lr, max_lr) given to every finder
+    num_training: int = 100  # finder steps
+
+    def key(self) -> str:
+        """Hash of the task definition (and the code version), keying the oracle cache."""
+        text = json.dumps({"task": asdict(self), "version": TASK_CODE_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+TASKS: tuple[Task, ...] = (
+    Task("linreg_sgd", "linear", "regression", "mse", "sgd", steps=150, input_scale=0.3, finder_range=(1e-8, 10.0)),
+    Task("logreg_sgdm", "linear", "blobs", "ce", "sgd_momentum", steps=150, input_scale=10.0),
+    Task("mlp_adam", "mlp", "blobs", "ce", "adam", steps=200),
+    Task("mlp_sgd", "mlp", "blobs", "ce", "sgd", steps=200, finder_range=(1e-8, 10.0)),
+    Task("mlp_rmsprop_mse", "mlp", "regression", "mse", "rmsprop", steps=150),
+    Task("cnn_bn_sgdm", "cnn_bn", "images", "ce", "sgd_momentum", steps=150, finder_range=(1e-8, 10.0)),
+    Task("cnn_bn_adamw", "cnn_bn", "images", "ce", "adamw", steps=150),
+    Task("transformer_adamw", "transformer", "sequences", "ce", "adamw", steps=200),
+    Task("transformer_sgdm", "transformer", "sequences", "ce", "sgd_momentum", steps=200, finder_range=(1e-8, 10.0)),
+    Task("linreg_adam", "linear", "regression", "mse", "adam", steps=150, input_scale=3.0),
+    # settings other than the defaults: longer/shorter sweeps and budgets, bigger batches
+    Task("mlp_adamw_mse_b128", "mlp", "regression", "mse", "adamw", steps=300, batch_size=128, num_training=200),
+    Task("cnn_bn_rmsprop", "cnn_bn", "images", "ce", "rmsprop", steps=100, finder_range=(1e-7, 10.0)),
+)
+
+TASKS_BY_NAME = {task.name: task for task in TASKS}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class TaskData:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_eval: torch.Tensor
+    y_eval: torch.Tensor
+
+
+def _teacher(generator: torch.Generator, d_in: int, d_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    w1 = torch.randn(d_in, 32, generator=generator) / math.sqrt(d_in)
+    w2 = torch.randn(32, d_out, generator=generator) / math.sqrt(32)
+    return w1, w2
+
+
+def make_data(task: Task, n_train: int = 4096, n_eval: int = 1024) -> TaskData:
+    """Synthetic data, the same for every seed of a task (seeded by the task name).
+
+    Enough samples that a budget is 1-2 epochs: the best constant LR is then set by optimisation (what a range
+    test can see), not by how much a high LR overfits a small training set (which no range test can see).
+    """
+    generator = torch.Generator().manual_seed(int(hashlib.sha256(task.name.encode()).hexdigest()[:8], 16))
+    n = n_train + n_eval
+    if task.data in ("blobs", "regression"):
+        x = torch.randn(n, 16, generator=generator)
+        w1, w2 = _teacher(generator, 16, 4 if task.data == "blobs" else 1)
+        out = torch.tanh(x @ w1 * 2) @ w2
+        if task.data == "blobs":
+            y = (out + 0.3 * torch.randn(out.shape, generator=generator)).argmax(dim=1)
+        else:
+            y = out + 0.1 * torch.randn(out.shape, generator=generator)
+            y = y / y.std()
+    elif task.data == "images":
+        templates = torch.randn(4, 1, 12, 12, generator=generator)
+        y = torch.randint(0, 4, (n,), generator=generator)
+        shifts = torch.randint(-2, 3, (n, 2), generator=generator)
+        x = torch.stack(
+            [torch.roll(templates[c], (int(s[0]), int(s[1])), dims=(1, 2)) for c, s in zip(y, shifts, strict=True)]
+        )
+        x = x + 1.0 * torch.randn(x.shape, generator=generator)
+    elif task.data == "sequences":
+        x = torch.randint(0, 16, (n, 12), generator=generator)
+        # label: which of tokens 0..3 is most frequent (ties -> lowest), a counting task attention can solve
+        counts = torch.stack([(x == t).sum(dim=1) for t in range(4)], dim=1)
+        y = (counts.float() + 0.01 * torch.arange(4, 0, -1)).argmax(dim=1)
+    else:
+        raise ValueError(f"unknown data kind {task.data!r}")
+    if x.is_floating_point():
+        x = x * task.input_scale
+    return TaskData(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models, optimizers, losses
+
+
+class TinyTransformer(nn.Module):
+    """Embedding + learned positions, one encoder layer, mean pooling, linear head."""
+
+    def __init__(self, vocab: int = 16, length: int = 12, width: int = 32, classes: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Parameter(torch.zeros(1, length, width))
+        self.encoder = nn.TransformerEncoderLayer(width, nhead=2, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(tokens) + self.position).mean(dim=1))
+
+
+def make_model(task: Task, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    out = 4 if task.loss == "ce" else 1
+    if task.model == "linear":
+        return nn.Linear(16, out)
+    if task.model == "mlp":
+        return nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, out))
+    if task.model == "cnn_bn":
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(), nn.Linear(16, out),
+        )  # fmt: skip
+    if task.model == "transformer":
+        return TinyTransformer(classes=out)
+    raise ValueError(f"unknown model {task.model!r}")
+
+
+def make_optimizer(task: Task, params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    if task.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if task.optimizer == "sgd_momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if task.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if task.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    if task.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    raise ValueError(f"unknown optimizer {task.optimizer!r}")
+
+
+def make_loss(task: Task) -> nn.Module:
+    return nn.CrossEntropyLoss() if task.loss == "ce" else nn.MSELoss()
+
+
+def make_loader(task: Task, data: TaskData, seed: int) -> DataLoader:
+    """The training loader every finder gets (shuffled, seeded)."""
+    generator = torch.Generator().manual_seed(seed)
+    dataset = TensorDataset(data.x_train, data.y_train)
+    return DataLoader(dataset, batch_size=task.batch_size, shuffle=True, drop_last=True, generator=generator)
+
+
+def cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches, re-iterating (and so re-shuffling) the loader at each epoch end."""
+    for _ in itertools.count():
+        yield from loader
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+
+@torch.no_grad()
+def precise_batchnorm(model: nn.Module, data: TaskData) -> None:
+    """Recomputes BatchNorm running statistics as exact averages over the training set ("precise BN").
+
+    The running averages trail the weights by ~10 steps; after a high-LR run that lag alone can double the held-out
+    loss of one seed but not another, which would make the oracle measure BN lag rather than the LR.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    for start in range(0, len(data.x_train), 256):
+        model(data.x_train[start : start + 256])
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: nn.Module, data: TaskData) -> float:
+    """Held-out loss (model in eval mode, BN statistics made precise); inf when it is not finite."""
+    was_training = model.training
+    precise_batchnorm(model, data)
+    model.eval()
+    loss = float(make_loss(task)(model(data.x_eval), data.y_eval))
+    model.train(was_training)
+    return loss if math.isfinite(loss) else math.inf
+
+
+def untrained_loss(task: Task, data: TaskData, seed: int) -> float:
+    return evaluate(task, make_model(task, seed), data)
+
+
+def train_constant(task: Task, data: TaskData, lr: float, seed: int) -> float:
+    """Trains a fresh model (init seed ``seed``) for ``task.steps`` steps at constant ``lr``; held-out loss or inf."""
+    model = make_model(task, seed)
+    optimizer = make_optimizer(task, model.parameters(), lr)
+    loss_fn = make_loss(task)
+    batches = cycle(make_loader(task, data, seed))
+    model.train()
+    for _ in range(task.steps):
+        x, y = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        if not torch.isfinite(loss):
+            return math.inf
+        loss.backward()
+        optimizer.step()
+    return evaluate(task, model, data)
+
+
+def grid_lrs(task: Task, points_per_decade: int = 3) -> list[float]:
+    lo, hi = (math.log10(v) for v in task.grid)
+    count = round((hi - lo) * points_per_decade) + 1
+    return [10 ** (lo + (hi - lo) * i / (count - 1)) for i in range(count)]
