@@ -97,9 +97,18 @@ def test_oom_at_size_one_is_a_clear_error() -> None:
     assert fake.calls == [2, 1] and fake.restores == 2
 
 
-def test_no_fit_within_max_trials_names_the_fix() -> None:
-    with pytest.raises(BatchSizeNotFoundError, match="max_trials"):
-        search(FakeDevice(oom_from=1), mode="power", init_val=64, max_trials=2)
+def test_failed_trials_do_not_count_towards_max_trials() -> None:
+    fake = FakeDevice(oom_from=20)
+    result = search(fake, mode="binsearch", max_trials=6, margin=0.0)
+    assert fake.calls == [2, 4, 8, 16, 32, 24, 20, 18, 19]  # 6 fits, 3 failures
+    assert result.batch_size == 19
+
+
+def test_no_fit_within_the_trial_cap_names_the_fix() -> None:
+    fake = FakeDevice(oom_from=1)
+    with pytest.raises(BatchSizeNotFoundError, match="max_trials=1"):
+        search(fake, mode="power", init_val=2**20, max_val=2**20, max_trials=1)
+    assert len(fake.calls) == 10  # hard cap 2 * max_trials + 8
 
 
 @pytest.mark.parametrize("error", [ValueError("bad target shape"), RuntimeError("CUDA error: device-side assert")])
@@ -228,3 +237,16 @@ def test_result_serialises_and_plots() -> None:
     assert BatchSizeResult.from_dict(data) == result
     fig = result.plot()
     assert fig.axes and "binsearch" in fig.axes[0].get_title()
+
+
+def test_address_space_limit_pins_the_mmap_threshold_and_budget_is_reread(monkeypatch) -> None:
+    import traenslenzor.tuner.batch_finder as finder
+
+    pinned, budgets = [], iter(range(10 * 2**30, 20 * 2**30, 2**30))
+    monkeypatch.setattr(finder, "address_space_limited", lambda: True)
+    monkeypatch.setattr(finder, "pin_mmap_threshold", lambda: pinned.append(True) or True)
+    monkeypatch.setattr(finder, "resolve_budget", lambda max_memory, device: next(budgets))
+    result = search(FakeDevice(oom_from=5), mode="power")
+    assert pinned == [True]
+    # read at the start, then before every proposal after the first: trials 2, 4 fit, 8 fails, then done
+    assert result.budget == 13 * 2**30

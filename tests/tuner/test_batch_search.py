@@ -95,8 +95,23 @@ def test_binsearch_falls_back_below_a_failed_margin_trial() -> None:
     policy.observe(BatchSizeTrial(11, False, None, None, 0.1))
     assert policy.propose() == 8
     policy.observe(BatchSizeTrial(8, False, None, None, 0.1, "fragmented"))
+    assert policy.best == 10  # the margin trial failed: so far the only size that ran is the answer
+    assert policy.propose() == 6 == margin_target(8, 0.25)  # walk down by the margin
+    policy.observe(BatchSizeTrial(6, True, None, None, 0.1))
     assert policy.propose() is None
-    assert policy.best == 10  # the margin trial failed: the only size that ran is the answer
+    assert policy.best == 6
+
+
+def test_binsearch_walks_down_by_margin_when_memory_creeps() -> None:
+    # After 8 trials only sizes <= 64 fit (caches grow per shape): 92 fails, walk 88, 84 (3 margin trials), stop.
+    policy = SEARCH_POLICIES["binsearch"](init_val=64)
+    sizes = []
+    while (size := policy.propose()) is not None:
+        sizes.append(size)
+        fits = size <= 96 and not (size > 64 and len(sizes) > 8)
+        policy.observe(BatchSizeTrial(size, fits, None, None, 0.1))
+    assert sizes == [64, 128, 96, 112, 104, 100, 98, 97, 92, 88, 84]
+    assert policy.best == 64
 
 
 def test_binsearch_descends_then_bisects() -> None:
@@ -109,9 +124,11 @@ def test_auto_jumps_to_the_model_prediction() -> None:
 
 
 def test_auto_gallops_down_after_an_oom_below_the_prediction() -> None:
-    # 999 crashes; back off floor(0.05*999)=49 -> 950 crashes; back off 2*floor(0.05*950)=94 -> 856 fits;
-    # bisect (856+950)//2 = 903 fits; 950 - 903 = 47 <= floor(0.05*950): done.
-    assert drive("auto", oom_from=940, budget=affine(999)) == ([2, 4, 8, 999, 950, 856, 903], 903)
+    # tolerance min(0.05, 0.02): 999 crashes -> back off floor(0.02*999)=19 -> 980 crashes -> back off
+    # 2*floor(0.02*980)=38 -> 942 crashes -> back off 4*18=72 -> 870 fits; bisect 906, 924 fit;
+    # 942 - 924 = 18 <= floor(0.02*942): done.
+    expected = [2, 4, 8, 999, 980, 942, 870, 906, 924]
+    assert drive("auto", oom_from=940, budget=affine(999)) == (expected, 924)
 
 
 def test_auto_interpolates_between_a_fit_and_a_budget_overrun() -> None:
@@ -125,7 +142,9 @@ def test_auto_interpolates_between_a_fit_and_a_budget_overrun() -> None:
 
 
 def test_auto_without_budget_grows_then_gallops() -> None:
-    assert drive("auto", oom_from=1000) == ([*POWERS, 973], 973)
+    # 1024 crashes -> 1024 - floor(0.02*1024)=1004 crashes -> 1004 - 2*20 = 964 fits -> bisect 984 fits;
+    # 1004 - 984 = 20 <= floor(0.02*1004): done.
+    assert drive("auto", oom_from=1000) == ([*POWERS, 1004, 964, 984], 984)
 
 
 def test_throughput_takes_smallest_size_within_five_percent() -> None:
@@ -167,6 +186,8 @@ def test_policy_contract(mode: str, oom_from: float, init_val: int, max_val: int
     assert best in sizes and best <= true_max  # only sizes that ran and fitted
     if mode in ("binsearch", "auto"):
         assert best >= 0.95 * true_max
+    if mode == "auto":
+        assert best >= 0.98 * true_max
 
 
 def test_pure_helpers() -> None:

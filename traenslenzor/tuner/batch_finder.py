@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from .batch_result import BatchSizeResult, BatchSizeTrial
 from .batch_search import SEARCH_POLICIES, SearchPolicy
 from .batching import move_to_device, split_batch
-from .memory import PeakMemoryMeter, as_device, check_max_memory, resolve_budget
-from .oom import free_memory, is_oom_error, release_heap
+from .memory import PeakMemoryMeter, address_space_limited, as_device, check_max_memory, resolve_budget
+from .oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
 from .state import preserved_training_state
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,55 @@ def _not_found(policy: SearchPolicy, max_trials: int) -> BatchSizeNotFoundError:
     )
 
 
+def _trial_runner(
+    run_trial: Callable[[int], float | None],
+    steps: int,
+    meter: PeakMemoryMeter,
+    between_trials: Callable[[], None] | None,
+) -> Callable[[int, int | None], BatchSizeTrial]:
+    """``run(size, budget)``: one trial, then ``between_trials`` however it ended."""
+
+    def run(size: int, budget: int | None) -> BatchSizeTrial:
+        try:
+            return _run_trial(run_trial, size, steps, meter, budget)
+        finally:
+            if between_trials is not None:
+                between_trials()
+
+    return run
+
+
+def _drive(
+    policy: SearchPolicy,
+    run: Callable[[int, int | None], BatchSizeTrial],
+    max_trials: int,
+    bar: tqdm | None,
+    budget_now: Callable[[], int | None] | None,
+) -> None:
+    """Feed trials to ``policy`` until it is done or ``max_trials`` sizes have fitted.
+
+    As in Lightning, failed trials do not count towards ``max_trials`` (each one narrows the search); a hard cap
+    of ``2 * max_trials + 8`` trials in all keeps a pathological device from looping. ``budget_now``, if given,
+    re-reads the default budget before each trial (what the process can reach drifts as caches grow).
+    """
+    while True:
+        fitted = sum(t.fits for t in policy.trials)
+        if fitted >= max_trials or len(policy.trials) >= 2 * max_trials + 8:
+            policy.reason = f"stopped after max_trials={max_trials} ({len(policy.trials)} trials)"
+            return
+        if budget_now is not None and policy.trials:
+            policy.budget = budget_now()
+        size = policy.propose()
+        if size is None:
+            return
+        trial = run(size, policy.budget)
+        policy.observe(trial)
+        log.info("batch size %d %s", size, "fits" if trial.fits else f"does not fit ({trial.error})")
+        if bar is not None:
+            bar.set_postfix(size=size, fits=trial.fits)
+            bar.update()
+
+
 def search_batch_size(
     run_trial: Callable[[int], float | None],
     *,
@@ -128,6 +177,7 @@ def search_batch_size(
     device: torch.device | str | None = None,
     between_trials: Callable[[], None] | None = None,
     progress_bar: bool = True,
+    meter: PeakMemoryMeter | None = None,
 ) -> BatchSizeResult:
     """Search for a batch size by running trials, and return every trial and the chosen size.
 
@@ -139,7 +189,7 @@ def search_batch_size(
             It signals "does not fit" by letting the out-of-memory error propagate.
         mode: a key of ``SEARCH_POLICIES``: ``"power"``, ``"binsearch"``, ``"auto"`` or ``"throughput"``.
         init_val: the first size tried.
-        max_trials: most trials run (failed ones included).
+        max_trials: most trials that fit (failed trials are not counted, as in Lightning's binsearch).
         max_val: largest size proposed.
         margin: ``binsearch``: the final size is reduced by this fraction (and verified); ``auto``: the search stops
             once the largest fit is within this fraction of the smallest failure.
@@ -150,6 +200,9 @@ def search_batch_size(
         device: where the trials run (for memory measurement); default the current CUDA device, else the CPU.
         between_trials: called after every trial, also a failed one, before the next (restore state there).
         progress_bar: show a tqdm bar over the trials.
+        meter: measures a trial's peak memory (``start()``, ``stop() -> bytes | None``); default a
+            :class:`PeakMemoryMeter` for ``device``. Pass your own for devices without allocator statistics or a
+            simulated device.
 
     Returns:
         A :class:`BatchSizeResult` whose ``batch_size`` ran successfully in this search.
@@ -165,20 +218,18 @@ def search_batch_size(
         log.info("init_val=%d exceeds the dataset length %d; starting at %d.", init_val, dataset_len, cap)
     budget = resolve_budget(max_memory, device)
     policy = SEARCH_POLICIES[mode](init_val=min(init_val, cap), max_val=cap, margin=margin, budget=budget)
-    meter = PeakMemoryMeter(device)
-    with tqdm(total=max_trials, desc=f"batch size ({mode})", disable=not progress_bar, leave=False) as bar:
-        while len(policy.trials) < max_trials and (size := policy.propose()) is not None:
-            try:
-                trial = _run_trial(run_trial, size, steps_per_trial, meter, budget)
-            finally:
-                if between_trials is not None:
-                    between_trials()
-            policy.observe(trial)
-            log.info("batch size %d %s", size, "fits" if trial.fits else f"does not fit ({trial.error})")
-            bar.set_postfix(size=size, fits=trial.fits)
-            bar.update()
-    if len(policy.trials) >= max_trials and policy.propose() is not None:
-        policy.reason = f"stopped after max_trials={max_trials}"
+    meter = meter if meter is not None else PeakMemoryMeter(device)
+    if device.type == "cpu" and address_space_limited() and pin_mmap_threshold():
+        log.info("Address-space limit set: pinned glibc's mmap threshold so that failed trials do not fragment it.")
+    run = _trial_runner(run_trial, steps_per_trial, meter, between_trials)
+    budget_now = (lambda: resolve_budget(None, device)) if max_memory is None else None
+    # No tqdm object at all without a bar: its monitor thread would reserve a 64 MiB malloc arena.
+    bar = tqdm(total=max_trials, desc=f"batch size ({mode})", leave=False) if progress_bar else None
+    try:
+        _drive(policy, run, max_trials, bar, budget_now)
+    finally:
+        if bar is not None:
+            bar.close()
     best = policy.best
     if best is None:
         raise _not_found(policy, max_trials)
@@ -190,7 +241,7 @@ def search_batch_size(
         "steps_per_trial": steps_per_trial,
         "dataset_len": dataset_len,
     }
-    return BatchSizeResult(best, mode, tuple(policy.trials), policy.reason, budget, str(device), settings)
+    return BatchSizeResult(best, mode, tuple(policy.trials), policy.reason, policy.budget, str(device), settings)
 
 
 # -- plain PyTorch ----------------------------------------------------------------------------------------------

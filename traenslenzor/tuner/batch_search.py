@@ -13,7 +13,7 @@ Policies:
     ``binsearch``: ``power``, then bisection between the last fit and the first failure, then the ``margin``
         safety reduction, itself verified by a trial (as Lightning's ``binsearch``, which returns it untested).
     ``auto``: fit an affine memory model ``peak(b) = a + c*b`` to the peaks measured at small sizes, jump to the
-        largest size the model puts under the memory budget, verify, and close the gap to within ``margin``
+        largest size the model puts under the memory budget, verify, and close the gap to ``min(margin, 2 %)``
         (galloping down from a failure, then bisection). Falls back to ``binsearch`` growth while no budget or
         no reliable memory slope is known.
     ``throughput``: double while samples/s keeps improving, then choose the smallest size whose throughput is
@@ -141,6 +141,7 @@ class BinarySearch(SearchPolicy):
     """Double until a failure, bisect between the last fit and the first failure, then verify the margin cut."""
 
     name = "binsearch"
+    max_margin_trials = 3  # margin trials in a row before settling for the largest fit below
 
     def propose(self) -> int | None:
         if not self.trials:
@@ -157,8 +158,13 @@ class BinarySearch(SearchPolicy):
         return self._propose_margin(low)
 
     def _propose_margin(self, low: int) -> int | None:
+        """Verify the margin-reduced size; if it fails (fragmentation), walk down by ``margin`` until one fits."""
         target = margin_target(low, self.margin)
-        if target < low and not self.tried(target):
+        fit_below = max((t.batch_size for t in self.trials if t.fits and t.batch_size <= target), default=0)
+        walked = 0
+        while target > fit_below and self.tried(target):
+            target, walked = (margin_target(target, self.margin) if target > 1 else 0), walked + 1
+        if target > fit_below and target < low and walked < self.max_margin_trials:
             return target
         if high := self.high:
             self._finish(f"largest fit {low} (batch size {high} does not fit); margin {self.margin:.0%} applied")
@@ -180,7 +186,7 @@ class BinarySearch(SearchPolicy):
 
 
 class AutoSearch(SearchPolicy):
-    """Model peak memory as affine in the batch size, jump to the predicted limit, verify, refine to ``margin``.
+    """Model peak memory as affine in the batch size, jump to the predicted limit, verify, refine the bracket.
 
     Phases, all driven by the outcomes so far:
 
@@ -188,19 +194,23 @@ class AutoSearch(SearchPolicy):
        smaller, differ in measured peak by more than the measurement noise (``min_rel_delta`` of the peak).
     2. *Jump*: propose the largest size the model ``peak(b) = a + c*b`` (through the two largest fits) puts
        under the budget. A fit there refits the model with a far point and may propose once more.
-    3. *Refine*: with a bracket (largest fit ``low``, smallest failure ``high``) wider than ``margin``: if the
-       failure measured a peak (over budget), interpolate the budget crossing (alternating with bisection); after
-       an out-of-memory failure, gallop down from it in steps of ``margin``, doubling after each further failure,
-       while that stays above the bracket's middle; otherwise bisect.
+    3. *Refine*: while the bracket (largest fit ``low``, smallest failure ``high``) is wider than the tolerance
+       (``min(margin, 2 %)`` of ``high``): if the failure measured a peak (over budget), interpolate the budget
+       crossing (Illinois regula falsi); after an out-of-memory failure, gallop down from it in steps of the
+       tolerance, doubling after each further failure, while that stays above the bracket's middle; else bisect.
 
-    Without a budget or memory readings it degrades to ``binsearch`` growth with a ``margin`` bracket.
+    Without a budget or memory readings it degrades to ``binsearch`` growth and the same bracket refinement.
     """
 
     name = "auto"
     min_rel_delta = 0.02  # peak differences below 2 % are treated as noise (CPU RSS jitter)
+    max_tolerance = 0.02  # bracket width at which the search stops, as a fraction of the failed size
 
     def __init__(self, **kwargs: object):
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        # The answer must land near the limit even where the limit wobbles by a percent or two between sizes
+        # (kernel workspaces, block rounding), so the bracket closes to 2 % -- or tighter if margin asks for it.
+        self.tolerance = min(self.margin, self.max_tolerance)
         self._last_side: str | None = None  # the bracket end the previous interpolation moved
 
     def propose(self) -> int | None:
@@ -211,8 +221,8 @@ class AutoSearch(SearchPolicy):
             return self._descend()
         if high is None:
             return self._propose_open(low)
-        if within_tolerance(low, high, self.margin):
-            self._finish(f"largest fit {low} is within {self.margin:.0%} of the first failure {high}")
+        if within_tolerance(low, high, self.tolerance):
+            self._finish(f"largest fit {low} is within {self.tolerance:.0%} of the first failure {high}")
             return None
         return self._propose_bracket(low, high)
 
@@ -231,8 +241,8 @@ class AutoSearch(SearchPolicy):
         if model is None or low >= self.max_val:
             return self._grow()
         predicted = predict_max_size(*model, self.budget)
-        if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, self.margin):
-            self._finish(f"memory model puts the limit within {self.margin:.0%} of the largest fit {low}")
+        if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, self.tolerance):
+            self._finish(f"memory model puts the limit within {self.tolerance:.0%} of the largest fit {low}")
             return None
         return min(predicted, self.max_val)
 
@@ -246,7 +256,7 @@ class AutoSearch(SearchPolicy):
         if last is fail:
             # Gallop down from the failure: the model was nearly right, so the limit is most likely just below.
             failures_above = sum(not t.fits for t in self.trials if t.batch_size > low)
-            step = max(1, math.floor(self.margin * high)) * 2 ** (failures_above - 1)
+            step = max(1, math.floor(self.tolerance * high)) * 2 ** (failures_above - 1)
             if high - step > middle:
                 return high - step
         return middle

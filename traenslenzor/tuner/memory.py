@@ -118,6 +118,11 @@ def _address_space_budget() -> int | None:
     return max(0, soft - (size - rss))
 
 
+def address_space_limited() -> bool:
+    """Whether this process runs under an address-space limit (``RLIMIT_AS``, ``ulimit -v``)."""
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+
+
 def device_total_memory(device: torch.device | str | None = None) -> int | None:
     """Total memory of ``device``: the GPU's memory, or on CPU the physical memory (lowered to a cgroup limit)."""
     device = as_device(device)

@@ -12,7 +12,6 @@ import ctypes.util
 import functools
 import gc
 import logging
-from collections.abc import Callable
 
 import torch
 
@@ -70,26 +69,45 @@ def oom_backend(exc: BaseException) -> str | None:
     return "python" if isinstance(exc, MemoryError) else "torch"
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+PINNED_MMAP_THRESHOLD = 256 * 1024
+
+
 @functools.cache
-def _libc_malloc_trim() -> Callable[[ctypes.c_size_t], int] | None:
+def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")  # runs ldconfig: look it up once
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim, libc.mallopt  # noqa: B018 -- glibc only (not musl, not macOS)
+    except (OSError, AttributeError):
         return None
+    return libc
 
 
 def release_heap() -> None:
     """Return freed C-heap pages to the OS (glibc ``malloc_trim``; a no-op elsewhere).
 
-    Freed activations otherwise stay resident in the malloc arenas: they inflate the next trial's measured peak
-    RSS and fragment the address space, so that later trials fail early.
+    Freed activations otherwise stay resident in the malloc arenas and inflate the next trial's measured peak.
     """
-    trim = _libc_malloc_trim()
-    if trim is not None:
-        trim(ctypes.c_size_t(0))
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(ctypes.c_size_t(0))
+
+
+def pin_mmap_threshold() -> bool:
+    """Serve every allocation above 256 KiB by ``mmap`` from now on (glibc ``mallopt``); True if it took effect.
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which activations come
+    from the brk heap. A failed trial then leaves that heap fragmented: its freed middle cannot be unmapped, so
+    under an address-space limit (``RLIMIT_AS``, ``ulimit -v``) every later trial fails early -- 74 fits, then 73
+    fails. With the threshold pinned, freed tensors are unmapped at once. glibc cannot return to its dynamic
+    threshold, so the setting stays for the rest of the process; training then allocates the way the search
+    measured. Called only where such a limit is set.
+    """
+    libc = _glibc()
+    return libc is not None and libc.mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_THRESHOLD) == 1
 
 
 def free_memory() -> None:
