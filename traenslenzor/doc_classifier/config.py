@@ -135,7 +135,7 @@ class TunerConfig(_Section):
     steps_per_trial: int = Field(3, ge=1)
     margin: float = Field(0.05, ge=0, lt=1)
     max_val: int = Field(8192, ge=1)
-    max_memory: float | None = Field(None, gt=0)  # bytes (> 1) or a fraction of device memory (<= 1)
+    max_memory: int | float | None = Field(None, gt=0)  # bytes (an int) or a fraction of device memory (a float)
     # learning rate (lr_find)
     min_lr: float = Field(1e-8, gt=0)
     max_lr: float = Field(1.0, gt=0)
@@ -160,6 +160,11 @@ class TunerConfig(_Section):
     def _range_is_increasing(self) -> TunerConfig:
         if self.min_lr >= self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr:g}) must be below max_lr ({self.max_lr:g})")
+        if isinstance(self.max_memory, float) and self.max_memory > 1:
+            raise ValueError(
+                f"max_memory = {self.max_memory}: a float is a fraction of the device's memory in (0, 1]; "
+                "write bytes as an integer (e.g. 536870912 for 512 MiB)"
+            )
         if self.init_val > self.max_val:
             raise ValueError(f"init_val ({self.init_val}) must not exceed max_val ({self.max_val})")
         return self

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.tuner import Tuner  # the single switch between Lightning's Tuner and ours
 
 from traenslenzor.doc_classifier.config import ExperimentConfig
+from traenslenzor.tuner import Tuner  # the one line to change to use Lightning's: lightning.pytorch.tuner
 
 log = logging.getLogger(__name__)
 TUNER_PREFIX = "[ExperimentConfig::tuner]: "
@@ -88,12 +88,13 @@ def _describe_mode(mode: str) -> str:
     return {"exponential": "exponentially", "linear": "linearly"}.get(mode, mode)
 
 
-def _log_diagnostics(result: Any) -> tuple[str, ...]:
-    findings = getattr(result, "diagnostics", None)
-    if not callable(findings):
+def _log_diagnostics(result: Any, method: str | None) -> tuple[str, ...]:
+    """Log the result's automatic advice (ours has it; Lightning's result has none)."""
+    diagnostics = getattr(result, "diagnostics", None)
+    if not callable(diagnostics):
         return ()
     messages = []
-    for finding in findings():
+    for finding in diagnostics() if method is None else diagnostics(method=method):
         severity = str(getattr(finding, "severity", "info")).lower().rsplit(".", 1)[-1]
         message = str(getattr(finding, "message", finding))
         level = logging.WARNING if severity in ("warning", "error") else logging.INFO
@@ -103,13 +104,13 @@ def _log_diagnostics(result: Any) -> tuple[str, ...]:
 
 
 def _lr_record(result: Any, suggestion: float | None) -> dict[str, Any]:
+    """The suggestion and the whole result (``LRFinderResult.from_dict`` reads ``record["result"]`` back)."""
     to_dict = getattr(result, "to_dict", None)
     if callable(to_dict):
-        record = dict(to_dict())
-    else:
-        record = {"results": {k: [float(x) for x in v] for k, v in result.results.items()}}
-    record["suggestion"] = suggestion
-    return record
+        full = dict(to_dict())
+    else:  # Lightning's result: only the curves
+        full = {"results": {k: [float(x) for x in v] for k, v in result.results.items()}}
+    return {"suggestion": suggestion, "result": full}
 
 
 def save_plot(result: Any, path: Path) -> Path:
@@ -164,6 +165,30 @@ def apply_learning_rate(module: L.LightningModule, config: ExperimentConfig, lea
     return max_lr
 
 
+def _tune_and_apply_lr(tuner: Any, module: L.LightningModule, datamodule: L.LightningDataModule,
+                       config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The LR half of the workflow: search, apply, log the guide's lines, save the plot, log the diagnostics."""
+    tc = config.tuner_config
+    result, suggestion, previous, record = tune_learning_rate(tuner, module, datamodule, config)
+    outcome: dict[str, Any] = {"previous_learning_rate": previous}
+    if suggestion is None:
+        say("No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
+            previous, level=logging.WARNING)
+    else:
+        outcome["learning_rate"] = suggestion
+        outcome["max_lr"] = record["max_lr"] = apply_learning_rate(module, config, suggestion)
+        say("✓ Suggested learning rate: %.2e", suggestion)
+        say("  Updated optimizer LR: %.2e → %.2e", previous, suggestion)
+        if outcome["max_lr"] is not None:
+            say("  OneCycle max_lr: %.2e (%g × LR)", outcome["max_lr"], tc.max_lr_factor)
+    if result is not None:
+        outcome["plot_path"] = str(save_plot(result, tc.plot_path))
+        say("  LR finder plot saved to: %s", tc.plot_path)
+        outcome["diagnostics"] = _log_diagnostics(result, tc.suggestion_method)
+        record["diagnostics"] = list(outcome["diagnostics"])
+    return outcome, record
+
+
 def run_tuning(
     config: ExperimentConfig,
     trainer: L.Trainer,
@@ -174,34 +199,20 @@ def run_tuning(
     learning_rate: bool,
 ) -> TuningOutcome:
     """Tune what is asked -- batch size always before LR -- apply it, save plot and JSON, log everything."""
-    tc = config.tuner_config
+    results_path = config.tuner_config.results_path
     tuner = Tuner(trainer)
     record: dict[str, Any] = {}
     outcome: dict[str, Any] = {}
     if batch_size:
         outcome["batch_size"], record["batch_size"] = tune_batch_size(tuner, module, datamodule, config)
     if learning_rate:
-        result, suggestion, previous, record["learning_rate"] = tune_learning_rate(tuner, module, datamodule, config)
-        outcome["previous_learning_rate"] = previous
-        if suggestion is None:
-            say("No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
-                previous, level=logging.WARNING)
-        else:
-            outcome["learning_rate"] = suggestion
-            outcome["max_lr"] = apply_learning_rate(module, config, suggestion)
-            say("✓ Suggested learning rate: %.2e", suggestion)
-            say("  Updated optimizer LR: %.2e → %.2e", previous, suggestion)
-            if outcome["max_lr"] is not None:
-                say("  OneCycle max_lr: %.2e (%g × LR)", outcome["max_lr"], tc.max_lr_factor)
-        if result is not None:
-            outcome["plot_path"] = str(save_plot(result, tc.plot_path))
-            say("  LR finder plot saved to: %s", tc.plot_path)
-            outcome["diagnostics"] = _log_diagnostics(result)
+        lr_outcome, record["learning_rate"] = _tune_and_apply_lr(tuner, module, datamodule, config)
+        outcome.update(lr_outcome)
     if record:
-        tc.results_path.parent.mkdir(parents=True, exist_ok=True)
-        tc.results_path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n", encoding="utf-8")
-        outcome["results_path"] = str(tc.results_path)
-        say("  Tuning results saved to: %s", tc.results_path)
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+        outcome["results_path"] = str(results_path)
+        say("  Tuning results saved to: %s", results_path)
     return TuningOutcome(**outcome)
 
 

@@ -1,0 +1,201 @@
+"""End to end: ``run.py`` on the quickstart config, shrunk by dotted overrides, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from traenslenzor.doc_classifier.config_writer import readable_lr
+from traenslenzor.doc_classifier.experiment import build_parser, main, split_overrides
+from traenslenzor.tuner import LRFinderResult
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "traenslenzor/doc_classifier/run.py"
+SHRINK = [
+    "--datamodule_config.image_size=32",
+    "--datamodule_config.synthetic_train_size=96",
+    "--datamodule_config.synthetic_val_size=32",
+    "--datamodule_config.synthetic_test_size=16",
+    "--datamodule_config.mean=0.8",
+    "--datamodule_config.std=0.2",
+    "--trainer_config.max_epochs=1",
+    "--trainer_config.enable_progress_bar=false",
+    "--trainer_config.cpu_threads=1",
+    "--tuner_config.steps_per_trial=1",
+    "--tuner_config.max_val=8",
+    "--tuner_config.num_training=30",
+]
+GUIDE_LINES = [
+    "[ExperimentConfig::tuner]: Running batch size tuning...",
+    "[ExperimentConfig::tuner]: Mode: power, init_val: 2, max_trials: 25",
+    "[ExperimentConfig::tuner]: ✓ Optimal batch size found: ",
+    "[ExperimentConfig::tuner]: Running learning rate finder (LR range test)...",
+    "[ExperimentConfig::tuner]: Training for ~30 iterations while exponentially increasing LR...",
+    "[ExperimentConfig::tuner]: ✓ Suggested learning rate: ",
+    "[ExperimentConfig::tuner]:   Updated optimizer LR: 1.00e-03 → ",
+    "[ExperimentConfig::tuner]:   LR finder plot saved to: .logs/lr_finder_plot.png",
+    "[ExperimentConfig::train]: Starting training (fit)...",
+]
+TUNED_KEYS = ("batch_size = ", "learning_rate = ", "max_lr = ")
+
+
+def _run_subprocess(cwd: Path, args: list[str]) -> list[str]:
+    """``python run.py ...`` exactly as a user types it; its stdout and stderr lines."""
+    done = subprocess.run(
+        [sys.executable, str(RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=240, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return [line.rstrip() for line in output.splitlines()]
+
+
+def _run_in_process(cwd: Path, args: list[str], monkeypatch: pytest.MonkeyPatch,
+                    caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The same script run with ``runpy`` in this process (saves the ~15 s of imports); its log lines."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(RUN), *args])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # run.py puts the repo root first; undo afterwards
+    caplog.set_level("INFO")
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(RUN), run_name="__main__")
+    assert info.value.code == 0
+    return [record.getMessage() for record in caplog.records]
+
+
+def _positions(lines: list[str], prefixes: list[str]) -> list[int]:
+    found = []
+    for prefix in prefixes:
+        hits = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+        assert len(hits) == 1, f"{prefix!r} found {len(hits)} times"
+        found.append(hits[0])
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flags", "save_to", "in_process"),
+    [
+        (["--tune-batch-size", "--tune-learning-rate"], None, False),
+        (["--tune-learning-rate", "--tune-batch-size"], "tuned/quickstart_tuned.toml", True),
+    ],
+    ids=["bs-then-lr-subprocess", "lr-then-bs-in-process"],
+)
+def test_run_py_tunes_batch_size_then_lr_applies_both_and_trains(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    flags: list[str],
+    save_to: str | None,
+    in_process: bool,
+) -> None:
+    config = tmp_path / "quickstart.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    original = config.read_text(encoding="utf-8")
+    save = ["--save-tuned-config"] + ([save_to] if save_to else [])
+    args = ["--config_path", str(config), *flags, *save, *SHRINK]
+    lines = (
+        _run_in_process(tmp_path, args, monkeypatch, caplog) if in_process else _run_subprocess(tmp_path, args)
+    )
+
+    positions = _positions(lines, GUIDE_LINES)
+    assert positions == sorted(positions), "guide log lines out of order (batch size must come before LR)"
+
+    batch_size = int(lines[positions[2]].rsplit(": ", 1)[1])
+    suggested = float(lines[positions[5]].rsplit(": ", 1)[1])
+    assert lines[positions[6]].endswith(f"→ {suggested:.2e}")
+    assert batch_size in (2, 4, 8)
+
+    results = json.loads((tmp_path / ".logs/tuning_results.json").read_text(encoding="utf-8"))
+    assert results["batch_size"]["found"] == batch_size
+    lr = results["learning_rate"]["suggestion"]
+    assert f"{lr:.2e}" == f"{suggested:.2e}"
+    curve = LRFinderResult.from_dict(results["learning_rate"]["result"])
+    assert len(curve.lrs) >= 2 and curve.lrs[0] == pytest.approx(1e-6)  # the quickstart's min_lr
+    assert curve.suggestion() == pytest.approx(lr)
+    assert results["learning_rate"]["max_lr"] == pytest.approx(3.0 * lr)
+
+    plot = tmp_path / ".logs/lr_finder_plot.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(plot) as image:
+        image.verify()
+    with Image.open(plot) as image:
+        assert image.size[0] > 100 and image.size[1] > 100
+
+    # What training really used, read by a callback from the live dataloader and optimizer at fit start.
+    effective = next(line for line in lines if "In effect:" in line)
+    values = dict(re.findall(r"(batch_size|learning_rate|OneCycle max_lr)=([^,\s]+)", effective))
+    assert int(values["batch_size"]) == batch_size
+    assert float(values["learning_rate"]) == pytest.approx(lr, rel=1e-5)
+    assert float(values["OneCycle max_lr"]) == pytest.approx(3.0 * lr, rel=1e-5)
+    assert any(line.startswith("[ExperimentConfig::train]: Finished training: val/acc=") for line in lines)
+
+    saved = tmp_path / save_to if save_to else config
+    after = saved.read_text(encoding="utf-8")
+    changed = [
+        (a, b) for a, b in zip(original.splitlines(), after.splitlines(), strict=True) if a != b
+    ]
+    assert [a.split("=")[0].strip() for a, _ in changed] == ["learning_rate", "max_lr", "batch_size"]
+    new = {b.split("=")[0].strip(): b.split("=")[1].split("#")[0].strip() for _, b in changed}
+    assert int(new["batch_size"]) == batch_size
+    assert float(new["learning_rate"]) == readable_lr(lr)
+    assert float(new["max_lr"]) == readable_lr(3.0 * lr)
+    assert all("#" in b for a, b in changed if "#" in a)  # trailing comments kept
+    if save_to:
+        assert config.read_text(encoding="utf-8") == original
+
+
+def test_overrides_are_split_from_flags() -> None:
+    parser = build_parser()
+    assert split_overrides(parser, ["--a.b=1", "--c.d", "x y", "--e.f=--g"]) == ["a.b=1", "c.d=x y", "e.f=--g"]
+    with pytest.raises(SystemExit):
+        split_overrides(parser, ["--verbose"])
+    with pytest.raises(SystemExit):
+        split_overrides(parser, ["--a.b"])
+
+
+def test_cli_reports_a_misspelled_key_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "exp.toml"
+    config.write_text("[trainer_config]\nmax_epoch = 3\n", encoding="utf-8")
+    assert main(["--config_path", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'trainer_config.max_epoch'" in err and str(config) in err and "max_epochs" in err
+
+
+def test_cli_rejects_save_without_tuning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    assert main(["--config_path", str(config), "--save-tuned-config"]) == 2
+    assert "need --tune-batch-size" in capsys.readouterr().err
+
+
+def test_cli_reports_missing_rvl_cdip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/alexnet_scratch.toml", config)
+    root = tmp_path / "no-such-rvl-cdip"
+    assert main(["--config_path", str(config), f"--datamodule_config.root={root}"]) == 2
+    assert str(root) in capsys.readouterr().err
+
+
+def test_tune_only_does_not_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    caplog.set_level("INFO")
+    assert main(["--config_path", str(config), "--tune-batch-size", "--tune-only", "--stage", "train", *SHRINK]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[ExperimentConfig::tuner]: ✓ Optimal batch size found: 8" in messages
+    assert not any("Starting training" in m for m in messages)
+    assert not (tmp_path / ".logs/lr_finder_plot.png").exists()
+    assert json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["found"] == 8
