@@ -4,10 +4,13 @@ sequences with faked out-of-memory errors, errors raised)."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from lightning.pytorch.callbacks import BatchSizeFinder as LightningBatchSizeFinder
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
+from lightning.pytorch.tuner import Tuner as LightningTuner
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from test_lightning_models import (
     TUNERS,
@@ -18,6 +21,10 @@ from test_lightning_models import (
     trainer,
     trial_sizes,
 )
+
+from traenslenzor.tuner.lightning import BatchSizeFinder as OurBatchSizeFinder
+from traenslenzor.tuner.lightning import LearningRateFinder as OurLearningRateFinder
+from traenslenzor.tuner.lightning import Tuner as OurTuner
 
 QUIET = {"ours": {"progress_bar": False}, "lightning": {}}
 
@@ -211,3 +218,26 @@ def test_fast_dev_run_returns_none_with_a_warning(tuner, call, tmp_path) -> None
         assert getattr(TUNERS[tuner](trainer(tmp_path, fast_dev_run=True)), call)(model) is None
     assert model.batch_sizes == []
     assert model.hparams.learning_rate == 1e-3 and model.hparams.batch_size == 4
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (OurTuner.lr_find, LightningTuner.lr_find),
+        (OurTuner.scale_batch_size, LightningTuner.scale_batch_size),
+        (OurLearningRateFinder.__init__, LightningLearningRateFinder.__init__),
+        (OurBatchSizeFinder.__init__, LightningBatchSizeFinder.__init__),
+    ],
+)
+def test_signatures_and_defaults_are_lightnings(ours, theirs) -> None:
+    """Lightning's positional/keyword parameters, in order, with equal defaults; ours adds keyword-only options."""
+
+    def params(fn, keyword_only: bool):
+        return [
+            (p.name, p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if (p.kind == p.KEYWORD_ONLY) == keyword_only
+        ]
+
+    assert params(ours, keyword_only=False) == params(theirs, keyword_only=False)
+    assert {name for name, _ in params(ours, keyword_only=True)} <= {"progress_bar", "max_memory"}
