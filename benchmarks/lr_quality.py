@@ -33,6 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,9 @@ class Oracle:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
+        partial = self.path.with_suffix(".partial")  # renamed over the cache: never a half-written cache
+        partial.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
+        partial.replace(self.path)
 
     def _entry(self, task: Task) -> dict:
         return self.cache.setdefault(task.key(), {"name": task.name, "losses": {}, "untrained": None})
@@ -329,12 +332,67 @@ def cost_table(tasks: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# robustness: rules chosen on half the tasks, checked on the other half and on other sweep settings
+
+SWEEP_VARIANTS = {
+    "as in table 1": {},
+    "num_training=50": {"num_training": 50},
+    "num_training=200": {"num_training": 200},
+    "min_lr=1e-5": {"min_lr": 1e-5},
+}
+
+
+def grid_gap(grid: dict, lr: float | None) -> float:
+    """Gap of ``lr`` by linear interpolation of the oracle grid in log-LR (no training; 1 if a neighbour diverged)."""
+    if lr is None:
+        return 1.0
+    x, losses = np.log10(grid["lr"]), np.array([np.inf if v is None else v for v in grid["loss"]])
+    j = int(np.clip(np.searchsorted(x, np.log10(lr)), 1, len(x) - 1))
+    w = float(np.clip((np.log10(lr) - x[j - 1]) / (x[j] - x[j - 1]), 0.0, 1.0))
+    loss = losses[j - 1] + w * (losses[j] - losses[j - 1]) if np.isfinite(losses[[j - 1, j]]).all() else np.inf
+    best, l0 = float(np.min(losses)), grid["untrained"]
+    return 1.0 if not np.isfinite(loss) else min(1.0, (loss - best) / (l0 - best))
+
+
+def robustness_table(tasks: list[Task], oracle: Oracle, seeds: list[int]) -> tuple[str, dict]:
+    """Every rule under each sweep variant, on the even-indexed ("design") and odd-indexed ("confirm") tasks."""
+    halves = {"design": [t.name for t in TASKS[0::2]], "confirm": [t.name for t in TASKS[1::2]]}
+    gaps: dict = {}
+    for task in tasks:
+        data = make_data(task)
+        lrs, losses = oracle.grid(task, data)
+        grid = {"lr": lrs, "loss": [v if math.isfinite(v) else None for v in losses]}
+        grid["untrained"] = oracle.untrained(task, data)
+        for variant, change in SWEEP_VARIANTS.items():
+            low = change.get("min_lr", task.finder_range[0])
+            swept = replace(task, num_training=change.get("num_training", task.num_training),
+                            finder_range=(low, task.finder_range[1]))  # fmt: skip
+            for seed in seeds:
+                for name, lr in run_ours(swept, data, seed)["suggestions"].items():
+                    gaps.setdefault((variant, name), {}).setdefault(task.name, []).append(grid_gap(grid, lr))
+    names = list(SUGGESTIONS)
+    lines = ["| sweep | half | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for variant in SWEEP_VARIANTS:
+        for half, members in halves.items():
+            cells = []
+            for name in names:
+                g = [v for t, vs in gaps[(variant, name)].items() if t in members for v in vs]
+                cells.append(f"{statistics.median(g):.3f} / {max(g):.2f}" if g else "–")
+            lines.append(f"| {variant} | {half} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), {f"{v}|{n}": per_task for (v, n), per_task in gaps.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 tasks, 1 finder seed (smoke run)")
     parser.add_argument("--tasks", help=f"comma-separated subset of {[t.name for t in TASKS]}")
     parser.add_argument("--finder-seeds", type=int, default=3, help="finder seeds per task (default 3)")
     parser.add_argument("--out", type=Path, help="JSON output path")
+    parser.add_argument(
+        "--robustness", action="store_true",
+        help="instead: every rule under other sweep settings, design vs confirm half (scored on the oracle grid)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
@@ -350,6 +408,16 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(100, 100 + (1 if args.quick else args.finder_seeds)))
     oracle = Oracle()
     started = time.perf_counter()
+    if args.robustness:
+        table, gaps = robustness_table(tasks, oracle, seeds)
+        print("\n## Table 3: gap by oracle-grid interpolation, median / worst over tasks x seeds\n")
+        print(table)
+        out = args.out or RESULTS / "lr_quality_robustness.json"
+        out.write_text(
+            json.dumps({"default": DEFAULT_SUGGESTION, "finder_seeds": seeds, "table3": table, "gaps": gaps})
+        )
+        print(f"\nwrote {out} ({time.perf_counter() - started:.0f} s)")
+        return
     results = [run_task(task, oracle, seeds) for task in tasks]
     table1, table2 = quality_table(results), cost_table(results)
     print("\n## Table 1: normalised gap to the grid's best LR, median / worst over finder seeds (median decades)\n")
