@@ -94,7 +94,7 @@ def test_lr_find_results_and_update_attr_false(tuner, tmp_path) -> None:
 
 @pytest.mark.parametrize("tuner", sorted(TUNERS))
 def test_scale_batch_size_power_sequence_with_faked_oom(tuner, tmp_path) -> None:
-    model = NoValModel(batch_size=2, n=64, oom_above=10)
+    model = NoValModel(batch_size=2, n=32, oom_above=10)
     size = TUNERS[tuner](trainer(tmp_path)).scale_batch_size(model, mode="power", **QUIET[tuner])
     assert size == model.hparams.batch_size == 8
     assert trial_sizes(model.batch_sizes, 3) == [2, 4, 8, 16]
@@ -103,7 +103,7 @@ def test_scale_batch_size_power_sequence_with_faked_oom(tuner, tmp_path) -> None
 def test_scale_batch_size_binsearch_sequence_matches_lightning(tmp_path) -> None:
     runs = {}
     for name, tuner in TUNERS.items():
-        model = NoValModel(batch_size=2, n=64, oom_above=10)
+        model = NoValModel(batch_size=2, n=32, oom_above=10)
         size = tuner(trainer(tmp_path / name)).scale_batch_size(model, mode="binsearch", margin=0.1, **QUIET[name])
         runs[name] = (size, model.hparams.batch_size, trial_sizes(model.batch_sizes, 3))
     assert runs["lightning"] == (9, 9, [2, 4, 8, 16, 12, 10, 11])
@@ -147,7 +147,7 @@ def test_scale_batch_size_writes_every_holder_and_fit_uses_it(tuner, holder, tmp
     [("ours", "validate"), ("lightning", "validate"), ("ours", "test"), ("ours", "predict")],
 )
 def test_scale_batch_size_for_evaluation_methods(tuner, method, tmp_path) -> None:
-    model = TinyModel(batch_size=2, n=64, oom_above=10)
+    model = TinyModel(batch_size=2, n=32, oom_above=10)
     size = TUNERS[tuner](trainer(tmp_path)).scale_batch_size(model, method=method, **QUIET[tuner])
     assert size == model.hparams.batch_size == 8
     assert trial_sizes(model.batch_sizes, 3) == [2, 4, 8, 16]

@@ -101,6 +101,7 @@ def test_no_checkpoint_is_written(lib, tmp_path, monkeypatch) -> None:
     saves = []
     monkeypatch.setattr(t, "save_checkpoint", lambda *a, **k: saves.append(a))
     TUNERS[lib](t).lr_find(NoValModel(n=64), num_training=10, update_attr=False, **QUIET[lib])
+    TUNERS[lib](t).scale_batch_size(NoValModel(n=64), max_val=4, **QUIET[lib])
     assert saves == []
     assert files_under(tmp_path) == []
 
