@@ -1,4 +1,4 @@
-"""Scan artefacts for synthetic pages: paper tone, contrast, skew, blur, noise, speckle, edges, JPEG.
+"""Scan artefacts for synthetic pages: paper tone, contrast, skew, zoom, blur, noise, speckle, edges, JPEG.
 
 RVL-CDIP pages are low-resolution fax/scanner images of paper documents; a classifier trained on clean renders
 learns crisp-edge shortcuts that real scans do not have. Every artefact is drawn at the output resolution from
@@ -26,6 +26,17 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     return Image.open(buf).convert("L")
 
 
+def _place(image: Image.Image, angle_deg: float, scale: float, shift: tuple[float, float]) -> Image.Image:
+    """Rotate about the centre, scale and shift the page in one resampling (a skewed, zoomed, offset scan)."""
+    theta = np.deg2rad(angle_deg)
+    cos, sin = np.cos(theta) / scale, np.sin(theta) / scale
+    cx, cy = image.width / 2, image.height / 2
+    ox, oy = cx + shift[0], cy + shift[1]
+    # Inverse map (output pixel -> page pixel), as Image.transform wants it.
+    data = (cos, sin, cx - cos * ox - sin * oy, -sin, cos, cy + sin * ox - cos * oy)
+    return image.transform(image.size, Image.AFFINE, data, resample=Image.BILINEAR, fillcolor=255)
+
+
 def scan(image: Image.Image, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Apply scan artefacts to a grayscale render; returns a ``uint8`` array of the same size."""
     size = image.width
@@ -34,15 +45,16 @@ def scan(image: Image.Image, rng: np.random.Generator, strength: float = 1.0) ->
     paper = 255.0 - rng.uniform(0, 45) * strength
     ink = rng.uniform(0, 70) * strength
     angle = float(np.clip(rng.normal(0, 1.0), -3, 3)) * strength
-    shift = tuple(float(v) for v in rng.normal(0, 0.01 * size * strength, 2))
-    image = image.rotate(angle, resample=Image.BILINEAR, translate=shift, fillcolor=255)
+    scale = float(np.exp(rng.uniform(-0.12, 0.1) * min(strength, 1.5)))
+    shift = (float(rng.normal(0, 0.02 * size * strength)), float(rng.normal(0, 0.02 * size * strength)))
+    image = _place(image, angle, scale, shift)
     blur = rng.uniform(0.0, 0.7) * strength * size / 128
     if blur > 0.15:
         image = image.filter(ImageFilter.GaussianBlur(blur))
     arr = _tone(np.asarray(image), paper, min(ink, paper - 40))
     sigma = rng.uniform(0.0, 9.0) * strength
     arr += rng.normal(0.0, sigma, arr.shape).astype(np.float32)
-    n_speckle = int(rng.poisson(0.0006 * size * size * strength))
+    n_speckle = int(rng.poisson(rng.uniform(0.0, 0.0006) * size * size * strength))
     if n_speckle:
         ys, xs = rng.integers(0, size, n_speckle), rng.integers(0, size, n_speckle)
         arr[ys, xs] = rng.uniform(0, 120, n_speckle)

@@ -147,3 +147,26 @@ def table(page: Page, x0: float, x1: float, y: float, rows: int, cols: int, row_
                 cx0 = x0 + (c + 1) * col_w - col_w * 0.08 - w
             page.bar(cx0, cx0 + w, yy + (row_h - text_h) / 2, text_h, 0.6)
     return y + rows * row_h
+
+
+def clutter(page: Page) -> None:
+    """Marks that any scanned page may carry, whatever its class: fax header, page number, stamp, note, holes.
+
+    They carry no class information, so a model cannot use them as a shortcut; they only add variety.
+    """
+    if page.chance(0.15):  # fax transmission header across the very top
+        page.words(0.03, page.uniform(0.5, 0.97), page.uniform(0.005, 0.02), 0.006, coverage=0.7)
+    if page.chance(0.25):  # page number or Bates number at the bottom
+        x = page.uniform(0.45, 0.85)
+        page.words(x, x + page.uniform(0.03, 0.12), page.uniform(0.95, 0.975), 0.007)
+    if page.chance(0.08):  # rubber stamp
+        x, y = page.uniform(0.5, 0.75), page.uniform(0.05, 0.8)
+        page.rect(x, y, x + 0.2, y + 0.06, outline=page.integer(30, 120), width=0.005)
+        page.words(x + 0.02, x + 0.18, y + 0.022, 0.015, coverage=0.7)
+    if page.chance(0.1):  # handwritten margin note
+        x, y = page.uniform(0.05, 0.7), page.uniform(0.1, 0.9)
+        page.scribble(x, x + page.uniform(0.1, 0.25), y, page.uniform(0.015, 0.03), width=0.004)
+    if page.chance(0.06):  # punched holes
+        for y in (0.25, 0.75):
+            r = 0.018
+            page.draw.ellipse((page.px(0.03 - r), page.px(y - r), page.px(0.03 + r), page.px(y + r)), fill=40)

@@ -14,18 +14,21 @@ from .layout_parts import address_block, body, field_list, frame, letterhead, si
 def letter(page: Page) -> None:
     f = frame(page)
     y = f.top
-    if page.chance(0.75):
+    if page.chance(0.65):
         y = letterhead(page, f, y) + 0.02
     date_x = f.left if page.chance(0.6) else f.left + f.width * 0.6
     page.words(date_x, date_x + page.uniform(0.1, 0.2), y, f.text_h)
     y += 0.04
-    if page.chance(0.85):
+    if page.chance(0.7):
         y = address_block(page, f, f.left, y) + 0.03
-    if page.chance(0.5):  # "Re:" line
+    if page.chance(0.3):  # "Re:" / "Subject:" block, as memos have
+        y = field_list(page, f, y, ["Re:", "Ref:"][: page.integer(1, 2)], label_w=0.08) + 0.02
+    elif page.chance(0.4):  # underlined subject line
         page.words(f.left + 0.05, f.left + page.uniform(0.2, 0.5), y, f.text_h, coverage=0.8)
         y += 0.03
-    page.words(f.left, f.left + page.uniform(0.08, 0.18), y, f.text_h)  # "Dear ...,"
-    y += f.text_h * f.leading * 2
+    if page.chance(0.85):
+        page.words(f.left, f.left + page.uniform(0.08, 0.18), y, f.text_h)  # "Dear ...,"
+        y += f.text_h * f.leading * 2
     y = body(page, f, y, f.bottom - 0.18, paragraphs=(2, 5), lines=(3, 8))
     sig_x = f.left if page.chance(0.5) else 0.5 + page.uniform(0.0, 0.1)
     y = signature(page, f, sig_x, y + 0.02)
@@ -36,24 +39,26 @@ def letter(page: Page) -> None:
 def memo(page: Page) -> None:
     f = frame(page)
     y = f.top
-    if page.chance(0.35):
+    if page.chance(0.5):
         y = letterhead(page, f, y) + 0.01
-    if page.chance(0.8):
+    if page.chance(0.55):
         title_h = page.uniform(0.016, 0.03)
         x = f.left if page.chance(0.6) else 0.5 - 0.3 * title_h * 10 / 2
         page.label(x, y, str(page.rng.choice(["MEMORANDUM", "MEMO", "INTEROFFICE MEMORANDUM"])), title_h,
                    bold=True)
         y += title_h * 2.5
-    names = ["TO:", "FROM:", "DATE:", "SUBJECT:"] if page.chance(0.6) else ["To:", "From:", "Re:"]
+    names = ["TO:", "FROM:", "DATE:", "SUBJECT:"] if page.chance(0.5) else ["To:", "From:", "Re:"]
     if page.chance(0.3):
         names.insert(2, "CC:")
+    if page.chance(0.25):  # a short header, like a letter's reference lines
+        names = names[: page.integer(2, 3)]
     y = field_list(page, f, y, names, label_w=page.uniform(0.09, 0.14))
     y += 0.01
-    if page.chance(0.75):
+    if page.chance(0.6):
         page.hrule(f.left, f.right, y, page.uniform(0.001, 0.004))
     y += 0.025
     y = body(page, f, y, f.bottom - 0.06, paragraphs=(2, 6), lines=(2, 8))
-    if page.chance(0.4):  # initials or a signature, as letters have
+    if page.chance(0.5):  # initials or a signature, as letters have
         signature(page, f, f.left, min(y + 0.02, f.bottom - 0.12))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from .drawing import Page
 from .layout_parts import Frame, address_block, frame, letterhead, table
 
@@ -40,71 +42,87 @@ def _checkbox_row(page: Page, f: Frame, x0: float, y: float, options: int, s: fl
         page.words(x + s * 1.6, x + s * 1.6 + step * page.uniform(0.3, 0.6), y + s * 0.15, f.text_h)
 
 
-def form(page: Page) -> None:
-    f = frame(page, margin=(0.04, 0.1))
-    y = f.top
-    if page.chance(0.4):
-        y = letterhead(page, f, y)
-    y = _title(page, f, y, ["APPLICATION FORM", "REQUEST FORM", "ORDER", "REPORT FORM", "FORM"])
-    s = page.uniform(0.012, 0.02)
+def _question(page: Page, f: Frame, y: float, number: int, s: float, likert: bool) -> float:
+    """A numbered question and its answer options (check boxes, a rating row or answer lines)."""
+    page.label(f.left, y, f"{number}.", f.text_h, bold=True)
+    y = page.paragraph(f.left + 0.04, f.right, y, page.integer(1, 2), f.text_h, f.leading) + 0.006
+    if likert:
+        for i in range(5):
+            page.checkbox(f.left + 0.1 + i * (f.width - 0.1) / 5, y, s, ticked=page.chance(0.2))
+        return y + s * 2.2
+    if page.chance(0.75):
+        for _ in range(page.integer(2, 4) if page.chance(0.5) else 1):
+            _checkbox_row(page, f, f.left + 0.06, y, page.integer(2, 4), s)
+            y += s * 1.9
+        return y
+    for _ in range(page.integer(1, 3)):
+        page.hrule(f.left + 0.06, f.right, y + 0.015, 0.0012)
+        y += 0.025
+    return y
+
+
+def _box_row(page: Page, f: Frame, y: float) -> float:
+    """A row of boxes, each with a small label at its top-left and sometimes a filled-in value."""
+    row_h = page.uniform(0.035, 0.06)
+    cuts = sorted(page.rng.uniform(f.left, f.right, page.integer(1, 4)))
+    xs = [f.left, *cuts, f.right]
+    for a, b in itertools.pairwise(xs):
+        page.rect(a, y, b, y + row_h, outline=page.ink, width=0.0015)
+        page.words(a + 0.005, a + (b - a) * 0.5, y + 0.004, f.text_h * 0.6, coverage=0.7)
+        if page.chance(0.6):
+            page.words(a + 0.01, a + (b - a) * page.uniform(0.3, 0.8), y + row_h * 0.55, f.text_h)
+    return y + row_h
+
+
+def _structured_page(page: Page, f: Frame, y: float, weights: dict[str, float]) -> None:
+    """Fill the page with blocks drawn by ``weights``: the shared grammar of forms and questionnaires."""
+    kinds, p = list(weights), np.array(list(weights.values()))
+    s = page.uniform(0.011, 0.02)
+    likert = page.chance(0.35)
+    number = 1
     while y < f.bottom - 0.05:
-        kind = page.rng.choice(["boxes", "boxes", "band", "checks", "lines"])
+        kind = kinds[int(page.rng.choice(len(kinds), p=p / p.sum()))]
         if kind == "band":
             y = _section_band(page, f, y)
-        elif kind == "boxes":  # a row of labelled boxes: small label top-left, a value in some
-            row_h = page.uniform(0.035, 0.06)
-            cuts = sorted(page.rng.uniform(f.left, f.right, page.integer(1, 4)))
-            xs = [f.left, *cuts, f.right]
-            for a, b in itertools.pairwise(xs):
-                page.rect(a, y, b, y + row_h, outline=page.ink, width=0.0015)
-                page.words(a + 0.005, a + (b - a) * 0.5, y + 0.004, f.text_h * 0.6, coverage=0.7)
-                if page.chance(0.6):
-                    page.words(a + 0.01, a + (b - a) * page.uniform(0.3, 0.8), y + row_h * 0.55, f.text_h)
-            y += row_h
+        elif kind == "boxes":
+            y = _box_row(page, f, y)
         elif kind == "checks":
             _checkbox_row(page, f, f.left + 0.01, y + 0.008, page.integer(2, 5), s)
             y += s * 2.5
+        elif kind == "question":
+            y = _question(page, f, y, number, s, likert)
+            number += 1
         else:  # "Name: ______" fill-in lines
             for _ in range(page.integer(1, 3)):
                 page.words(f.left, f.left + 0.12, y, f.text_h, coverage=0.7)
                 page.hrule(f.left + 0.14, f.right, y + f.text_h * 1.2, 0.0015)
                 y += f.text_h * 3.2
-        y += page.uniform(0.0, 0.012)
+        y += page.uniform(0.0, 0.02)
+
+
+def form(page: Page) -> None:
+    f = frame(page, margin=(0.04, 0.12))
+    y = f.top
+    if page.chance(0.4):
+        y = letterhead(page, f, y)
+    y = _title(page, f, y, ["APPLICATION FORM", "REQUEST FORM", "ORDER", "REPORT FORM", "FORM"])
+    if page.chance(0.25):  # instructions
+        y = page.paragraph(f.left, f.right, y, page.integer(1, 3), f.text_h, f.leading) + 0.02
+    _structured_page(page, f, y, {"boxes": 0.45, "band": 0.13, "checks": 0.15, "lines": 0.15, "question": 0.12})
     if page.chance(0.5):
         page.hrule(f.left, f.left + 0.3, f.bottom - 0.01, 0.0015)
         page.hrule(f.right - 0.25, f.right, f.bottom - 0.01, 0.0015)
 
 
 def questionnaire(page: Page) -> None:
-    f = frame(page)
+    f = frame(page, margin=(0.04, 0.15))
     y = f.top
-    y = _title(page, f, y, ["QUESTIONNAIRE", "SURVEY", "Smoking Habits Survey", "INTERVIEW"], p_bar=0.25)
+    if page.chance(0.2):
+        y = letterhead(page, f, y)
+    y = _title(page, f, y, ["QUESTIONNAIRE", "SURVEY", "Smoking Habits Survey", "INTERVIEW"], p_bar=0.35)
     if page.chance(0.6):  # instructions paragraph
         y = page.paragraph(f.left, f.right, y, page.integer(2, 4), f.text_h, f.leading) + 0.02
-    s = page.uniform(0.011, 0.018)
-    likert = page.chance(0.35)
-    q = 1
-    while y < f.bottom - 0.06:
-        if page.chance(0.15):  # a form-like box row, as forms have
-            page.rect(f.left, y, f.right, y + 0.04, outline=page.ink, width=0.0015)
-            y += 0.05
-            continue
-        page.label(f.left, y, f"{q}.", f.text_h, bold=True)
-        y = page.paragraph(f.left + 0.04, f.right, y, page.integer(1, 2), f.text_h, f.leading) + 0.006
-        if likert:
-            for i in range(5):
-                page.checkbox(f.left + 0.1 + i * (f.width - 0.1) / 5, y, s, ticked=page.chance(0.2))
-            y += s * 2.2
-        elif page.chance(0.8):
-            for _ in range(page.integer(2, 4) if page.chance(0.5) else 1):
-                _checkbox_row(page, f, f.left + 0.06, y, page.integer(2, 4), s)
-                y += s * 1.9
-        else:  # open question: answer lines
-            for _ in range(page.integer(1, 3)):
-                page.hrule(f.left + 0.06, f.right, y + 0.015, 0.0012)
-                y += 0.025
-        y += page.uniform(0.01, 0.025)
-        q += 1
+    _structured_page(page, f, y, {"question": 0.55, "boxes": 0.14, "checks": 0.11, "lines": 0.12, "band": 0.08})
 
 
 def invoice(page: Page) -> None:

@@ -96,7 +96,7 @@ def scientific_report(page: Page) -> None:
         if page.chance(0.5):
             page.words(f.left, f.left + 0.3, y, f.text_h)
             y += 0.03
-    if page.chance(0.25):  # set in two columns, like a paper
+    if page.chance(0.35):  # set in two columns, like a paper
         _columns(page, f, y, 2, page.uniform(0.03, 0.05))
         return
     while y < f.bottom - 0.05:
@@ -122,7 +122,7 @@ def scientific_publication(page: Page) -> None:
         page.words(f.left, f.left + 0.3, y, f.text_h * 0.8)
         page.hrule(f.left, f.right, y + 0.015, 0.0015)
         y += 0.03
-    if page.chance(0.75):  # first page: title, authors, abstract
+    if page.chance(0.6):  # first page: title, authors, abstract
         h = page.uniform(0.013, 0.022)
         for _ in range(page.integer(1, 2)):
             w = page.uniform(0.5, 0.8) * f.width
@@ -141,25 +141,36 @@ def scientific_publication(page: Page) -> None:
 
 
 def file_folder(page: Page) -> None:
-    tone = page.integer(140, 225)
-    x0, x1 = page.uniform(0.0, 0.08), 1.0 - page.uniform(0.0, 0.08)
-    y0 = page.uniform(0.05, 0.15)
-    tab_x = page.uniform(0.1, 0.6)
-    tab_w = page.uniform(0.2, 0.35)
-    page.rect(tab_x, y0 - 0.05, tab_x + tab_w, y0 + 0.01, fill=tone, outline=page.integer(30, 120), width=0.003)
-    page.rect(x0, y0, x1, 1.02, fill=tone, outline=page.integer(30, 120), width=0.004)
-    if page.chance(0.8):  # typed or handwritten label on the tab
+    """A scanned folder cover: a large flat tone with a tab, edges, and a few labels, stamps or notes."""
+    tone = page.integer(120, 230)
+    edge = page.integer(30, 120)
+    x0, x1 = page.uniform(-0.05, 0.08), 1.0 - page.uniform(-0.05, 0.08)
+    y0 = page.uniform(0.05, 0.18)
+    tab_x, tab_w = page.uniform(0.05, 0.6), page.uniform(0.2, 0.35)
+    page.rect(tab_x, y0 - 0.05, tab_x + tab_w, y0 + 0.01, fill=tone, outline=edge, width=0.003)
+    page.rect(x0, y0, x1, 1.02, fill=tone, outline=edge, width=0.004)
+    if page.chance(0.35):  # the back panel showing along one side
+        page.vrule(x1 - page.uniform(0.01, 0.04), y0, 1.0, 0.004, ink=edge)
+    if page.chance(0.8):  # typed label or handwriting on the tab
         if page.chance(0.5):
+            page.rect(tab_x + 0.01, y0 - 0.04, tab_x + tab_w - 0.01, y0 - 0.005, fill=245)
             page.words(tab_x + 0.02, tab_x + tab_w - 0.03, y0 - 0.03, 0.012)
         else:
-            page.scribble(tab_x + 0.02, tab_x + tab_w - 0.03, y0 - 0.028, 0.015)
-    if page.chance(0.5):  # a sticker with a few lines somewhere on the cover
-        sx, sy = page.uniform(0.15, 0.5), page.uniform(0.2, 0.7)
-        page.rect(sx, sy, sx + 0.3, sy + 0.12, fill=250, outline=80, width=0.002)
-        for i in range(page.integer(1, 3)):
-            page.words(sx + 0.02, sx + 0.25, sy + 0.02 + i * 0.03, 0.01)
-    if page.chance(0.4):  # crease line
-        page.hrule(x0, x1, page.uniform(0.4, 0.9), 0.003, ink=tone - 40)
+            page.scribble(tab_x + 0.02, tab_x + tab_w - 0.03, y0 - 0.028, 0.012, width=0.003)
+    for _ in range(page.integer(0, 3)):  # stickers, stamps and notes on the cover
+        sx, sy = page.uniform(0.1, 0.6), page.uniform(y0 + 0.05, 0.85)
+        kind = page.integer(0, 2)
+        if kind == 0:
+            page.rect(sx, sy, sx + 0.3, sy + 0.1, fill=250, outline=80, width=0.002)
+            for i in range(page.integer(1, 3)):
+                page.words(sx + 0.02, sx + 0.25, sy + 0.015 + i * 0.028, 0.01)
+        elif kind == 1:
+            page.rect(sx, sy, sx + 0.22, sy + 0.07, outline=page.integer(20, 90), width=0.006)
+            page.words(sx + 0.02, sx + 0.2, sy + 0.025, 0.018, coverage=0.8, ink=page.integer(20, 90))
+        else:
+            page.scribble(sx, sx + page.uniform(0.15, 0.35), sy, 0.025, width=0.004)
+    if page.chance(0.4):  # crease
+        page.hrule(x0, x1, page.uniform(0.4, 0.9), 0.003, ink=max(0, tone - 40))
 
 
 def news_article(page: Page) -> None:

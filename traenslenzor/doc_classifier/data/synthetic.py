@@ -17,6 +17,7 @@ from . import layouts_pages as pages
 from .artefacts import scan
 from .classes import NUM_CLASSES, RVL_CDIP_CLASSES
 from .drawing import Page
+from .layout_parts import clutter
 
 # Bump when a change to layouts or artefacts changes the pixels; on-disk caches key on it.
 GENERATOR_VERSION = 1
@@ -43,14 +44,15 @@ LAYOUTS: dict[str, Layout] = {
     "resume": corr.resume,
     "memo": corr.memo,
 }
-assert tuple(LAYOUTS) == RVL_CDIP_CLASSES, "LAYOUTS must follow the RVL-CDIP label order"
+if tuple(LAYOUTS) != RVL_CDIP_CLASSES:
+    raise RuntimeError("LAYOUTS must list the classes in RVL-CDIP label order")
 
 
 def page_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The random generator of one page; independent of worker, order and every other page."""
     if split not in SPLIT_CODES:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_CODES)}")
-    return np.random.default_rng([seed, SPLIT_CODES[split], index, GENERATOR_VERSION])
+    return np.random.default_rng([seed, SPLIT_CODES[split], index])
 
 
 def label_of(index: int) -> int:
@@ -66,6 +68,7 @@ def render_page(label: int, image_size: int, rng: np.random.Generator, artefact_
         raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
     page = Page(image_size, rng)
     LAYOUTS[RVL_CDIP_CLASSES[label]](page)
+    clutter(page)
     return scan(page.image, rng, artefact_strength)
 
 
