@@ -41,6 +41,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lr_tasks import (
+    CONFIRM,
+    DESIGN,
+    HOLDOUT,
     TASKS,
     TASKS_BY_NAME,
     Task,
@@ -307,6 +310,10 @@ def quality_table(tasks: list[dict]) -> str:
     for t in tasks:
         cells = [_fmt_cell([r["scores"][n] for r in t["runs"]]) for n in names]
         lines.append(f"| {t['task']} ({t['best_lr']:.1e}) | " + " | ".join(cells) + " |")
+    for group, members in (("design", DESIGN), ("confirm", CONFIRM), ("holdout", HOLDOUT)):
+        scores = {n: [r["scores"][n] for t in tasks if t["task"] in members for r in t["runs"]] for n in names}
+        if scores[names[0]]:
+            lines.append(f"| *{group} tasks* | " + " | ".join(_fmt_cell(scores[n]) for n in names) + " |")
     every = {n: [r["scores"][n] for t in tasks for r in t["runs"]] for n in names}
     lines.append(
         "| **all: median / worst gap (median Δdec)** | " + " | ".join(_fmt_cell(every[n]) for n in names) + " |"
@@ -356,8 +363,8 @@ def grid_gap(grid: dict, lr: float | None) -> float:
 
 
 def robustness_table(tasks: list[Task], oracle: Oracle, seeds: list[int]) -> tuple[str, dict]:
-    """Every rule under each sweep variant, on the even-indexed ("design") and odd-indexed ("confirm") tasks."""
-    halves = {"design": [t.name for t in TASKS[0::2]], "confirm": [t.name for t in TASKS[1::2]]}
+    """Every rule under each sweep variant, on the design, confirm and hold-out tasks (see ``lr_tasks``)."""
+    halves = {"design": DESIGN, "confirm": CONFIRM, "holdout": HOLDOUT}
     gaps: dict = {}
     for task in tasks:
         data = make_data(task)
