@@ -145,7 +145,8 @@ def run_experiment(
                             batch_size=tune_batch_size, learning_rate=tune_learning_rate)
     saved = None
     if save_tuned_config is not None:
-        saved = str(_save(config_path, save_tuned_config, tuning))
+        path = _save(config_path, save_tuned_config, tuning)
+        saved = None if path is None else str(path)
     if tune_only:
         log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
         return ExperimentResult(tuning=tuning, saved_config=saved)
@@ -153,10 +154,14 @@ def run_experiment(
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
 
 
-def _save(config_path: str | Path, target: str | Path, tuning: Any) -> Path:
+def _save(config_path: str | Path, target: str | Path, tuning: Any) -> Path | None:
+    """Write what tuning found into the TOML file (nothing, with a warning, when it found nothing)."""
     from traenslenzor.doc_classifier.config_writer import save_tuned_config
     from traenslenzor.doc_classifier.tuning import say
 
+    if tuning.batch_size is None and tuning.learning_rate is None:
+        say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
+        return None
     path = save_tuned_config(
         config_path,
         target,
