@@ -199,3 +199,20 @@ def test_tune_only_does_not_train(
     assert not any("Starting training" in m for m in messages)
     assert not (tmp_path / ".logs/lr_finder_plot.png").exists()
     assert json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["found"] == 8
+
+
+def test_stage_test_evaluates_and_lr_tuning_needs_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    assert main(["--config_path", str(config), "--stage", "test", "--tune-learning-rate", *SHRINK]) == 2
+    assert "--tune-learning-rate needs stage 'train'" in capsys.readouterr().err
+    caplog.set_level("INFO")
+    assert main(["--config_path", str(config), "--stage", "test", *SHRINK]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[ExperimentConfig::train]: Starting testing (test)..." in messages
+    finished = next(m for m in messages if "Finished testing" in m)
+    assert "test/acc=" in finished and "val/" not in finished
