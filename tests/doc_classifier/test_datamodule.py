@@ -148,3 +148,19 @@ def test_missing_real_dataset_fails_at_construction_with_where_and_how(tmp_path:
         DocDataModule(source="rvl_cdip", root=tmp_path / "nowhere")
     message = str(err.value)
     assert str(tmp_path / "nowhere") in message and "labels/train.txt" in message and "rvl-cdip" in message
+
+
+def test_prepare_data_fills_the_disk_cache_that_setup_then_reads(tmp_path: Path) -> None:
+    dm = small(cache_dir=tmp_path, limit_val_samples=10)
+    dm.prepare_data()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["manifest.json", "synthetic-v1-train-seed0-32px-n48-a1.npy",
+                            "synthetic-v1-val-seed0-32px-n10-a1.npy", "synthetic-v1-test-seed0-32px-n32-a1.npy"])
+    dm.setup("fit")
+    assert len(dm.dataset("val")) == 10
+
+
+def test_test_stage_alone_measures_statistics_without_rendering_the_whole_training_split() -> None:
+    dm = small(synthetic_train_size=5000)
+    dm.setup("test")
+    assert "train" not in dm._pages and dm.mean is not None

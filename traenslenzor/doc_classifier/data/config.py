@@ -86,8 +86,3 @@ class DataModuleConfig(BaseModel):
         if (self.mean is None) != (self.std is None):
             raise ValueError("set both `mean` and `std`, or neither (then they are measured on training images)")
         return self
-
-    @property
-    def resolved_eval_batch_size(self) -> int:
-        """Batch size of the validation/test loaders."""
-        return self.eval_batch_size or self.batch_size

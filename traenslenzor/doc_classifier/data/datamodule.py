@@ -132,7 +132,9 @@ class DocDataModule(L.LightningDataModule):
     def _ensure_stats(self) -> None:
         if self.mean is not None and self.std is not None:
             return
-        pages = self._pages.get("train") or open_split(self.config, "train", limit=_STATS_SAMPLE, cache=False)
+        pages = self._pages.get("train")
+        if pages is None:  # e.g. stage "test" alone: a small uncached sample of the training split suffices
+            pages = open_split(self.config, "train", limit=_STATS_SAMPLE, cache=False)
         self.mean, self.std = measure_stats(pages)
         logger.info("Pixel statistics of %d training pages: mean=%.4f std=%.4f",
                     min(len(pages), _STATS_SAMPLE), self.mean, self.std)  # type: ignore[arg-type]
