@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from PIL import Image
@@ -216,3 +217,80 @@ def test_stage_test_evaluates_and_lr_tuning_needs_training(
     assert "[ExperimentConfig::train]: Starting testing (test)..." in messages
     finished = next(m for m in messages if "Finished testing" in m)
     assert "test/acc=" in finished and "val/" not in finished
+
+
+class _FakeResult:
+    """Stands in for an LR finder result: a fixed curve, a fixed suggestion and one finding."""
+
+    def __init__(self, suggestion: float | None) -> None:
+        self._suggestion = suggestion
+        self.results = {"lr": [1e-4, 1e-3, 1e-2], "loss": [2.0, 1.5, 3.0]}
+
+    def suggestion(self, **kwargs: object) -> float | None:
+        return self._suggestion
+
+    def plot(self, suggest: bool = True, show: bool = False, ax: object = None) -> object:
+        from matplotlib import pyplot as plt
+
+        figure, axes = plt.subplots()
+        axes.plot(self.results["lr"], self.results["loss"])
+        return figure
+
+
+class _FakeTuner:
+    """Records the calls the workflow makes; finds batch size 32 and the given LR."""
+
+    calls: ClassVar[list[tuple[str, dict[str, object]]]] = []
+    suggestion: ClassVar[float | None] = 2e-3
+
+    def __init__(self, trainer: object) -> None:
+        pass
+
+    def scale_batch_size(self, model: object, *, max_memory: int | float | None = None, **kwargs: object) -> int:
+        self.calls.append(("scale_batch_size", {**kwargs, "max_memory": max_memory}))
+        kwargs["datamodule"].hparams.batch_size = 32  # type: ignore[attr-defined]
+        return 32
+
+    def lr_find(self, model: object, **kwargs: object) -> _FakeResult:
+        self.calls.append(("lr_find", kwargs))
+        return _FakeResult(self.suggestion)
+
+
+@pytest.mark.parametrize("suggestion", [2e-3, None])
+def test_tuning_passes_the_config_and_applies_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suggestion: float | None
+) -> None:
+    from types import SimpleNamespace
+
+    from traenslenzor.doc_classifier import tuning
+    from traenslenzor.doc_classifier.config import load_config
+    from traenslenzor.doc_classifier.experiment import build_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tuning, "Tuner", _FakeTuner)
+    monkeypatch.setattr(_FakeTuner, "calls", [])
+    monkeypatch.setattr(_FakeTuner, "suggestion", suggestion)
+    config = load_config(REPO / ".configs/quickstart.toml", ["tuner_config.max_memory=0.5", "tuner_config.margin=0.1"])
+    module = build_module(config)
+    datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=7))
+    outcome = tuning.run_tuning(config, None, module, datamodule, batch_size=True, learning_rate=True)
+
+    (first, bs_kwargs), (second, lr_kwargs) = _FakeTuner.calls
+    assert (first, second) == ("scale_batch_size", "lr_find")
+    tc = config.tuner_config
+    assert {k: bs_kwargs[k] for k in ("mode", "init_val", "max_trials", "steps_per_trial", "margin", "max_val")} == {
+        "mode": "power", "init_val": 2, "max_trials": 25, "steps_per_trial": 3, "margin": 0.1, "max_val": 64
+    }
+    assert bs_kwargs["max_memory"] == 0.5 and bs_kwargs["method"] == "fit"
+    assert (lr_kwargs["min_lr"], lr_kwargs["max_lr"], lr_kwargs["num_training"]) == (tc.min_lr, tc.max_lr, 100)
+    assert lr_kwargs["mode"] == "exponential" and lr_kwargs["early_stop_threshold"] == 4.0
+    assert outcome.batch_size == 32 and datamodule.hparams.batch_size == 32
+    if suggestion is None:  # nothing to apply: the configured LR and peak stay
+        assert outcome.learning_rate is None and module.hparams.learning_rate == 1e-3
+        assert module.hparams.max_lr == 3e-3
+    else:
+        assert outcome.learning_rate == module.hparams.learning_rate == 2e-3
+        assert outcome.max_lr == module.hparams.max_lr == pytest.approx(6e-3)
+    assert (tmp_path / ".logs/lr_finder_plot.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((tmp_path / ".logs/tuning_results.json").read_text())
+    assert saved["batch_size"]["found"] == 32 and saved["learning_rate"]["suggestion"] == suggestion
