@@ -108,6 +108,9 @@ def test_bad_values_are_named() -> None:
         validate_config({"trainer_config": {"max_epochs": -5}})
     with pytest.raises(ConfigError, match=r"min_lr .* must be below max_lr"):
         validate_config({"tuner_config": {"min_lr": 1.0, "max_lr": 0.1}})
+    with pytest.raises(ConfigError, match=r"suggestion_method.*unknown suggestion rule 'valey'.*'valley'"):
+        validate_config({"tuner_config": {"suggestion_method": "valey"}})
+    assert validate_config({"tuner_config": {"suggestion_method": "valley"}}).tuner_config.suggestion_method == "valley"
     with pytest.raises(ConfigError, match=r"in_channels \(3\) must equal datamodule_config.channels \(1\)"):
         validate_config({"module_config": {"in_channels": 3}})
 

@@ -156,6 +156,15 @@ class TunerConfig(_Section):
             return None
         return value
 
+    @field_validator("suggestion_method")
+    @classmethod
+    def _known_rule(cls, value: str | None) -> str | None:
+        from traenslenzor.tuner import SUGGESTIONS
+
+        if value is not None and value not in SUGGESTIONS:
+            raise ValueError(f"unknown suggestion rule {value!r}; choose one of {sorted(SUGGESTIONS)}")
+        return value
+
     @model_validator(mode="after")
     def _range_is_increasing(self) -> TunerConfig:
         if self.min_lr >= self.max_lr:
