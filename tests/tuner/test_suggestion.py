@@ -7,13 +7,17 @@ import logging
 import numpy as np
 import pytest
 
+from traenslenzor.tuner.smoothing import ema_smooth
 from traenslenzor.tuner.suggestion import (
     DEFAULT_SUGGESTION,
+    STABLE_DECADES_BELOW,
     SUGGESTIONS,
     SuggestionOutcome,
     final_valley,
     minimum,
+    rise_onset,
     slide,
+    smoothed_noise,
     stable,
     steepest,
     suggest,
@@ -108,17 +112,48 @@ def test_final_valley_is_last_run_below_median() -> None:
     assert final_valley(np.ones(5)) is None
 
 
-def test_stable_goes_fixed_decades_below_final_valley_floor() -> None:
-    losses = np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 2, 9.0])  # floor at index 7, lr 1e-2
-    assert stable(LRS10, losses) == 6  # 10**(-2 - 1.1) -> nearest grid point 1e-3
-    assert stable(LRS10, losses, decades_below=2.6) == 4  # 10**-4.6 -> nearest 10**-5 (index 4)
-    assert stable(LRS10, losses, decades_below=0.0) == 7
+def test_smoothed_noise_from_second_differences() -> None:
+    # |second differences| are all 2 -> step std 2 / (0.6745 * sqrt 2); beta=0.5 -> sqrt(2 * 0.5) = 1
+    assert smoothed_noise(np.array([0, 1, 0, 1, 0, 1.0]), beta=0.5) == pytest.approx(2 / (0.6745 * np.sqrt(2)))
+    # at beta=0.98 the smoothed curve's noise is 5x its step std
+    assert smoothed_noise(np.array([0, 1, 0, 1, 0, 1.0])) == pytest.approx(5 * 2 / (0.6745 * np.sqrt(2)))
+    assert smoothed_noise(np.linspace(3, 1, 20)) == pytest.approx(0.0, abs=1e-12)  # a trend is not noise
+    assert smoothed_noise(np.array([1.0, 2.0])) == 0.0
+
+
+def test_rise_onset_is_last_point_within_tolerance_of_lowest_before_it() -> None:
+    losses = np.array([3, 2, 1, 1.05, 0.98, 1.02, 1.5, 4.0])
+    assert rise_onset(losses) == 4  # running min 0.98 from index 4; 1.02 is above it
+    assert rise_onset(losses, tolerance=0.05) == 5  # 1.02 <= 0.98 + 0.05; 1.5 is not
+    assert rise_onset(losses, start=6) == 6  # only [1.5, 4]: 4 > 1.5
+
+
+def test_stable_goes_fixed_decades_below_rise_onset() -> None:
+    # smooth curve (median |second difference| 0 -> no tolerance); median 4.5 -> final valley 4..8, floor 7;
+    # the loss stays at the floor at index 8 (1e-1), the rise starts after it
+    losses = np.array([5, 5, 5, 5, 4, 3, 2, 1, 1, 9.0])
+    assert stable(LRS10, losses) == 7  # 10**(-1 - 1.2) -> nearest grid point 1e-2
+    assert stable(LRS10, losses, decades_below=2.6) == 5  # 10**-3.6 -> nearest 10**-4 (index 5)
+    assert stable(LRS10, losses, decades_below=0.0) == 8  # the onset, not the first lowest point (7)
 
 
 def test_stable_ignores_early_dip_that_fastai_minimum_takes() -> None:
-    losses = np.array([0.1, 5, 5, 5, 5, 4, 1, 0.5, 9, 9.0])
+    losses = np.array([0.1, 5, 5, 5, 5, 4, 3, 2, 1, 9.0])
     assert minimum(LRS10, losses) == 0  # global minimum at the first point, one decade lower clamps to it
-    assert stable(LRS10, losses) == 6
+    assert stable(LRS10, losses) == 7  # onset at index 8 (1e-1) -> 10**-2.2 -> 1e-2
+
+
+def test_stable_on_flat_noisy_curve_anchors_on_the_blow_up_not_the_noise_minimum() -> None:
+    # Flat up to noise for 80 steps, then blowing up: the lowest smoothed point is wherever the noise dipped,
+    # the onset of the rise is not.
+    rng = np.random.default_rng(0)
+    raw = np.r_[1.4 + 0.05 * rng.standard_normal(80), 1.4 * 1.5 ** np.arange(1, 11)]
+    losses = np.asarray(ema_smooth(list(raw), 0.98))
+    lrs = np.logspace(-8, 1, 90)
+    assert int(np.argmin(losses[:80])) < 70  # the noise minimum is far from the blow-up
+    x = np.log10(lrs)
+    index = stable(lrs, losses)
+    assert index is not None and abs(x[index] - (x[80] - STABLE_DECADES_BELOW)) <= 0.3
 
 
 def test_stable_none_without_a_descent() -> None:
@@ -127,7 +162,7 @@ def test_stable_none_without_a_descent() -> None:
 
 
 def test_stable_clamps_to_first_point_when_target_is_below_the_curve() -> None:
-    losses = np.array([5, 1, 5, 5, 5, 5, 5, 5, 5, 5.0])  # median 5: below only at 1 -> floor at 1e-8
+    losses = np.array([5, 1, 5, 5, 5, 5, 5, 5, 5, 5.0])  # median 5: below only at 1 -> onset at 1e-8
     assert stable(LRS10, losses) == 0
 
 
@@ -151,11 +186,13 @@ def test_suggest_drops_non_finite_points() -> None:
 
 
 def test_suggest_none_with_reason_when_too_few_points(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG, logger="traenslenzor.tuner.suggestion"):
         out = suggest(LRS10, np.arange(10.0), method="steepest", skip_begin=9, skip_end=0)
     assert out.index is None and out.lr is None
     assert "needs 2" in out.reason
-    assert "No learning-rate suggestion" in caplog.text
+    # logged once, at DEBUG: LRFinderResult.suggestion() is the one that warns
+    records = [r for r in caplog.records if r.name == "traenslenzor.tuner.suggestion"]
+    assert [r.levelno for r in records] == [logging.DEBUG] and "No learning-rate suggestion" in records[0].message
 
 
 def test_suggest_none_with_reason_when_rule_finds_nothing() -> None:

@@ -24,9 +24,16 @@ log = logging.getLogger(__name__)
 
 Rule = Callable[[np.ndarray, np.ndarray], "int | None"]
 
-# How far below the final valley's floor the default rule ``stable`` goes, in decades (10**1.1 ~ 12.6x lower).
-# Chosen on half of the benchmark's tasks (any value in 0.95..1.25 did as well there), confirmed on the other half.
-STABLE_DECADES_BELOW = 1.1
+# How far below the onset of the final rise the default rule ``stable`` goes, in decades (10**1.2 ~ 16x lower).
+# Chosen on half of the benchmark's tasks (1.1..1.3 did equally well there), confirmed on the other half and on
+# hold-out tasks; see docs/suggestion.md.
+STABLE_DECADES_BELOW = 1.2
+# A point counts as "not yet rising" while its smoothed loss is within this many noise standard deviations of the
+# lowest loss before it. One sigma: the lowest point of a noisy flat stretch is itself about one sigma low.
+ONSET_NOISE_SIGMAS = 1.0
+# The EMA factor of the curves the rules see (the finder's default); only used to turn the smoothed curve's
+# step-to-step jitter into the noise level of the smoothed curve.
+CURVE_BETA = 0.98
 
 
 def _rule(min_points: int) -> Callable[[Callable[..., int | None]], Rule]:
@@ -145,23 +152,51 @@ def final_valley(losses: np.ndarray) -> tuple[int, int] | None:
     return start, start + int(np.argmin(losses[start : end + 1]))
 
 
+def smoothed_noise(losses: np.ndarray, beta: float = CURVE_BETA) -> float:
+    """Standard deviation of the noise on a curve smoothed by a ``beta`` EMA, estimated from the curve alone.
+
+    For white noise of std s on the raw loss, the EMA's steps ``d_t = (1 - beta)(raw_t - ema_{t-1})`` have std
+    ``(1 - beta) s sqrt(2 / (1 + beta))`` and the EMA itself ``s sqrt((1 - beta) / (1 + beta))``: the smoothed
+    curve's noise is ``std(d) / sqrt(2 (1 - beta))`` (5x the step std at beta = 0.98). ``std(d)`` comes from the
+    median absolute *second* difference (robust to the blow-up, and a smooth trend cancels), divided by
+    ``0.6745 * sqrt(2)`` (the median of |N(0, 2 sigma^2)|). 0 for fewer than 3 points.
+    """
+    if losses.size < 3:
+        return 0.0
+    step_std = float(np.median(np.abs(np.diff(losses, 2)))) / (0.6745 * np.sqrt(2.0))
+    return step_std / float(np.sqrt(2.0 * (1.0 - beta)))
+
+
+def rise_onset(losses: np.ndarray, start: int = 0, tolerance: float = 0.0) -> int:
+    """The last index from ``start`` on whose loss is within ``tolerance`` of the lowest loss before it.
+
+    That is where the final rise begins: every later point lies clearly above everything before it. Unlike the
+    lowest point, it is well defined on a curve that is flat up to noise before it blows up (where the minimum
+    is wherever the noise dipped), and on a curve with a clear valley it is the floor or just after it.
+    """
+    tail = losses[start:]
+    within = np.flatnonzero(tail <= np.minimum.accumulate(tail) + tolerance)
+    return start + int(within[-1])
+
+
 @_rule(min_points=3)
 def stable(lrs: np.ndarray, losses: np.ndarray, *, decades_below: float = STABLE_DECADES_BELOW) -> int | None:
-    """The bottom of the final valley, ``decades_below`` decades lower (the default rule).
+    """``decades_below`` decades below the onset of the final rise of the curve (the default rule).
 
-    The valley floor of the smoothed curve marks where the sweep's LR became too large to keep lowering the loss
-    (the edge of stability, seen a few steps late through the EMA). A constant LR trained for a whole budget must
-    stay clearly inside the stable region, and on every task of ``benchmarks/lr_quality.py`` the grid-best
-    constant LR sat a roughly fixed distance below that floor; ``decades_below`` is that distance. Unlike the
-    steepest-slope rules it does not depend on where a noisy curve happens to fall fastest, and unlike fastai's
-    ``minimum`` it ignores early dips of the plateau (see ``final_valley``). None when the curve has no descent
-    (flat, or lowest at its first point).
+    Where the smoothed loss stops falling and starts to rise marks where the sweep's LR became too large (the
+    edge of stability, seen a few steps late through the EMA). A constant LR trained for a whole budget must stay
+    clearly inside the stable region; on the tasks of ``benchmarks/lr_quality.py`` the grid-best constant LR sat
+    a roughly fixed distance below that onset, and ``decades_below`` is that distance. The onset is searched in
+    the final valley only (``final_valley``: early dips of the plateau are ignored) with a tolerance of
+    ``ONSET_NOISE_SIGMAS`` times the curve's noise (``smoothed_noise``), so a flat, noisy stretch before the
+    blow-up does not decide the answer. None when the curve has no descent (flat, or lowest at its first point).
     """
     valley = final_valley(losses)
     if valley is None or valley[1] == 0:
         return None
+    onset = rise_onset(losses, valley[0], ONSET_NOISE_SIGMAS * smoothed_noise(losses))
     x = np.log10(lrs)
-    return int(np.argmin(np.abs(x - (x[valley[1]] - decades_below))))
+    return int(np.argmin(np.abs(x - (x[onset] - decades_below))))
 
 
 SUGGESTIONS: dict[str, Rule] = {
@@ -207,7 +242,7 @@ def suggest(
         skip_end: points to ignore at the end (often the divergence); 0 keeps every point.
 
     Returns:
-        The outcome, with ``index`` into the untrimmed arrays, or ``index=None`` and a ``reason`` (also logged).
+        The outcome, with ``index`` into the untrimmed arrays, or ``index=None`` and a ``reason`` (logged at DEBUG).
 
     Raises:
         ValueError: unknown method, negative skips, or arrays of different length / not 1-D.
@@ -242,5 +277,6 @@ def suggest(
 
 
 def _no_suggestion(method: str, reason: str) -> SuggestionOutcome:
-    log.warning("No learning-rate suggestion: %s", reason)
+    # DEBUG only: callers decide how loud a missing suggestion is (LRFinderResult.suggestion() warns once).
+    log.debug("No learning-rate suggestion: %s", reason)
     return SuggestionOutcome(index=None, lr=None, method=method, reason=reason)
