@@ -41,9 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lr_tasks import (
-    CONFIRM,
-    DESIGN,
-    HOLDOUT,
+    GROUPS,
     TASKS,
     TASKS_BY_NAME,
     Task,
@@ -148,6 +146,7 @@ def run_ours(task: Task, data: TaskData, seed: int) -> dict:
         "seconds": seconds,
         "steps": len(curve["lr"]),
         "suggestions": suggestions,
+        "findings": [finding.code for finding in result.diagnostics()],  # judged for the default rule
         "curve": {key: [float(v) for v in curve[key]] for key in ("lr", "loss", "raw_loss")},
     }
 
@@ -277,6 +276,7 @@ def run_task(task: Task, oracle: Oracle, finder_seeds: list[int]) -> dict:
                 "cost": cost,
                 "plain_seconds": plain,
                 "curve": ours["curve"],
+                "findings": ours["findings"],
                 "steps": {"ours": ours["steps"], "lightning": lit["steps"], "torch_lr_finder": tlf["steps"]},
             }
         )
@@ -310,7 +310,7 @@ def quality_table(tasks: list[dict]) -> str:
     for t in tasks:
         cells = [_fmt_cell([r["scores"][n] for r in t["runs"]]) for n in names]
         lines.append(f"| {t['task']} ({t['best_lr']:.1e}) | " + " | ".join(cells) + " |")
-    for group, members in (("design", DESIGN), ("confirm", CONFIRM), ("holdout", HOLDOUT)):
+    for group, members in GROUPS.items():
         scores = {n: [r["scores"][n] for t in tasks if t["task"] in members for r in t["runs"]] for n in names}
         if scores[names[0]]:
             lines.append(f"| *{group} tasks* | " + " | ".join(_fmt_cell(scores[n]) for n in names) + " |")
@@ -323,6 +323,35 @@ def quality_table(tasks: list[dict]) -> str:
         "| **all: median / worst abs Δdec** | "
         + " | ".join(f"{statistics.median(d):.2f} / {max(d):.2f}" if d else "–" for d in abs_dec.values())
         + " |"
+    )
+    return "\n".join(lines)
+
+
+def diagnostics_table(tasks: list[dict], good: float = 0.05, bad: float = 0.15) -> str:
+    """Findings of ``LRFinderResult.diagnostics()`` per task, next to the default rule's gap on the same curves.
+
+    A warning on a curve whose suggestion is good (gap <= ``good``) is a false alarm; a suggestion worse than
+    ``bad`` without any warning is a miss.
+    """
+    lines = [f"| task | {DEFAULT_SUGGESTION} gaps | findings (seeds) |", "|---|---|---|"]
+    alarms = misses = warned = 0
+    for t in tasks:
+        counts: dict[str, int] = {}
+        for r in t["runs"]:
+            for code in r["findings"]:
+                counts[code] = counts.get(code, 0) + 1
+            gap = r["scores"][DEFAULT_SUGGESTION]["gap"]
+            warning = any(code not in ("never_diverged",) for code in r["findings"])  # never_diverged is info
+            warned += warning
+            alarms += warning and gap <= good
+            misses += (not warning) and gap > bad
+        gaps = " ".join(f"{r['scores'][DEFAULT_SUGGESTION]['gap']:.3f}" for r in t["runs"])
+        found = ", ".join(f"{code} ({n})" for code, n in sorted(counts.items())) or "–"
+        lines.append(f"| {t['task']} | {gaps} | {found} |")
+    runs = sum(len(t["runs"]) for t in tasks)
+    lines.append(
+        f"| **{runs} curves** | | {warned} with a warning; {alarms} of them on a good suggestion (gap ≤ {good}); "
+        f"{misses} bad suggestions (gap > {bad}) without one |"
     )
     return "\n".join(lines)
 
@@ -364,7 +393,7 @@ def grid_gap(grid: dict, lr: float | None) -> float:
 
 def robustness_table(tasks: list[Task], oracle: Oracle, seeds: list[int]) -> tuple[str, dict]:
     """Every rule under each sweep variant, on the design, confirm and hold-out tasks (see ``lr_tasks``)."""
-    halves = {"design": DESIGN, "confirm": CONFIRM, "holdout": HOLDOUT}
+    halves = GROUPS
     gaps: dict = {}
     for task in tasks:
         data = make_data(task)
@@ -426,9 +455,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nwrote {out} ({time.perf_counter() - started:.0f} s)")
         return
     results = [run_task(task, oracle, seeds) for task in tasks]
-    table1, table2 = quality_table(results), cost_table(results)
+    table1, table2, table_diag = quality_table(results), cost_table(results), diagnostics_table(results)
     print("\n## Table 1: normalised gap to the grid's best LR, median / worst over finder seeds (median decades)\n")
     print(table1)
+    print("\n## Diagnostics: findings per task against the default rule's gap\n")
+    print(table_diag)
     print("\n## Table 2: finder wall time / wall time of the same number of plain training steps (median)\n")
     print(table2)
     out = args.out or RESULTS / ("lr_quality_quick.json" if args.quick else "lr_quality.json")
@@ -444,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
                 "tasks": results,
                 "table1": table1,
                 "table2": table2,
+                "diagnostics": table_diag,
             },
             indent=1,
         )
