@@ -57,18 +57,18 @@ log = logging.getLogger("lightning_tuner")
 
 
 class BigMLP(pl.LightningModule):
-    """10.5M parameters; LR and batch size in hparams; counts training steps."""
+    """MLP d_in-width-width-width-10 (10.5M parameters by default); LR and batch size in hparams; counts steps."""
 
-    def __init__(self, learning_rate: float = 1e-3, batch_size: int = 16):
+    def __init__(self, learning_rate: float = 1e-3, batch_size: int = 16, d_in: int = 1024, width: int = 2048):
         super().__init__()
         self.save_hyperparameters()
         torch.manual_seed(0)
         self.net = nn.Sequential(
-            nn.Linear(1024, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(),
-            nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10),
+            nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+            nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10),
         )  # fmt: skip
         g = torch.Generator().manual_seed(1)
-        x = torch.randn(4096, 1024, generator=g)
+        x = torch.randn(4096, d_in, generator=g)
         self.data = TensorDataset(x, torch.randint(0, 10, (4096,), generator=g))
         self.steps = 0
 
@@ -107,8 +107,12 @@ def _checkpoint_bytes(trainer: pl.Trainer) -> list[int]:
     return sizes
 
 
-def _run_cost(tool: str, job: str) -> dict:
-    model = BigMLP()
+# The 10.5M-parameter model, and a tiny one on which the harness's own per-step overhead is what is measured.
+MODELS = {"10.5M MLP": {}, "tiny MLP (5k)": {"d_in": 32, "width": 48}}
+
+
+def _run_cost(tool: str, job: str, model_name: str) -> dict:
+    model = BigMLP(**MODELS[model_name])
     quiet = {"progress_bar": False} if tool == "ours" else {}
     with tempfile.TemporaryDirectory() as root:
         trainer = _trainer(root, max_steps=100) if tool == "plain" else _trainer(root)
@@ -129,12 +133,13 @@ def _run_cost(tool: str, job: str) -> dict:
 def cost(repeats: int) -> dict:
     jobs = {"lr_find": ("plain", "ours", "lightning"), "power": ("ours", "lightning"),
             "binsearch": ("ours", "lightning")}  # fmt: skip
-    runs: dict = {job: {tool: [] for tool in tools} for job, tools in jobs.items()}
+    runs: dict = {f"{job}, {m}": {tool: [] for tool in tools} for m in MODELS for job, tools in jobs.items()}
     for _ in range(repeats):
-        for job, tools in jobs.items():
-            for tool in tools:
-                runs[job][tool].append(_run_cost(tool, job))
-                log.info("%s %s: %s", job, tool, runs[job][tool][-1])
+        for model_name in MODELS:
+            for job, tools in jobs.items():
+                for tool in tools:
+                    runs[f"{job}, {model_name}"][tool].append(_run_cost(tool, job, model_name))
+                    log.info("%s %s %s: %s", job, model_name, tool, runs[f"{job}, {model_name}"][tool][-1])
     return runs
 
 
@@ -256,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         runs = cost(args.repeats)
         report["cost"] = {"threads": args.threads, "repeats": args.repeats, "runs": runs, "table": cost_table(runs)}
-        print("\n## Wall time through a Lightning Trainer, 10.5M-parameter MLP on CPU\n")
+        print("\n## Wall time through a Lightning Trainer on CPU (10.5M-parameter MLP, and a tiny one)\n")
         print(report["cost"]["table"])
     if args.part in ("quality", "all"):
         torch.set_num_threads(1)

@@ -74,7 +74,8 @@ def test_batch_search_inside_fit_restores_weights_optimizer_step_and_rng(tmp_pat
     finder = BatchSizeFinder(max_val=8, progress_bar=False)
     check = _MidTraining(finder.scale_batch_size)
     model = _adam(NoValModel(n=16))
-    trainer(tmp_path, max_epochs=2, callbacks=[check]).fit(model)
+    with pytest.warns(UserWarning, match="applies from the next call"):  # the running fit keeps its loader
+        trainer(tmp_path, max_epochs=2, callbacks=[check]).fit(model)
     assert check.checked
     assert finder.optimal_batch_size == model.hparams.batch_size == 8
 
@@ -152,3 +153,18 @@ def test_manual_optimization_and_gradient_accumulation(tmp_path) -> None:
     )
     assert len(result.results["lr"]) == 10
     assert len(model.batch_sizes) == 20  # two micro-batches per LR point
+
+
+def test_batches_skipped_by_training_step_do_not_count_as_points(tmp_path) -> None:
+    model = NoValModel(n=64)
+    step = model.training_step
+    attempts = []
+
+    def every_third_skipped(batch, batch_idx):
+        attempts.append(batch_idx)
+        return None if batch_idx % 3 == 2 else step(batch, batch_idx)
+
+    model.training_step = every_third_skipped
+    result = Tuner(trainer(tmp_path)).lr_find(model, num_training=10, max_lr=0.1, progress_bar=False)
+    assert len(result.results["lr"]) == 10
+    assert attempts == list(range(14))  # 10 points and the 4 skipped batches 2, 5, 8, 11

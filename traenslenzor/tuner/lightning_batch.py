@@ -148,6 +148,12 @@ class BatchSizeFinder(Callback):
             self.optimal_batch_size = None
         else:
             self.optimal_batch_size = self._search_and_apply(trainer, pl_module)
+            if not self._early_exit and _loader_already_built(trainer):
+                rank_zero_warn(
+                    f"The batch size finder set {self._batch_arg_name}={self.optimal_batch_size}, but this "
+                    f"`trainer.{_fn(trainer)}` call has built its dataloader already; the new size applies from the "
+                    "next call. Run the finder at `on_fit_start` (before other finders) or via Tuner.scale_batch_size."
+                )
         if self._early_exit:
             end_tuning_run()
         return self.optimal_batch_size
@@ -199,6 +205,14 @@ def _fn(trainer: pl.Trainer) -> str:
     """The running entry point: "fit", "validate", "test" or "predict"."""
     fn = trainer.state.fn
     return str(getattr(fn, "value", fn))
+
+
+def _loader_already_built(trainer: pl.Trainer) -> bool:
+    """Whether the running stage holds a dataloader built before the search (it keeps the old batch size)."""
+    if _fn(trainer) == "fit":
+        return trainer.train_dataloader is not None
+    # Evaluation loops build their dataloaders before the stage's start hook.
+    return True
 
 
 def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> Callable[[], Any]:

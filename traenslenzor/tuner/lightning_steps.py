@@ -126,11 +126,18 @@ def lr_search_step(
 
 
 def _mean_over_ranks(trainer: pl.Trainer, losses: list[torch.Tensor | None]) -> float | None:
-    # Every rank must record the same curve so that all stop at the same step and suggest the same LR.
-    if not losses or any(loss is None for loss in losses):
+    """The step's loss averaged over ranks; None on every rank if any rank's ``training_step`` returned None.
+
+    Every rank must record the same curve so that all stop at the same step and suggest the same LR; the reduce
+    runs on every rank whatever its own outcome, so that no rank waits for another in the collective.
+    """
+    valid = bool(losses) and all(loss is not None for loss in losses)
+    local = torch.stack([v.detach().float() for v in losses]).mean().cpu() if valid else torch.tensor(0.0)
+    packed = torch.stack([local, torch.tensor(float(valid))]).to(trainer.strategy.root_device)
+    total = trainer.strategy.reduce(packed, reduce_op="sum")
+    if float(total[1]) < trainer.world_size:
         return None
-    loss = torch.stack([v.detach().float() for v in losses]).mean()
-    return float(trainer.strategy.reduce(loss, reduce_op="mean"))
+    return float(total[0]) / trainer.world_size
 
 
 def _no_ddp_sync(trainer: pl.Trainer) -> Any:
