@@ -110,6 +110,12 @@ def test_final_valley_is_last_run_below_median() -> None:
     # an early dip (index 0) is below the median too, but an earlier run: the last run wins
     assert final_valley(np.array([0.1, 5, 5, 5, 5, 4, 1, 0.5, 9, 9.0])) == (5, 7)
     assert final_valley(np.ones(5)) is None
+    # a 1-point dip below the median after the rise (a blow-up that levelled off) is a wiggle: the valley before
+    # it wins; median of the 12 points is 5 (below: 4..7 and 10)
+    assert final_valley(np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 5, 5, 4, 5.0])) == (4, 7)
+    assert final_valley(np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 5, 5, 4, 5.0]), min_points=1) == (10, 10)
+    # no run is long enough: the last run it is
+    assert final_valley(np.array([5, 1, 5, 5, 2, 5.0])) == (4, 4)
 
 
 def test_smoothed_noise_from_second_differences() -> None:

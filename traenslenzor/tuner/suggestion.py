@@ -31,6 +31,8 @@ STABLE_DECADES_BELOW = 1.2
 # A point counts as "not yet rising" while its smoothed loss is within this many noise standard deviations of the
 # lowest loss before it. One sigma: the lowest point of a noisy flat stretch is itself about one sigma low.
 ONSET_NOISE_SIGMAS = 1.0
+# A run of fewer points below the median is a wiggle, not the final valley (see ``final_valley``).
+VALLEY_MIN_POINTS = 3
 # The EMA factor of the curves the rules see (the finder's default); only used to turn the smoothed curve's
 # step-to-step jitter into the noise level of the smoothed curve.
 CURVE_BETA = 0.98
@@ -133,23 +135,25 @@ def slide(lrs: np.ndarray, losses: np.ndarray, *, window: int = 15, threshold: f
     return answer
 
 
-def final_valley(losses: np.ndarray) -> tuple[int, int] | None:
+def final_valley(losses: np.ndarray, min_points: int = VALLEY_MIN_POINTS) -> tuple[int, int] | None:
     """Start and bottom index of the last stretch of the curve that lies below its median loss.
 
     A range-test curve is a plateau (LR too small to learn in a few steps), a descent, a valley and a blow-up.
     Early points are the least averaged by the EMA (a bias-corrected EMA at step 10 averages ~10 raw losses, at
     step 60 ~40), so on noisy curves the global minimum can be an early dip of the plateau. The descent that
-    matters is the one that ends in the blow-up: the last run of points below the median level. None when no
-    point lies below the median (a flat curve).
+    matters is the one that ends in the blow-up: the last run of points below the median level. Runs shorter than
+    ``min_points`` are wiggles, not valleys (e.g. a dip below the median *after* a mild blow-up that levelled off
+    below the plateau) and are passed over unless no run is that long. None when no point lies below the median
+    (a flat curve).
     """
-    below = losses < np.median(losses)
-    if not below.any():
+    below = np.flatnonzero(losses < np.median(losses))
+    if below.size == 0:
         return None
-    end = int(np.flatnonzero(below)[-1])
-    start = end
-    while start > 0 and below[start - 1]:
-        start -= 1
-    return start, start + int(np.argmin(losses[start : end + 1]))
+    breaks = np.flatnonzero(np.diff(below) > 1)
+    runs = list(zip(below[np.r_[0, breaks + 1]], below[np.r_[breaks, below.size - 1]], strict=True))
+    long_runs = [run for run in runs if run[1] - run[0] + 1 >= min_points]
+    start, end = (long_runs or runs)[-1]
+    return int(start), int(start + np.argmin(losses[start : end + 1]))
 
 
 def smoothed_noise(losses: np.ndarray, beta: float = CURVE_BETA) -> float:
