@@ -241,3 +241,25 @@ def test_signatures_and_defaults_are_lightnings(ours, theirs) -> None:
 
     assert params(ours, keyword_only=False) == params(theirs, keyword_only=False)
     assert {name for name, _ in params(ours, keyword_only=True)} <= {"progress_bar", "max_memory"}
+
+
+class _Shuffled(NoValModel):
+    def train_dataloader(self):
+        generator = torch.Generator().manual_seed(0)
+        return torch.utils.data.DataLoader(self.data, batch_size=4, shuffle=True, generator=generator)
+
+
+def _fit_weights(tmp_path, callbacks) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    model = _Shuffled(n=32)
+    trainer(tmp_path, max_epochs=2, callbacks=callbacks).fit(model)
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+@pytest.mark.parametrize("tuner", sorted(TUNERS))
+def test_fit_with_the_lr_finder_callback_trains_exactly_as_without_it(tuner, tmp_path) -> None:
+    """update_attr=False leaves no trace: same weights, RNGs, optimizer state and batch order (shuffle generator)."""
+    finder = {"ours": OurLearningRateFinder, "lightning": LightningLearningRateFinder}[tuner]
+    plain = _fit_weights(tmp_path / "plain", [])
+    searched = _fit_weights(tmp_path / "searched", [finder(num_training_steps=12, update_attr=False, **QUIET[tuner])])
+    assert all(torch.equal(a, b) for a, b in zip(plain, searched, strict=True))

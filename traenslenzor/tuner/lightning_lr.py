@@ -27,7 +27,13 @@ from tqdm.auto import tqdm
 
 from traenslenzor.tuner.lightning_attrs import TunerConfigurationError, lr_holders
 from traenslenzor.tuner.lightning_private import end_tuning_run
-from traenslenzor.tuner.lightning_steps import cycle_batches, fit_dataloader, lr_search_step, search_isolation
+from traenslenzor.tuner.lightning_steps import (
+    cycle_batches,
+    fit_dataloader,
+    lr_search_step,
+    preserved_shuffle,
+    search_isolation,
+)
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_training_state
@@ -137,10 +143,11 @@ def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
 def _run_range_test(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool) -> None:
     """Drive ``test`` to its end: set the LR, take one real training step, record the loss."""
     ratios = group_lr_ratios(optimizer)
-    batches = cycle_batches(fit_dataloader(trainer))
+    loader = fit_dataloader(trainer)
+    batches = cycle_batches(loader)
     batch_idx = skips = 0
     progress: Any = tqdm(total=test.num_training, desc="Finding best initial lr", disable=not bar, leave=False)
-    with progress:
+    with progress, preserved_shuffle(loader):
         while not test.done:
             lr = test.lr_at(len(test.lrs))
             set_group_lrs(optimizer, lr, ratios)
