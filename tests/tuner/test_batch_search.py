@@ -119,15 +119,26 @@ def test_binsearch_descends_then_bisects() -> None:
 
 
 def test_auto_jumps_to_the_model_prediction() -> None:
-    # peaks 1020, 1040 (2 % apart: noise), 1080 -> slope 10, intercept 1000 -> (10990 - 1000) / 10 = 999
-    assert drive("auto", budget=affine(999)) == ([2, 4, 8, 999], 999)
+    # probes x4: peaks 1020, 1080 (60 > 2 % of 1080) -> slope 10, intercept 1000 -> (10990 - 1000) / 10 = 999
+    assert drive("auto", budget=affine(999)) == ([2, 8, 999], 999)
+
+
+def test_auto_probes_until_the_slope_exceeds_the_noise() -> None:
+    # peak 1000 + b//10: 2 -> 8 -> 32 -> 128 differ by < 2 % (noise); 128 -> 512 by 39 > 2 % of 1051:
+    # slope 39/384, intercept 1012 - 128*39/384 = 999 -> floor((1100 - 999) * 384 / 39) = 994; largest fit 1009.
+    def flat(b: int) -> int:
+        return 1000 + b // 10
+
+    sizes, best = drive("auto", budget=1100, memory=flat)
+    assert sizes[:6] == [2, 8, 32, 128, 512, 994]
+    assert flat(best) <= 1100 and best >= 0.98 * 1009
 
 
 def test_auto_gallops_down_after_an_oom_below_the_prediction() -> None:
     # tolerance min(0.05, 0.02): 999 crashes -> back off floor(0.02*999)=19 -> 980 crashes -> back off
     # 2*floor(0.02*980)=38 -> 942 crashes -> back off 4*18=72 -> 870 fits; bisect 906, 924 fit;
     # 942 - 924 = 18 <= floor(0.02*942): done.
-    expected = [2, 4, 8, 999, 980, 942, 870, 906, 924]
+    expected = [2, 8, 999, 980, 942, 870, 906, 924]
     assert drive("auto", oom_from=940, budget=affine(999)) == (expected, 924)
 
 

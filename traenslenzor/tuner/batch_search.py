@@ -112,13 +112,13 @@ class SearchPolicy:
             return None
         return smallest // 2
 
-    def _grow(self) -> int | None:
-        """Everything fitted so far: double the largest fit, capped at ``max_val`` (None once it is reached)."""
+    def _grow(self, factor: int = 2) -> int | None:
+        """Everything fitted so far: multiply the largest fit, capped at ``max_val`` (None once it is reached)."""
         low = self.low
         if low >= self.max_val:
             self._finish(f"reached max_val={self.max_val}")
             return None
-        return min(2 * low, self.max_val)
+        return min(factor * low, self.max_val)
 
 
 class PowerSearch(SearchPolicy):
@@ -190,8 +190,8 @@ class AutoSearch(SearchPolicy):
 
     Phases, all driven by the outcomes so far:
 
-    1. *Probe*: double from ``init_val`` (like ``power``) until two fitting sizes, the larger at least twice the
-       smaller, differ in measured peak by more than the measurement noise (``min_rel_delta`` of the peak).
+    1. *Probe*: multiply by 4 from ``init_val`` until two fitting sizes, the larger at least twice the smaller,
+       differ in measured peak by more than the measurement noise (``min_rel_delta`` of the peak).
     2. *Jump*: propose the largest size the model ``peak(b) = a + c*b`` (through the two largest fits) puts
        under the budget. A fit there refits the model with a far point and may propose once more.
     3. *Refine*: while the bracket (largest fit ``low``, smallest failure ``high``) is wider than the tolerance
@@ -239,7 +239,8 @@ class AutoSearch(SearchPolicy):
     def _propose_open(self, low: int) -> int | None:
         model = self._model()
         if model is None or low >= self.max_val:
-            return self._grow()
+            # Probes only serve to measure the slope: a x4 spread doubles the lever arm per trial.
+            return self._grow(4 if self.budget is not None else 2)
         predicted = predict_max_size(*model, self.budget)
         if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, self.tolerance):
             self._finish(f"memory model puts the limit within {self.tolerance:.0%} of the largest fit {low}")
