@@ -168,3 +168,14 @@ def test_batches_skipped_by_training_step_do_not_count_as_points(tmp_path) -> No
     result = Tuner(trainer(tmp_path)).lr_find(model, num_training=10, max_lr=0.1, progress_bar=False)
     assert len(result.results["lr"]) == 10
     assert attempts == list(range(14))  # 10 points and the 4 skipped batches 2, 5, 8, 11
+
+
+def test_batch_search_leaves_a_shared_shuffle_generator_untouched(tmp_path) -> None:
+    model = NoValModel(n=32)
+    generator = torch.Generator().manual_seed(0)
+    model.train_dataloader = lambda: torch.utils.data.DataLoader(
+        model.data, batch_size=model.hparams.batch_size, shuffle=True, generator=generator
+    )
+    state = generator.get_state()
+    assert Tuner(trainer(tmp_path)).scale_batch_size(model, max_val=8, progress_bar=False) == 8
+    assert torch.equal(generator.get_state(), state)

@@ -30,7 +30,7 @@ from traenslenzor.tuner.batch_finder import search_batch_size
 from traenslenzor.tuner.batch_search import SEARCH_POLICIES
 from traenslenzor.tuner.lightning_attrs import AttrHolders, TunerConfigurationError, batch_size_holders
 from traenslenzor.tuner.lightning_private import end_tuning_run
-from traenslenzor.tuner.lightning_steps import search_isolation, trial_steps
+from traenslenzor.tuner.lightning_steps import preserved_shuffle, search_isolation, trial_steps
 from traenslenzor.tuner.state import preserved_training_state
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,9 @@ class BatchSizeFinder(Callback):
         def run_trial(batch_size: int) -> float | None:
             holders.write(batch_size)
             module.train(stage == "fit")  # every trial: the restore between trials puts the user's modes back
-            return trial_steps(trainer, stage, make_loader(), steps)
+            loader = make_loader()
+            with preserved_shuffle(loader):  # a generator the hook shares across loaders stays untouched
+                return trial_steps(trainer, stage, loader, steps)
 
         fit = stage == "fit"
         optimizers = trainer.optimizers if fit else []
