@@ -179,3 +179,22 @@ def test_batch_search_leaves_a_shared_shuffle_generator_untouched(tmp_path) -> N
     state = generator.get_state()
     assert Tuner(trainer(tmp_path)).scale_batch_size(model, max_val=8, progress_bar=False) == 8
     assert torch.equal(generator.get_state(), state)
+
+
+@pytest.mark.parametrize(
+    ("call", "kwargs", "match"),
+    [
+        ("lr_find", {"min_lr": 1.0, "max_lr": 1e-3}, "min_lr"),
+        ("lr_find", {"num_training": 0}, "num_training"),
+        ("lr_find", {"early_stop_threshold": 0.5}, "early_stop_threshold"),
+        ("scale_batch_size", {"init_val": 0}, "init_val"),
+        ("scale_batch_size", {"margin": 1.5}, "margin"),
+        ("scale_batch_size", {"init_val": 64, "max_val": 8}, "max_val"),
+        ("scale_batch_size", {"train_dataloaders": torch.utils.data.DataLoader(range(4))}, "dataloaders passed"),
+    ],
+)
+def test_bad_arguments_fail_before_any_training(call, kwargs, match, tmp_path) -> None:
+    model = NoValModel()
+    with pytest.raises(ValueError, match=match):
+        getattr(Tuner(trainer(tmp_path)), call)(model, progress_bar=False, **kwargs)
+    assert model.batch_sizes == []
