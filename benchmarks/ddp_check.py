@@ -7,7 +7,9 @@ Checks, with ``Trainer(accelerator="cpu", devices=2, strategy="ddp")``:
 * ``Tuner.scale_batch_size``: each rank measures on its own (here rank 0 fits batches up to 40, rank 1 up to 12,
   faked out-of-memory errors), and all ranks adopt the smallest size found (8 in power mode);
 * Lightning's ``Tuner.scale_batch_size`` refuses distributed strategies (recorded for the table);
-* a normal ``trainer.fit`` afterwards runs at the tuned values, and no file is left in ``default_root_dir``.
+* a normal ``trainer.fit`` afterwards runs at the tuned values, and no file is left in ``default_root_dir``;
+* when one rank fits no batch size at all, every rank raises ``BatchSizeNotFoundError`` (none waits forever in a
+  collective) and keeps its batch size.
 
 Run: ``python benchmarks/ddp_check.py`` (Lightning's launcher starts rank 1 by re-running this script; about 30 s on
 2 cores). Prints a markdown table on rank 0 and writes ``benchmarks/results/ddp_check.json`` (or ``$DDP_CHECK_OUT``);
@@ -46,10 +48,11 @@ class DdpModel(pl.LightningModule):
         x = torch.randn(512, 8, generator=g)
         self.data = TensorDataset(x, (x[:, 0] + x[:, 1] > 0).long())
         self.fit_batch_sizes: list[int] = []
+        self.fits_up_to = dict(FITS_UP_TO)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        if len(x) > FITS_UP_TO[self.global_rank]:
+        if len(x) > self.fits_up_to[self.global_rank]:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 MiB (faked)")
         self.fit_batch_sizes.append(len(x))
         return nn.functional.cross_entropy(self.net(x), y)
@@ -104,6 +107,13 @@ def main() -> int:
         lightning_refusal = f"{type(exc).__name__}: {exc}"
     trainer.fit(model)
     fit_sizes = _gather(sorted(set(model.fit_batch_sizes)))
+    model.fits_up_to = {0: 40, 1: 0}  # rank 1 cannot fit even batch size 1: every rank must raise, none hang
+    try:
+        Tuner(trainer).scale_batch_size(model, max_val=64, progress_bar=False)
+        failed = None
+    except Exception as exc:
+        failed = type(exc).__name__
+    failures = _gather((failed, model.hparams.batch_size))
     files = _gather(sorted(str(p) for p in Path(root).rglob("*") if p.is_file()))
     if trainer.global_rank != 0:
         return 0
@@ -114,6 +124,7 @@ def main() -> int:
         "scale_batch_size: both ranks adopt min(32, 8) = 8": sizes == [8, 8] and size == 8,
         "fit afterwards runs at batch size 8 on both ranks": fit_sizes == [[8], [8]],
         "no file left in default_root_dir": files == [[], []],
+        "no size fits on rank 1: both ranks raise, keep batch size 8": failures == [("BatchSizeNotFoundError", 8)] * 2,
         "Lightning refuses scale_batch_size under DDP": lightning_refusal is not None,
     }
     report = {

@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from traenslenzor.tuner.batch_finder import search_batch_size
+from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, search_batch_size
 from traenslenzor.tuner.batch_search import SEARCH_POLICIES
 from traenslenzor.tuner.lightning_attrs import AttrHolders, TunerConfigurationError, batch_size_holders
 from traenslenzor.tuner.lightning_private import end_tuning_run
@@ -161,12 +161,21 @@ class BatchSizeFinder(Callback):
     def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> int:
         holders = batch_size_holders(module, trainer.datamodule, self._batch_arg_name)
         original = holders.values()
+        failure: BatchSizeNotFoundError | None = None
         try:
             self.result = self._search(trainer, module, _fn(trainer), holders)
+        except BatchSizeNotFoundError as exc:
+            failure = exc  # decided with the other ranks below, so that none waits for this one
         except BaseException:
             holders.restore(original)  # a failed search changes nothing
             raise
-        size = _smallest_over_ranks(trainer, self.result.batch_size)
+        size = _smallest_over_ranks(trainer, 0 if failure is not None else self.result.batch_size)
+        if size < 1:
+            holders.restore(original)
+            raise failure or BatchSizeNotFoundError(
+                "Another rank found no batch size that fits in its memory (its log says why); this rank keeps "
+                f"{self._batch_arg_name}={original[0]}."
+            )
         holders.write(size)
         log.info("Finished batch size finder, will continue with full run using batch size %d", size)
         return size
