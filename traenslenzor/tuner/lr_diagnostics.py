@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 MIN_POINTS = 20  # fewer finite points than this make any suggestion a guess
 EARLY_STOP_FRACTION = 0.25  # a blow-up within this share of num_training counts as "at once"
 # Calibrated on the 45 real curves of benchmarks/lr_quality.py (docs/suggestion.md): the smoothed loss fell by
-# 1.5-54% into its final valley on every curve the default rule read well, by 0.3-0.4% on the flat `cnn_sgdm`
-# curves it could not read.
+# 1.5-54% into its final valley on every curve the default rule read well, by 0.3-0.4% on two flat `cnn_sgdm`
+# curves where any suggestion is a guess.
 MIN_DECREASE = 0.01  # the final valley must lie this share below the highest loss before it to count as a fall
 MAX_FINAL_RISE = 0.1  # a completed curve that ends within this share of its drop above its best never diverged
 # That fall measured in noise standard deviations of the smoothed curve: 3.3-47 on the well-read curves, 0.9 on
