@@ -376,6 +376,7 @@ SWEEP_VARIANTS = {
     "num_training=50": {"num_training": 50},
     "num_training=200": {"num_training": 200},
     "min_lr=1e-5": {"min_lr": 1e-5},
+    "min_lr=1e-6": {"min_lr": 1e-6},  # the doc_classifier quickstart's range (its max_lr is 1)
 }
 
 

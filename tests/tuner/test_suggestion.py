@@ -162,6 +162,28 @@ def test_stable_on_flat_noisy_curve_anchors_on_the_blow_up_not_the_noise_minimum
     assert index is not None and abs(x[index] - (x[80] - STABLE_DECADES_BELOW)) <= 0.3
 
 
+def _range_test_curve(min_lr: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """One loss landscape in log-LR (descent around 3e-4, blow-up from ~3e-2), swept at the given density."""
+    lrs = min_lr * (1.0 / min_lr) ** (np.arange(steps) / (steps - 1))
+    x = np.log10(lrs)
+    raw = 1.0 - 0.6 / (1 + np.exp(-(x + 3.5) / 0.4)) + 0.05 * np.exp(np.clip((x + 1.5) * 4, None, 30))
+    raw = raw + 0.02 * np.random.default_rng(0).standard_normal(steps)
+    return lrs, np.asarray(ema_smooth(list(raw), 0.98))
+
+
+def test_stable_barely_moves_with_sweep_density_on_a_sharp_blow_up() -> None:
+    # The EMA lags ~49 steps in steady state, which is 2-8 decades at these densities (0.03-0.16 decades per
+    # step), yet a sharp blow-up is seen a few steps after it starts; measured spread 0.28 decades.
+    lrs_found = []
+    for min_lr in (1e-8, 1e-6, 1e-5):
+        for steps in (50, 100, 200):
+            lrs, losses = _range_test_curve(min_lr, steps)
+            lrs_found.append(suggest(lrs, losses).lr)
+    spread = np.log10(max(lrs_found)) - np.log10(min(lrs_found))
+    assert spread < 0.5, lrs_found
+    assert min(lrs_found) > 10**-3.5 and max(lrs_found) < 10**-1.5  # past the descent, below the blow-up
+
+
 def test_stable_none_without_a_descent() -> None:
     assert stable(LRS10, np.arange(10.0)) is None  # lowest at the first point
     assert stable(LRS10, np.ones(10)) is None  # flat
