@@ -86,6 +86,17 @@ def _gather(value):
 
 
 def main() -> int:
+    try:
+        return _check()
+    finally:
+        # Both ranks leave together and tear the process group down explicitly: a rank that exits while the
+        # other still holds the gloo group aborts in C++ ("terminate called without an active exception").
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _check() -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_num_threads(1)
