@@ -263,3 +263,17 @@ def test_fit_with_the_lr_finder_callback_trains_exactly_as_without_it(tuner, tmp
     plain = _fit_weights(tmp_path / "plain", [])
     searched = _fit_weights(tmp_path / "searched", [finder(num_training_steps=12, update_attr=False, **QUIET[tuner])])
     assert all(torch.equal(a, b) for a, b in zip(plain, searched, strict=True))
+
+
+def test_ours_keeps_the_batch_size_search_record(tmp_path) -> None:
+    """Lightning returns only the size; ours also keeps every trial, the last of which fitted at that size."""
+    model = TinyModel(oom_above=16)
+    tuner = OurTuner(trainer(tmp_path))
+    assert tuner.batch_size_result is None
+    size = tuner.scale_batch_size(model, mode="power", max_val=64, progress_bar=False)
+    record = tuner.batch_size_result
+    assert record.batch_size == size == 16
+    assert [t.batch_size for t in record.trials][:4] == [2, 4, 8, 16]
+    assert all(t.fits for t in record.trials if t.batch_size <= 16)
+    assert not any(t.fits for t in record.trials if t.batch_size > 16)
+    assert record.to_dict()["batch_size"] == 16

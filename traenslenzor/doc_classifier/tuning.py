@@ -76,6 +76,9 @@ def tune_batch_size(tuner: Any, module: L.LightningModule, datamodule: L.Lightni
     found = tuner.scale_batch_size(module, **kwargs)
     record = {key: value for key, value in kwargs.items() if key not in ("datamodule",)}
     record["found"] = found
+    search = getattr(tuner, "batch_size_result", None)  # our Tuner keeps every trial; Lightning's does not
+    if search is not None:
+        record["search"] = search.to_dict()
     if found is None:
         say("No batch size found (fast_dev_run?); keeping %s.", datamodule.hparams.batch_size,
             level=logging.WARNING)

@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from lightning.pytorch.utilities import rank_zero_warn
 
+from traenslenzor.tuner.batch_result import BatchSizeResult
 from traenslenzor.tuner.lightning_attrs import (
     MissingAttributeError,
     TunerConfigurationError,
@@ -53,6 +54,9 @@ class Tuner:
 
     def __init__(self, trainer: pl.Trainer) -> None:
         self._trainer = trainer
+        # The last batch-size search's full record (every trial: size, fits, peak memory, samples/s); Lightning's
+        # API returns only the size, so the record is kept here for whoever wants to log or plot it.
+        self.batch_size_result: BatchSizeResult | None = None
 
     def scale_batch_size(
         self,
@@ -70,14 +74,15 @@ class Tuner:
         margin: float = 0.05,
         max_val: int = 8192,
         *,
-        max_memory: int | None = None,
+        max_memory: int | float | None = None,
         progress_bar: bool = True,
     ) -> int | None:
         """Find the largest batch size that fits, write it to every holder of ``batch_arg_name``, and return it.
 
-        Arguments as Lightning's ``Tuner.scale_batch_size``; ``max_memory`` (bytes) additionally holds trials to a
-        memory budget. Returns None (with a warning) under ``fast_dev_run``. Runs under DDP: every rank measures,
-        all adopt the smallest size.
+        Arguments as Lightning's ``Tuner.scale_batch_size``; ``max_memory`` (bytes, or a fraction of the device's
+        total memory) additionally holds trials to a memory budget. The search's trials are kept in
+        :attr:`batch_size_result`. Returns None (with a warning) under ``fast_dev_run``. Runs under DDP: every rank
+        measures, all adopt the smallest size.
         """
         _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
         _check_no_finder(self._trainer, (BatchSizeFinder, LightningBatchSizeFinder), "BatchSizeFinder")
@@ -104,6 +109,7 @@ class Tuner:
         finder._early_exit = True
         with _attached(self._trainer, finder):
             _run(self._trainer, method, model, train_dataloaders, val_dataloaders, dataloaders, datamodule)
+        self.batch_size_result = finder.result
         return finder.optimal_batch_size
 
     def lr_find(

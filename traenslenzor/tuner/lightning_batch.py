@@ -82,7 +82,7 @@ class BatchSizeFinder(Callback):
             dataloader hook reads; the found size is written to every holder.
         margin: binsearch safety reduction (0 <= margin < 1).
         max_val: the largest size tried.
-        max_memory: optional memory budget in bytes the trials are held to (engine option).
+        max_memory: optional memory budget the trials are held to: bytes, or a fraction of the device's total.
         progress_bar: show a progress bar on rank 0.
 
     After the search :attr:`optimal_batch_size` holds the size and :attr:`result` the engine's
@@ -102,7 +102,7 @@ class BatchSizeFinder(Callback):
         margin: float = 0.05,
         max_val: int = 8192,
         *,
-        max_memory: int | None = None,
+        max_memory: int | float | None = None,
         progress_bar: bool = True,
     ) -> None:
         mode = mode.lower() if isinstance(mode, str) else mode
