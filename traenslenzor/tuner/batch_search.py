@@ -278,7 +278,7 @@ class AutoSearch(SearchPolicy):
         return min(max(size, fit.batch_size + 1), fail.batch_size - 1)
 
 
-class ThroughputSearch(SearchPolicy):
+class ThroughputSearch(PowerSearch):
     """Double while samples/s improves, then take the smallest size within 5 % of the best throughput.
 
     Growth stops at the first failure, at ``max_val``, or after ``patience`` doublings in a row that did not raise
@@ -289,17 +289,11 @@ class ThroughputSearch(SearchPolicy):
     patience = 2
 
     def propose(self) -> int | None:
-        if not self.trials:
-            return self.init_val
-        if self.low == 0:
-            return self._descend()
-        if self.high is not None:
-            self._finish(f"batch size {self.high} does not fit")
-            return None
-        if self._stalled():
+        # Power growth, which also stops once samples/s has flattened.
+        if self.low and self.high is None and self._stalled():
             self._finish(f"throughput stopped improving by more than {THROUGHPUT_TOLERANCE:.0%}")
             return None
-        return self._grow()
+        return super().propose()
 
     def _stalled(self) -> bool:
         fits = [t for t in self.trials if t.fits and t.samples_per_sec is not None]
