@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -229,6 +230,12 @@ class _FakeResult:
     def suggestion(self, **kwargs: object) -> float | None:
         return self._suggestion
 
+    def diagnostics(self, method: str | None = None) -> list[SimpleNamespace]:
+        return [SimpleNamespace(severity="warning", message="the curve is noisy; raise num_training")]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"results": self.results}
+
     def plot(self, suggest: bool = True, show: bool = False, ax: object = None) -> object:
         from matplotlib import pyplot as plt
 
@@ -244,11 +251,12 @@ class _FakeTuner:
     suggestion: ClassVar[float | None] = 2e-3
 
     def __init__(self, trainer: object) -> None:
-        pass
+        self.batch_size_result: SimpleNamespace | None = None
 
     def scale_batch_size(self, model: object, *, max_memory: int | float | None = None, **kwargs: object) -> int:
         self.calls.append(("scale_batch_size", {**kwargs, "max_memory": max_memory}))
         kwargs["datamodule"].hparams.batch_size = 32  # type: ignore[attr-defined]
+        self.batch_size_result = SimpleNamespace(to_dict=lambda: {"trials": [{"batch_size": 32, "fits": True}]})
         return 32
 
     def lr_find(self, model: object, **kwargs: object) -> _FakeResult:
@@ -260,8 +268,6 @@ class _FakeTuner:
 def test_tuning_passes_the_config_and_applies_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suggestion: float | None
 ) -> None:
-    from types import SimpleNamespace
-
     from traenslenzor.doc_classifier import tuning
     from traenslenzor.doc_classifier.config import load_config
     from traenslenzor.doc_classifier.experiment import build_module
@@ -294,3 +300,6 @@ def test_tuning_passes_the_config_and_applies_results(
     assert (tmp_path / ".logs/lr_finder_plot.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / ".logs/tuning_results.json").read_text())
     assert saved["batch_size"]["found"] == 32 and saved["learning_rate"]["suggestion"] == suggestion
+    assert saved["batch_size"]["search"] == {"trials": [{"batch_size": 32, "fits": True}]}
+    assert saved["learning_rate"]["diagnostics"] == ["warning: the curve is noisy; raise num_training"]
+    assert outcome.diagnostics == ("warning: the curve is noisy; raise num_training",)

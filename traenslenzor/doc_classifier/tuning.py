@@ -8,7 +8,6 @@ LR plot is saved, and a JSON of both results beside it; the LR result's diagnost
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -19,7 +18,7 @@ from typing import Any
 import lightning as L
 
 from traenslenzor.doc_classifier.config import ExperimentConfig
-from traenslenzor.tuner import Tuner  # the one line to change to use Lightning's: lightning.pytorch.tuner
+from traenslenzor.tuner import LRFinderResult, Tuner
 
 log = logging.getLogger(__name__)
 TUNER_PREFIX = "[ExperimentConfig::tuner]: "
@@ -45,12 +44,7 @@ class TuningOutcome:
         return asdict(self)
 
 
-def _accepts(function: Any, name: str) -> bool:
-    parameters = inspect.signature(function).parameters
-    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
-def tune_batch_size(tuner: Any, module: L.LightningModule, datamodule: L.LightningDataModule,
+def tune_batch_size(tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule,
                     config: ExperimentConfig) -> tuple[int | None, dict[str, Any]]:
     """Run ``scale_batch_size``; the tuner writes the size to ``datamodule.hparams.batch_size``."""
     tc = config.tuner_config
@@ -66,23 +60,16 @@ def tune_batch_size(tuner: Any, module: L.LightningModule, datamodule: L.Lightni
         "batch_arg_name": "batch_size",
         "margin": tc.margin,
         "max_val": tc.max_val,
+        "max_memory": tc.max_memory,
     }
-    if tc.max_memory is not None:
-        if _accepts(tuner.scale_batch_size, "max_memory"):
-            kwargs["max_memory"] = tc.max_memory
-        else:
-            say("max_memory is not supported by this Tuner; the search is bounded by max_val=%d only.",
-                tc.max_val, level=logging.WARNING)
     found = tuner.scale_batch_size(module, **kwargs)
-    record = {key: value for key, value in kwargs.items() if key not in ("datamodule",)}
+    record = {key: value for key, value in kwargs.items() if key != "datamodule"}
     record["found"] = found
-    search = getattr(tuner, "batch_size_result", None)  # our Tuner keeps every trial; Lightning's does not
-    if search is not None:
-        record["search"] = search.to_dict()
-    if found is None:
+    if found is None:  # fast_dev_run: the tuner ran no search (and kept no record)
         say("No batch size found (fast_dev_run?); keeping %s.", datamodule.hparams.batch_size,
             level=logging.WARNING)
         return None, record
+    record["search"] = tuner.batch_size_result.to_dict()  # every trial, for tuning_results.json
     say("✓ Optimal batch size found: %d", found)
     return int(found), record
 
@@ -91,32 +78,22 @@ def _describe_mode(mode: str) -> str:
     return {"exponential": "exponentially", "linear": "linearly"}.get(mode, mode)
 
 
-def _log_diagnostics(result: Any, method: str | None) -> tuple[str, ...]:
-    """Log the result's automatic advice (ours has it; Lightning's result has none)."""
-    diagnostics = getattr(result, "diagnostics", None)
-    if not callable(diagnostics):
-        return ()
+def _log_diagnostics(result: LRFinderResult, method: str | None) -> tuple[str, ...]:
+    """Log the result's automatic advice (curve never fell, too noisy, ...); returns it as ``severity: message``."""
     messages = []
-    for finding in diagnostics() if method is None else diagnostics(method=method):
-        severity = str(getattr(finding, "severity", "info")).lower().rsplit(".", 1)[-1]
-        message = str(getattr(finding, "message", finding))
-        level = logging.WARNING if severity in ("warning", "error") else logging.INFO
-        say("  Diagnostic (%s): %s", severity, message, level=level)
-        messages.append(f"{severity}: {message}")
+    for finding in result.diagnostics(method=method):
+        level = logging.WARNING if finding.severity in ("warning", "error") else logging.INFO
+        say("  Diagnostic (%s): %s", finding.severity, finding.message, level=level)
+        messages.append(f"{finding.severity}: {finding.message}")
     return tuple(messages)
 
 
-def _lr_record(result: Any, suggestion: float | None) -> dict[str, Any]:
+def _lr_record(result: LRFinderResult, suggestion: float | None) -> dict[str, Any]:
     """The suggestion and the whole result (``LRFinderResult.from_dict`` reads ``record["result"]`` back)."""
-    to_dict = getattr(result, "to_dict", None)
-    if callable(to_dict):
-        full = dict(to_dict())
-    else:  # Lightning's result: only the curves
-        full = {"results": {k: [float(x) for x in v] for k, v in result.results.items()}}
-    return {"suggestion": suggestion, "result": full}
+    return {"suggestion": suggestion, "result": result.to_dict()}
 
 
-def save_plot(result: Any, path: Path) -> Path:
+def save_plot(result: LRFinderResult, path: Path) -> Path:
     """The LR-vs-loss figure with the suggestion marked, as a PNG."""
     import matplotlib
 
@@ -132,8 +109,8 @@ def save_plot(result: Any, path: Path) -> Path:
     return path
 
 
-def tune_learning_rate(tuner: Any, module: L.LightningModule, datamodule: L.LightningDataModule,
-                       config: ExperimentConfig) -> tuple[Any, float | None, float, dict[str, Any]]:
+def tune_learning_rate(tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule,
+                       config: ExperimentConfig) -> tuple[LRFinderResult | None, float | None, float, dict[str, Any]]:
     """Run ``lr_find``; returns (result, suggestion, previous LR, JSON record). Applies nothing itself."""
     tc = config.tuner_config
     previous = float(module.hparams.learning_rate)
@@ -168,7 +145,7 @@ def apply_learning_rate(module: L.LightningModule, config: ExperimentConfig, lea
     return max_lr
 
 
-def _tune_and_apply_lr(tuner: Any, module: L.LightningModule, datamodule: L.LightningDataModule,
+def _tune_and_apply_lr(tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule,
                        config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The LR half of the workflow: search, apply, log the guide's lines, save the plot, log the diagnostics."""
     tc = config.tuner_config
