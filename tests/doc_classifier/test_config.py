@@ -156,6 +156,11 @@ def test_onecycle_peak_is_configured_or_factor_times_lr() -> None:
     assert config.onecycle_max_lr(0.004) is None
 
 
+@pytest.mark.parametrize(("stage", "method"), [("train", "fit"), ("val", "validate"), ("test", "test")])
+def test_each_stage_names_its_trainer_method(stage: str, method: str) -> None:
+    assert validate_config({"stage": stage}).lightning_method == method
+
+
 def test_early_stop_threshold_can_be_switched_off_in_toml(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, '[tuner_config]\nearly_stop_threshold = "none"\n'))
     assert config.tuner_config.early_stop_threshold is None

@@ -205,6 +205,11 @@ class ExperimentConfig(_Section):
             )
         return self
 
+    @property
+    def lightning_method(self) -> str:
+        """The ``Trainer`` method that runs :attr:`stage` (and that the batch-size search sizes for)."""
+        return {"train": "fit", "val": "validate", "test": "test"}[self.stage]
+
     def onecycle_max_lr(self, learning_rate: float | None = None) -> float | None:
         """OneCycle's peak LR: the configured ``max_lr``, else ``max_lr_factor`` x the learning rate."""
         scheduler = self.module_config.scheduler

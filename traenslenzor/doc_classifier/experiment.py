@@ -24,7 +24,7 @@ from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig, lo
 
 log = logging.getLogger(__name__)
 TRAIN_PREFIX = "[ExperimentConfig::train]: "
-_STAGE_WORDS = {"train": ("training", "fit"), "val": ("validation", "validate"), "test": ("testing", "test")}
+_STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,10 @@ def run_stage(
     from traenslenzor.doc_classifier.trainer import build_trainer
 
     trainer = build_trainer(config, extra_callbacks=list(callbacks))
-    noun, verb = _STAGE_WORDS[config.stage]
-    log.info("%sStarting %s (%s)...", TRAIN_PREFIX, noun, verb)
+    noun, method = _STAGE_NOUNS[config.stage], config.lightning_method
+    log.info("%sStarting %s (%s)...", TRAIN_PREFIX, noun, method)
     ckpt = str(config.ckpt_path) if config.ckpt_path is not None else None
-    if config.stage == "train":
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    elif config.stage == "val":
-        trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt)
-    else:
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+    getattr(trainer, method)(module, datamodule=datamodule, ckpt_path=ckpt)  # fit, validate or test
     metrics = _final_metrics(trainer)
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val/", "test/")))

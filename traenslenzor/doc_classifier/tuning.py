@@ -52,7 +52,7 @@ def tune_batch_size(tuner: Tuner, module: L.LightningModule, datamodule: L.Light
     say("Mode: %s, init_val: %d, max_trials: %d", tc.batch_size_mode, tc.init_val, tc.max_trials)
     kwargs: dict[str, Any] = {
         "datamodule": datamodule,
-        "method": "fit" if config.stage == "train" else {"val": "validate", "test": "test"}[config.stage],
+        "method": config.lightning_method,
         "mode": tc.batch_size_mode,
         "steps_per_trial": tc.steps_per_trial,
         "init_val": tc.init_val,
