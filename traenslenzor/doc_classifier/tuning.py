@@ -124,14 +124,13 @@ def tune_learning_rate(tuner: Tuner, module: L.LightningModule, datamodule: L.Li
         num_training=tc.num_training,
         mode=tc.lr_mode,
         early_stop_threshold=tc.early_stop_threshold,
-        update_attr=tc.suggestion_method is None,
+        update_attr=False,  # apply_learning_rate is the one writer: it also sets OneCycle's peak
         attr_name="learning_rate",
     )
     if result is None:
         say("LR finder did not run (fast_dev_run?); keeping %.2e.", previous, level=logging.WARNING)
         return None, None, previous, {}
-    method = {} if tc.suggestion_method is None else {"method": tc.suggestion_method}
-    suggestion = result.suggestion(**method)
+    suggestion = result.suggestion(method=tc.suggestion_method)  # None: the tuner's default rule
     if suggestion is not None and not (math.isfinite(suggestion) and suggestion > 0):
         suggestion = None
     return result, suggestion, previous, _lr_record(result, suggestion)
