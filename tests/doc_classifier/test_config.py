@@ -170,3 +170,9 @@ def test_early_stop_threshold_can_be_switched_off_in_toml(tmp_path: Path) -> Non
 def test_allowed_keys_walks_nested_sections() -> None:
     assert "max_lr" in allowed_keys(["module_config", "scheduler"])
     assert allowed_keys(["seed"]) == []
+
+
+def test_missing_checkpoint_fails_before_any_work_and_says_where_they_are(tmp_path: Path) -> None:
+    config = validate_config({"stage": "test", "ckpt_path": str(tmp_path / "nope.ckpt")})
+    with pytest.raises(ConfigError, match=r"nope\.ckpt.*not found.*checkpoints/\) or remove ckpt_path"):
+        preflight(config, tune_learning_rate=False)

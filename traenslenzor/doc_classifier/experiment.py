@@ -52,7 +52,10 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool) -> None:
     if config.stage != "train" and config.ckpt_path is None:
         log.warning("%sstage %r without ckpt_path evaluates an untrained model.", TRAIN_PREFIX, config.stage)
     if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path = {str(config.ckpt_path)!r}: checkpoint file not found.")
+        raise ConfigError(
+            f"ckpt_path = {str(config.ckpt_path)!r}: checkpoint file not found. Point it at a saved .ckpt "
+            "(training writes them under <log_dir>/csv/<run_name>/version_N/checkpoints/) or remove ckpt_path."
+        )
 
 
 def build_datamodule(config: ExperimentConfig) -> Any:
@@ -64,7 +67,7 @@ def build_datamodule(config: ExperimentConfig) -> Any:
     if datamodule.num_classes != config.module_config.num_classes:
         raise ConfigError(
             f"module_config.num_classes = {config.module_config.num_classes} but the data has "
-            f"{datamodule.num_classes} classes."
+            f"{datamodule.num_classes} classes; set module_config.num_classes = {datamodule.num_classes}."
         )
     return datamodule
 
