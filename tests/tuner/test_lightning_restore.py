@@ -131,6 +131,18 @@ def test_failed_batch_search_restores_the_attribute(tmp_path) -> None:
     assert model.hparams.batch_size == 4
 
 
+def test_failure_while_ranks_agree_on_the_size_restores_the_attribute(tmp_path, monkeypatch) -> None:
+    # The trials have written their sizes to the attribute by the time the ranks compare results.
+    def broken_reduce(trainer, size):
+        raise RuntimeError("collective failed")
+
+    monkeypatch.setattr("traenslenzor.tuner.lightning_batch._smallest_over_ranks", broken_reduce)
+    model = NoValModel(batch_size=3, n=32)  # the trials write 2 and 4
+    with pytest.raises(RuntimeError, match="collective failed"):
+        Tuner(trainer(tmp_path)).scale_batch_size(model, max_trials=2, progress_bar=False)
+    assert model.hparams.batch_size == 3
+
+
 def test_manual_optimization_and_gradient_accumulation(tmp_path) -> None:
     class Manual(NoValModel):
         def __init__(self):

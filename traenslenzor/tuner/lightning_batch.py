@@ -163,13 +163,14 @@ class BatchSizeFinder(Callback):
         original = holders.values()
         failure: BatchSizeNotFoundError | None = None
         try:
-            self.result = self._search(trainer, module, _fn(trainer), holders)
-        except BatchSizeNotFoundError as exc:
-            failure = exc  # decided with the other ranks below, so that none waits for this one
+            try:
+                self.result = self._search(trainer, module, _fn(trainer), holders)
+            except BatchSizeNotFoundError as exc:
+                failure = exc  # decided with the other ranks below, so that none waits for this one
+            size = _smallest_over_ranks(trainer, 0 if failure is not None else self.result.batch_size)
         except BaseException:
-            holders.restore(original)  # a failed search changes nothing
+            holders.restore(original)  # a failed search (or an interrupt in the reduce) changes nothing
             raise
-        size = _smallest_over_ranks(trainer, 0 if failure is not None else self.result.batch_size)
         if size < 1:
             holders.restore(original)
             raise failure or BatchSizeNotFoundError(
