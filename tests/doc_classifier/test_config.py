@@ -176,3 +176,39 @@ def test_missing_checkpoint_fails_before_any_work_and_says_where_they_are(tmp_pa
     config = validate_config({"stage": "test", "ckpt_path": str(tmp_path / "nope.ckpt")})
     with pytest.raises(ConfigError, match=r"nope\.ckpt.*not found.*checkpoints/\) or remove ckpt_path"):
         preflight(config, tune_learning_rate=False)
+
+
+def _config_keys(model: type = ExperimentConfig, prefix: str = "") -> list[str]:
+    """Every dotted leaf key the config accepts, e.g. ``trainer_config.checkpoint.monitor``."""
+    from pydantic import BaseModel
+
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _config_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _reference_table_keys(text: str) -> set[str]:
+    """Names in the first column of the key tables (``| `a`, `b` | default | meaning |``)."""
+    import re
+
+    rows = re.findall(r"^\| ([^|]*`[^|]*) \| [^|]* \| [^|]* \|$", text, re.MULTILINE)
+    return {name for cell in rows for name in re.findall(r"`([a-z_0-9]+)`", cell)}
+
+
+def test_docs_list_every_config_key_and_no_other() -> None:
+    cli = (REPO / "docs/cli.md").read_text(encoding="utf-8").split("## Config reference", 1)[1]
+    cli = cli.split("\n## ", 1)[0]
+    data = (REPO / "docs/data.md").read_text(encoding="utf-8")
+    keys = _config_keys()
+    undocumented = [
+        key for key in keys
+        if f"`{key.rsplit('.', 1)[-1]}`" not in (data if key.startswith("datamodule_config.") else cli)
+    ]
+    assert undocumented == []
+    leaves = {key.rsplit(".", 1)[-1] for key in keys}
+    assert _reference_table_keys(cli) | _reference_table_keys(data) <= leaves
