@@ -277,3 +277,22 @@ def test_ours_keeps_the_batch_size_search_record(tmp_path) -> None:
     assert all(t.fits for t in record.trials if t.batch_size <= 16)
     assert not any(t.fits for t in record.trials if t.batch_size > 16)
     assert record.to_dict()["batch_size"] == 16
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "exhaustive"}, "mode"),
+        ({"init_val": 0}, "init_val"),
+        ({"init_val": 16, "max_val": 8}, "max_val"),
+        ({"max_trials": 0}, "max_trials"),
+        ({"steps_per_trial": 0}, "steps_per_trial"),
+        ({"margin": 1.0}, "margin"),
+        ({"max_memory": 1.5}, "max_memory"),
+    ],
+)
+def test_our_batch_size_finder_rejects_bad_settings_when_built(kwargs, match) -> None:
+    # Ours only: the engine's own checks, raised as Lightning's configuration error before any trainer work.
+    with pytest.raises(MisconfigurationException, match=match) as info:
+        OurBatchSizeFinder(**kwargs)
+    assert isinstance(info.value, ValueError)

@@ -42,16 +42,18 @@ class BatchSizeNotFoundError(RuntimeError):
     """No batch size fitted: even the smallest size tried ran out of memory (or over the budget)."""
 
 
-def _validate(
+def check_search_settings(
     mode: str,
     init_val: int,
     max_trials: int,
     max_val: int,
     margin: float,
     steps_per_trial: int,
-    max_memory: int | float | None,
-    dataset_len: int | None,
+    max_memory: int | float | None = None,
+    dataset_len: int | None = None,
 ) -> None:
+    """Raise ``ValueError`` naming the setting and its allowed values; the one check both entry points and the
+    Lightning callback run before any trial."""
     if mode not in SEARCH_POLICIES:
         raise ValueError(f"Unknown batch-size search mode {mode!r}; choose one of {sorted(SEARCH_POLICIES)}.")
     for name, value in (("init_val", init_val), ("max_trials", max_trials), ("steps_per_trial", steps_per_trial)):
@@ -211,7 +213,7 @@ def search_batch_size(
         ValueError: bad arguments (before any trial).
         BatchSizeNotFoundError: no size fitted (with remedies).
     """
-    _validate(mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory, dataset_len)
+    check_search_settings(mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory, dataset_len)
     device = as_device(device)
     cap = max_val if dataset_len is None else min(max_val, dataset_len)
     if cap < init_val:
@@ -330,7 +332,7 @@ def find_batch_size(
         device = param.device if param is not None else torch.device("cpu")
     device = as_device(device)
     dataset_len = len(dataset) if isinstance(dataset, Sized) else None
-    _validate(
+    check_search_settings(
         mode,
         search_kwargs.get("init_val", 2),
         search_kwargs.get("max_trials", 25),
@@ -353,4 +355,4 @@ def find_batch_size(
         )
 
 
-__all__ = ["REMEDIES", "BatchSizeNotFoundError", "find_batch_size", "search_batch_size"]
+__all__ = ["REMEDIES", "BatchSizeNotFoundError", "check_search_settings", "find_batch_size", "search_batch_size"]

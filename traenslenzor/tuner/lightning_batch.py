@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, search_batch_size
+from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, check_search_settings, search_batch_size
 from traenslenzor.tuner.batch_search import SEARCH_POLICIES
 from traenslenzor.tuner.lightning_attrs import AttrHolders, TunerConfigurationError, batch_size_holders
 from traenslenzor.tuner.lightning_private import end_tuning_run
@@ -44,29 +44,14 @@ LOADER_HOOKS = {
 }
 
 
-def _check_settings(
-    mode: str,
-    steps_per_trial: int,
-    init_val: int,
-    max_trials: int,
-    margin: float,
-    max_val: int,
-    supported: tuple[str, ...],
-) -> None:
+def _check_settings(mode: str, supported: tuple[str, ...], **settings: Any) -> None:
+    """The engine's checks (:func:`check_search_settings`), raised as Lightning's configuration error."""
     if mode not in supported:
         raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {supported}.")
-    for name, value in (
-        ("steps_per_trial", steps_per_trial),
-        ("init_val", init_val),
-        ("max_trials", max_trials),
-        ("max_val", max_val),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TunerConfigurationError(f"{name}={value!r}: must be a positive integer.")
-    if init_val > max_val:
-        raise TunerConfigurationError(f"init_val={init_val} is above max_val={max_val}; lower init_val.")
-    if not 0.0 <= margin < 1.0:
-        raise TunerConfigurationError(f"margin={margin!r}: `margin` should be between 0 and 1 (0.05 is usual).")
+    try:
+        check_search_settings(mode, **settings)
+    except ValueError as exc:
+        raise TunerConfigurationError(str(exc)) from None
 
 
 class BatchSizeFinder(Callback):
@@ -106,7 +91,6 @@ class BatchSizeFinder(Callback):
         progress_bar: bool = True,
     ) -> None:
         mode = mode.lower() if isinstance(mode, str) else mode
-        _check_settings(mode, steps_per_trial, init_val, max_trials, margin, max_val, self.SUPPORTED_MODES)
         self._settings = {
             "mode": mode,
             "init_val": init_val,
@@ -116,6 +100,7 @@ class BatchSizeFinder(Callback):
             "steps_per_trial": steps_per_trial,
             "max_memory": max_memory,
         }
+        _check_settings(supported=self.SUPPORTED_MODES, **self._settings)
         self._batch_arg_name = batch_arg_name
         self._progress_bar = progress_bar
         self._early_exit = False  # set by Tuner: end the trainer call once the search is done
