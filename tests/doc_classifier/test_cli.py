@@ -8,6 +8,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -304,3 +305,18 @@ def test_tuning_passes_the_config_and_applies_results(
     assert saved["batch_size"]["search"] == {"trials": [{"batch_size": 32, "fits": True}]}
     assert saved["learning_rate"]["diagnostics"] == ["warning: the curve is noisy; raise num_training"]
     assert outcome.diagnostics == ("warning: the curve is noisy; raise num_training",)
+
+
+@pytest.mark.parametrize(("stage", "written"), [("train", 48), ("test", 32)])
+def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
+    tmp_path: Path, stage: str, written: int
+) -> None:
+    from traenslenzor.doc_classifier.experiment import _save
+
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    tuning = SimpleNamespace(batch_size=48, learning_rate=2e-3, max_lr=6e-3)
+    assert _save(config, config, tuning, stage=stage) == config
+    saved = tomllib.loads(config.read_text(encoding="utf-8"))
+    assert saved["datamodule_config"]["batch_size"] == written  # quickstart's own value is 32
+    assert saved["module_config"]["optimizer"]["learning_rate"] == 2e-3

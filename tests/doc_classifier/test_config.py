@@ -212,3 +212,12 @@ def test_docs_list_every_config_key_and_no_other() -> None:
     assert undocumented == []
     leaves = {key.rsplit(".", 1)[-1] for key in keys}
     assert _reference_table_keys(cli) | _reference_table_keys(data) <= leaves
+
+
+def test_eval_batch_search_with_a_pinned_eval_batch_size_fails_before_any_work() -> None:
+    config = validate_config({"stage": "val", "datamodule_config": {"eval_batch_size": 16}})
+    with pytest.raises(ConfigError, match="eval_batch_size = 16 pins it; remove eval_batch_size"):
+        preflight(config, tune_learning_rate=False, tune_batch_size=True)
+    preflight(config, tune_learning_rate=False)  # no search: the pinned size is fine
+    preflight(validate_config({"datamodule_config": {"eval_batch_size": 16}}), tune_learning_rate=False,
+              tune_batch_size=True)  # stage train searches the training batch, which eval_batch_size leaves alone

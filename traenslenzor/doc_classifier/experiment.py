@@ -37,7 +37,7 @@ class ExperimentResult:
     saved_config: str | None = None
 
 
-def preflight(config: ExperimentConfig, *, tune_learning_rate: bool) -> None:
+def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False) -> None:
     """Cheap checks that would otherwise fail minutes into a run."""
     weights = config.module_config.pretrained_weights
     if config.module_config.pretrained and weights is not None and not Path(weights).is_file():
@@ -48,6 +48,14 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool) -> None:
     if tune_learning_rate and config.stage != "train":
         raise ConfigError(
             f"--tune-learning-rate needs stage 'train' (got {config.stage!r}); the LR only matters for training."
+        )
+    eval_batch_size = config.datamodule_config.eval_batch_size
+    if tune_batch_size and config.stage != "train" and eval_batch_size is not None:
+        # The search sets hparams.batch_size; evaluation loaders would keep the pinned size in every trial.
+        raise ConfigError(
+            f"--tune-batch-size with stage {config.stage!r} sizes the evaluation batch, but "
+            f"datamodule_config.eval_batch_size = {eval_batch_size} pins it; remove eval_batch_size (evaluation "
+            "then uses batch_size, which the search sets)."
         )
     if config.stage != "train" and config.ckpt_path is None:
         log.warning("%sstage %r without ckpt_path evaluates an untrained model.", TRAIN_PREFIX, config.stage)
@@ -126,7 +134,7 @@ def run_experiment(
         raise ConfigError("--tune-only/--save-tuned-config need --tune-batch-size and/or --tune-learning-rate.")
     if save_tuned_config is not None and config_path is None:
         raise ConfigError("save_tuned_config needs config_path: the TOML file whose values are updated.")
-    preflight(config, tune_learning_rate=tune_learning_rate)
+    preflight(config, tune_learning_rate=tune_learning_rate, tune_batch_size=tune_batch_size)
     if config.trainer_config.cpu_threads is not None:
         import torch
 
@@ -143,7 +151,7 @@ def run_experiment(
                             batch_size=tune_batch_size, learning_rate=tune_learning_rate)
     saved = None
     if save_tuned_config is not None:
-        path = _save(config_path, save_tuned_config, tuning)
+        path = _save(config_path, save_tuned_config, tuning, stage=config.stage)
         saved = None if path is None else str(path)
     if tune_only:
         log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
@@ -152,18 +160,27 @@ def run_experiment(
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
 
 
-def _save(config_path: str | Path, target: str | Path, tuning: Any) -> Path | None:
-    """Write what tuning found into the TOML file (nothing, with a warning, when it found nothing)."""
+def _save(config_path: str | Path, target: str | Path, tuning: Any, *, stage: str = "train") -> Path | None:
+    """Write what tuning found into the TOML file (nothing, with a warning, when it found nothing).
+
+    A batch size searched under stage val/test fits evaluation (no gradients), not training: it is not written
+    as the training ``batch_size``.
+    """
     from traenslenzor.doc_classifier.config_writer import save_tuned_config
     from traenslenzor.doc_classifier.tuning import say
 
-    if tuning.batch_size is None and tuning.learning_rate is None:
+    batch_size = tuning.batch_size
+    if batch_size is not None and stage != "train":
+        say("The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
+            batch_size, stage, level=logging.WARNING)
+        batch_size = None
+    if batch_size is None and tuning.learning_rate is None:
         say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
         return None
     path = save_tuned_config(
         config_path,
         target,
-        batch_size=tuning.batch_size,
+        batch_size=batch_size,
         learning_rate=tuning.learning_rate,
         max_lr=tuning.max_lr,
     )
