@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from traenslenzor.doc_classifier.data import DataModuleConfig
 
+# The users' guide's log-line prefixes, named after this config (kept here, at the bottom of the app's imports).
+TUNER_PREFIX = "[ExperimentConfig::tuner]: "
+TRAIN_PREFIX = "[ExperimentConfig::train]: "
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file, the key and the fix."""

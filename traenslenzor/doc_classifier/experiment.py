@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig, load_config
+from traenslenzor.doc_classifier.config import TRAIN_PREFIX, ConfigError, ExperimentConfig, load_config
 
 log = logging.getLogger(__name__)
-TRAIN_PREFIX = "[ExperimentConfig::train]: "
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
 
 

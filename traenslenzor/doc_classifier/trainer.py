@@ -20,10 +20,9 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from traenslenzor.doc_classifier.config import ExperimentConfig, TrainerConfig
+from traenslenzor.doc_classifier.config import TRAIN_PREFIX, ExperimentConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
-TRAIN_PREFIX = "[ExperimentConfig::train]: "
 
 
 def _common_kwargs(config: TrainerConfig) -> dict[str, Any]:

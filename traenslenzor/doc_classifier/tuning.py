@@ -17,11 +17,10 @@ from typing import Any
 
 import lightning as L
 
-from traenslenzor.doc_classifier.config import ExperimentConfig
+from traenslenzor.doc_classifier.config import TUNER_PREFIX, ExperimentConfig
 from traenslenzor.tuner import LRFinderResult, Tuner
 
 log = logging.getLogger(__name__)
-TUNER_PREFIX = "[ExperimentConfig::tuner]: "
 
 
 def say(message: str, *args: Any, level: int = logging.INFO) -> None:
