@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from traenslenzor.tuner.state import TrainingState, preserved_training_state
+from traenslenzor.tuner.state import TrainingState, preserved_loader_generators, preserved_training_state
 
 
 def _model() -> nn.Module:
@@ -117,3 +118,17 @@ def test_restored_when_block_raises(setup, error) -> None:
         _train_steps(model, optimizer, scheduler, steps=2)
         raise error
     _assert_same(before, _fingerprint(model, optimizer, scheduler))
+
+
+def test_preserved_loader_generators_puts_back_every_shuffle_generator() -> None:
+    data = TensorDataset(torch.arange(20.0))
+    loader_gen, sampler_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    sampler = BatchSampler(RandomSampler(data, generator=sampler_gen), batch_size=4, drop_last=False)
+    loader = DataLoader(data, batch_sampler=sampler, generator=loader_gen)
+    before = (loader_gen.get_state(), sampler_gen.get_state())
+    with preserved_loader_generators(loader):
+        list(loader)
+        list(loader)
+        assert not torch.equal(sampler_gen.get_state(), before[1])  # the block did draw from it
+    assert torch.equal(loader_gen.get_state(), before[0])
+    assert torch.equal(sampler_gen.get_state(), before[1])

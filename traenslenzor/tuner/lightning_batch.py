@@ -30,8 +30,8 @@ from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, check_search
 from traenslenzor.tuner.batch_search import SEARCH_POLICIES
 from traenslenzor.tuner.lightning_attrs import AttrHolders, TunerConfigurationError, batch_size_holders
 from traenslenzor.tuner.lightning_private import end_tuning_run
-from traenslenzor.tuner.lightning_steps import preserved_shuffle, search_isolation, trial_steps
-from traenslenzor.tuner.state import preserved_training_state
+from traenslenzor.tuner.lightning_steps import search_isolation, trial_steps
+from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class BatchSizeFinder(Callback):
             holders.write(batch_size)
             module.train(stage == "fit")  # every trial: the restore between trials puts the user's modes back
             loader = make_loader()
-            with preserved_shuffle(loader):  # a generator the hook shares across loaders stays untouched
+            with preserved_loader_generators(loader):  # a generator the hook shares across loaders stays untouched
                 return trial_steps(trainer, stage, loader, steps)
 
         fit = stage == "fit"

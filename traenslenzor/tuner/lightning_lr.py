@@ -31,12 +31,11 @@ from traenslenzor.tuner.lightning_steps import (
     cycle_batches,
     fit_dataloader,
     lr_search_step,
-    preserved_shuffle,
     search_isolation,
 )
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
-from traenslenzor.tuner.state import preserved_training_state
+from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ def _run_range_test(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test:
     batches = cycle_batches(loader)
     batch_idx = skips = 0
     progress: Any = tqdm(total=test.num_training, desc="Finding best initial lr", disable=not bar, leave=False)
-    with progress, preserved_shuffle(loader):
+    with progress, preserved_loader_generators(loader):
         while not test.done:
             lr = test.lr_at(len(test.lrs))
             set_group_lrs(optimizer, lr, ratios)

@@ -78,24 +78,6 @@ def cycle_batches(loader: Any) -> Iterator[Any]:
             raise TunerConfigurationError("The dataloader yields no batches; the tuner needs at least one.")
 
 
-@contextmanager
-def preserved_shuffle(loader: Any) -> Iterator[None]:
-    """Put the shuffle generators of ``loader`` back after the block: the search's batches must not change the
-    batch order of the training that follows (the global RNGs are restored by ``TrainingState``)."""
-    candidates = (
-        getattr(loader, "generator", None),
-        getattr(getattr(loader, "sampler", None), "generator", None),
-        getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
-    )
-    generators = list({id(g): g for g in candidates if isinstance(g, torch.Generator)}.values())
-    states = [g.get_state() for g in generators]
-    try:
-        yield
-    finally:
-        for generator, state in zip(generators, states, strict=True):
-            generator.set_state(state)
-
-
 def fit_dataloader(trainer: pl.Trainer) -> Any:
     """The training dataloader(s) Lightning itself builds for this fit (sampler injection and all)."""
     trainer.fit_loop.setup_data()  # a no-op when the loop has built them already

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from traenslenzor.tuner.batching import move_to_device, split_batch
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
-from traenslenzor.tuner.state import preserved_training_state
+from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def find_lr(
     compute_loss = step_fn or _default_step(loss_fn)
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
     log.info("LR range test: up to %d steps, %s sweep %.2e -> %.2e", num_training, mode, min_lr, max_lr)
-    with preserved_training_state(model, [optimizer]), _preserved_sampler_generators(train_loader):
+    with preserved_training_state(model, [optimizer]), preserved_loader_generators(train_loader):
         model.train()
         batches = _cycle(train_loader)
         _sweep(test, model, optimizer, compute_loss, batches, move, device, accumulate_grad_batches, amp, progress_bar)
@@ -228,17 +228,3 @@ def _precision(device: torch.device, amp: bool) -> tuple[Callable[[], Any], Any]
         scaler = torch.amp.GradScaler("cuda")
         return lambda: torch.autocast("cuda", dtype=torch.float16), scaler
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16), None
-
-
-@contextlib.contextmanager
-def _preserved_sampler_generators(loader: Iterable[Any]) -> Iterator[None]:
-    """Restore the state of any ``torch.Generator`` the loader or its samplers own (shuffling draws from them)."""
-    holders = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)]
-    holders.append(getattr(holders[2], "sampler", None))
-    generators = {id(g): g for h in holders if isinstance(g := getattr(h, "generator", None), torch.Generator)}
-    states = [(g, g.get_state()) for g in generators.values()]
-    try:
-        yield
-    finally:
-        for generator, state in states:
-            generator.set_state(state)

@@ -171,3 +171,21 @@ def preserved_training_state(
         yield state
     finally:
         state.restore()
+
+
+@contextmanager
+def preserved_loader_generators(loader: Any) -> Iterator[None]:
+    """Put back the state of every ``torch.Generator`` that ``loader`` or its samplers own after the block.
+
+    Shuffling draws from them, so a search's batches would otherwise change the batch order of the training that
+    follows (the global RNGs are :class:`TrainingState`'s).
+    """
+    holders = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)]
+    holders.append(getattr(holders[2], "sampler", None))
+    generators = {id(g): g for h in holders if isinstance(g := getattr(h, "generator", None), torch.Generator)}
+    states = [(g, g.get_state()) for g in generators.values()]
+    try:
+        yield
+    finally:
+        for generator, state in states:
+            generator.set_state(state)
