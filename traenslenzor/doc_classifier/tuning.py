@@ -188,17 +188,8 @@ def run_tuning(
         outcome.update(lr_outcome)
     if record:
         results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+        results_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         outcome["results_path"] = str(results_path)
         say("  Tuning results saved to: %s", results_path)
     return TuningOutcome(**outcome)
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return repr(value)
