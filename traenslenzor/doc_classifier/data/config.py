@@ -52,7 +52,7 @@ class DataModuleConfig(BaseModel):
     train_transform: TrainTransform = Field(
         "train",
         description="Augmentation preset for the training split: 'train' (mild affine jitter), 'train_heavy' "
-        "(stronger geometry, contrast, blur, erasing) or 'val' (none).",
+        "(stronger rotation/shift/scale/shear, brightness and contrast jitter) or 'val' (none).",
     )
     mean: float | None = Field(
         None, ge=0.0, le=1.0, description="Normalisation mean of [0,1] pixels; None = measured on training images."
