@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .batch_result import BatchSizeResult, BatchSizeTrial
 from .batch_search import SEARCH_POLICIES, SearchPolicy
-from .batching import move_to_device, split_batch
+from .batching import model_device, move_to_device, split_batch
 from .memory import PeakMemoryMeter, address_space_limited, as_device, check_max_memory, resolve_budget
 from .oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
 from .state import preserved_training_state
@@ -327,10 +327,7 @@ def find_batch_size(
         **search_kwargs: ``init_val``, ``max_trials``, ``max_val``, ``margin``, ``max_memory``, ``progress_bar``
             as for :func:`search_batch_size`.
     """
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = as_device(device)
+    device = as_device(device) if device is not None else model_device(model)
     dataset_len = len(dataset) if isinstance(dataset, Sized) else None
     check_search_settings(
         mode,

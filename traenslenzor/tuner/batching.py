@@ -15,6 +15,15 @@ INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_
 TARGET_KEYS = ("target", "targets", "y", "label", "labels")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model`` lives: the device of its first parameter, else of its first buffer, else the CPU."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
 def move_to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
     """Return ``batch`` with every tensor in it moved to ``device`` (structure kept)."""
     if isinstance(batch, torch.Tensor):

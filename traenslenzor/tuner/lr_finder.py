@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.batching import move_to_device, split_batch
+from traenslenzor.tuner.batching import model_device, move_to_device, split_batch
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -79,7 +79,7 @@ def find_lr(
     """
     test = RangeTest(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
     _validate(model, optimizer, loss_fn, train_loader, accumulate_grad_batches, step_fn)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     compute_loss = step_fn or _default_step(loss_fn)
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
     log.info("LR range test: up to %d steps, %s sweep %.2e -> %.2e", num_training, mode, min_lr, max_lr)
@@ -175,14 +175,6 @@ def _validate(
             "train_loader is empty (len 0): the range test needs batches. Check the dataset size, and "
             "drop_last=True with a dataset smaller than the batch size."
         )
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _default_step(loss_fn: Callable[[Any, Any], torch.Tensor]) -> StepFn:
