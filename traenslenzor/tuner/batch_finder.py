@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .batch_result import BatchSizeResult, BatchSizeTrial
 from .batch_search import SEARCH_POLICIES, SearchPolicy
-from .batching import model_device, move_to_device, split_batch
+from .batching import cycle, model_device, move_to_device, split_batch
 from .memory import PeakMemoryMeter, address_space_limited, as_device, check_max_memory, resolve_budget
 from .oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
 from .state import preserved_training_state
@@ -254,18 +254,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _batches(dataset: Any, size: int, collate_fn: Callable | None, num_workers: int) -> Iterable[Any]:
+def _batches(dataset: Any, size: int, collate_fn: Callable | None, num_workers: int) -> Iterator[Any]:
     """Batches of ``size`` forever (the loader is restarted when a small dataset runs out)."""
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=size, shuffle=False, collate_fn=collate_fn, num_workers=num_workers
     )
-    while True:
-        yielded = False
-        for batch in loader:
-            yielded = True
-            yield batch
-        if not yielded:
-            raise ValueError("The dataset yielded no batch.")
+    return cycle(loader)
 
 
 def _make_trial(
@@ -280,7 +274,7 @@ def _make_trial(
 ) -> Callable[[int], float]:
     def run_trial(size: int) -> float:
         model.train()
-        batches = iter(_batches(dataset, size, collate_fn, num_workers))
+        batches = _batches(dataset, size, collate_fn, num_workers)
         timed = 0.0
         for step in range(steps):
             inputs, targets = split_batch(move_to_device(next(batches), device))

@@ -6,7 +6,7 @@ For anything else, pass your own ``step_fn`` / ``to_device`` to the entry point.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -79,3 +79,24 @@ def batch_size_of(batch: Any) -> int:
         except ValueError:
             continue
     raise ValueError("Cannot tell the batch size: the batch holds no tensor.")
+
+
+def cycle(loader: Iterable[Any], error: type[Exception] = ValueError) -> Iterator[Any]:
+    """Batches of ``loader`` without end, re-iterated at each epoch boundary: a search is never cut short by the
+    end of an epoch. Raises ``error`` when a pass yields nothing (an empty loader, or a one-shot iterator)."""
+    seen = 0
+    while True:
+        before = seen
+        for batch in loader:
+            seen += 1
+            yield batch
+        if seen == before:
+            if seen:
+                raise error(
+                    "The data loader yielded no batches on re-iteration: the tuner cycles it, so pass a re-iterable "
+                    "one (a DataLoader), not a one-shot iterator."
+                )
+            raise error(
+                "The data loader yielded no batches: check the dataset size, and drop_last=True with a dataset "
+                "smaller than the batch size."
+            )

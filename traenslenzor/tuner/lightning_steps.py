@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
+from traenslenzor.tuner.batching import cycle
 from traenslenzor.tuner.lightning_attrs import TunerConfigurationError
 
 # Evaluation stages: the step method of the LightningModule and the precision plugin's context for it.
@@ -68,14 +69,9 @@ def loss_of(output: Any) -> torch.Tensor | None:
 
 
 def cycle_batches(loader: Any) -> Iterator[Any]:
-    """The batches of ``loader`` again and again: a search is never cut short by the end of an epoch."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise TunerConfigurationError("The dataloader yields no batches; the tuner needs at least one.")
+    """The batches of ``loader`` again and again (:func:`~traenslenzor.tuner.batching.cycle`), raising the
+    adapter's configuration error for a loader that yields nothing."""
+    return cycle(loader, TunerConfigurationError)
 
 
 def fit_dataloader(trainer: pl.Trainer) -> Any:

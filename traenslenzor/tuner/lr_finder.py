@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.batching import model_device, move_to_device, split_batch
+from traenslenzor.tuner.batching import cycle, model_device, move_to_device, split_batch
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -85,7 +85,7 @@ def find_lr(
     log.info("LR range test: up to %d steps, %s sweep %.2e -> %.2e", num_training, mode, min_lr, max_lr)
     with preserved_training_state(model, [optimizer]), preserved_loader_generators(train_loader):
         model.train()
-        batches = _cycle(train_loader)
+        batches = cycle(train_loader)
         _sweep(test, model, optimizer, compute_loss, batches, move, device, accumulate_grad_batches, amp, progress_bar)
     log.info("LR range test stopped after %d steps: %s", len(test.lrs), test.stop_reason)
     return test.result(
@@ -193,23 +193,6 @@ def _check_scalar(loss: Any) -> torch.Tensor:
             "or return loss.mean() from step_fn."
         )
     return loss
-
-
-def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
-    """Batches of ``loader`` without end: re-iterated at each epoch boundary."""
-    seen = 0
-    while True:
-        before = seen
-        for batch in loader:
-            seen += 1
-            yield batch
-        if seen == before:
-            if seen:
-                raise ValueError(
-                    "train_loader yielded no batches on re-iteration: the range test cycles the loader, so pass a "
-                    "re-iterable one (a DataLoader), not a one-shot iterator."
-                )
-            raise ValueError("train_loader yielded no batches: check the dataset size and drop_last.")
 
 
 def _precision(device: torch.device, amp: bool) -> tuple[Callable[[], Any], Any]:
