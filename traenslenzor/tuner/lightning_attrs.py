@@ -69,11 +69,7 @@ class AttrHolders:
 
     def write(self, value: Any) -> None:
         """Set ``name`` to ``value`` on every holder."""
-        for holder in self.holders:
-            if isinstance(holder, Mapping):
-                holder[self.name] = value
-            else:
-                setattr(holder, self.name, value)
+        self.restore([value] * len(self.holders))
 
     def restore(self, values: list[Any]) -> None:
         """Give each holder back its own value (as returned by :meth:`values`)."""
