@@ -296,3 +296,20 @@ def test_our_batch_size_finder_rejects_bad_settings_when_built(kwargs, match) ->
     with pytest.raises(MisconfigurationException, match=match) as info:
         OurBatchSizeFinder(**kwargs)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "cosine"}, "mode"),
+        ({"min_lr": 0.0}, "min_lr"),
+        ({"min_lr": 1.0, "max_lr": 0.1}, "smaller than max_lr"),
+        ({"num_training_steps": 1}, "num_training"),
+        ({"early_stop_threshold": 0.5}, "early_stop_threshold"),
+    ],
+)
+def test_our_lr_finder_rejects_bad_settings_when_built(kwargs, match) -> None:
+    # Ours only: the range test's checks, raised as Lightning's configuration error before any trainer work.
+    with pytest.raises(MisconfigurationException, match=match) as info:
+        OurLearningRateFinder(**kwargs)
+    assert isinstance(info.value, ValueError)

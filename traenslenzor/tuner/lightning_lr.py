@@ -83,7 +83,10 @@ class LearningRateFinder(Callback):
             "mode": mode,
             "early_stop_threshold": early_stop_threshold,
         }
-        RangeTest(**self._settings)  # validates the sweep now, before any trainer work
+        try:
+            RangeTest(**self._settings)  # validates the sweep now, before any trainer work
+        except ValueError as exc:
+            raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         self._update_attr = update_attr
         self._attr_name = attr_name
         self._progress_bar = progress_bar
