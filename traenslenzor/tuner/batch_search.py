@@ -79,6 +79,20 @@ class SearchPolicy:
         self.trials.append(trial)
 
     def propose(self) -> int | None:
+        """The next size to try, or None when the search is over (then :attr:`reason` says why).
+
+        Every policy starts at ``init_val`` and halves down while nothing fits; what follows the first fit is the
+        policy's own :meth:`_propose_after_fit`.
+        """
+        if not self.trials:
+            return self.init_val
+        low = self.low
+        if low == 0:
+            return self._descend()
+        return self._propose_after_fit(low, self.high)
+
+    def _propose_after_fit(self, low: int, high: int | None) -> int | None:
+        """The next size once ``low`` fitted (``high``: smallest failure above it, if any)."""
         raise NotImplementedError
 
     @property
@@ -126,13 +140,9 @@ class PowerSearch(SearchPolicy):
 
     name = "power"
 
-    def propose(self) -> int | None:
-        if not self.trials:
-            return self.init_val
-        if self.low == 0:
-            return self._descend()
-        if self.high is not None:
-            self._finish(f"batch size {self.high} does not fit")
+    def _propose_after_fit(self, low: int, high: int | None) -> int | None:
+        if high is not None:
+            self._finish(f"batch size {high} does not fit")
             return None
         return self._grow()
 
@@ -143,12 +153,7 @@ class BinarySearch(SearchPolicy):
     name = "binsearch"
     max_margin_trials = 3  # margin trials in a row before settling for the largest fit below
 
-    def propose(self) -> int | None:
-        if not self.trials:
-            return self.init_val
-        low, high = self.low, self.high
-        if low == 0:
-            return self._descend()
+    def _propose_after_fit(self, low: int, high: int | None) -> int | None:
         if high is None:
             size = self._grow()
             if size is not None:
@@ -213,12 +218,7 @@ class AutoSearch(SearchPolicy):
         self.tolerance = min(self.margin, self.max_tolerance)
         self._last_side: str | None = None  # the bracket end the previous interpolation moved
 
-    def propose(self) -> int | None:
-        if not self.trials:
-            return self.init_val
-        low, high = self.low, self.high
-        if low == 0:
-            return self._descend()
+    def _propose_after_fit(self, low: int, high: int | None) -> int | None:
         if high is None:
             return self._propose_open(low)
         if within_tolerance(low, high, self.tolerance):
@@ -288,12 +288,12 @@ class ThroughputSearch(PowerSearch):
     name = "throughput"
     patience = 2
 
-    def propose(self) -> int | None:
+    def _propose_after_fit(self, low: int, high: int | None) -> int | None:
         # Power growth, which also stops once samples/s has flattened.
-        if self.low and self.high is None and self._stalled():
+        if high is None and self._stalled():
             self._finish(f"throughput stopped improving by more than {THROUGHPUT_TOLERANCE:.0%}")
             return None
-        return super().propose()
+        return super()._propose_after_fit(low, high)
 
     def _stalled(self) -> bool:
         fits = [t for t in self.trials if t.fits and t.samples_per_sec is not None]
