@@ -9,13 +9,6 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    import torch
-
-    # Tiny models in tests: one thread is ~100x faster than two on a busy 2-core machine (no contention).
-    torch.set_num_threads(1)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
@@ -25,6 +18,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread for every test, restored afterwards (a test may set its own, e.g. the CLI's cpu_threads).
+
+    The models are tiny: on a busy 2-core machine two threads wait ~50 ms per op on the OpenMP barrier, one thread
+    does not.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

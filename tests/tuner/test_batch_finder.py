@@ -17,15 +17,6 @@ from traenslenzor.tuner.oom import free_memory
 MIB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: with 2 intra-op threads on a busy 2-core machine every op waits ~50 ms on the OpenMP barrier.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class FakeDevice:
     """``run_trial`` that raises a real CUDA OOM error from ``oom_from`` and records every call."""
 

@@ -17,7 +17,6 @@ from test_lightning_models import (
     NoValModel,
     TinyData,
     TinyModel,
-    one_thread,  # noqa: F401 (autouse fixture)
     trainer,
     trial_sizes,
 )

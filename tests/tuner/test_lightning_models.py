@@ -23,15 +23,6 @@ CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 MiB"
 MPS_OOM = "MPS backend out of memory (MPS allocated: 1.00 GB, other allocations: 0 bytes)"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the models are tiny, and the CI machine's cores are shared (import it to use it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dataset(n: int = 32) -> TensorDataset:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(n, 4, generator=g)

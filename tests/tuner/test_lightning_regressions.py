@@ -13,7 +13,6 @@ from test_lightning_models import (
     NoValModel,
     TinyModel,
     files_under,
-    one_thread,  # noqa: F401 (autouse fixture)
     trainer,
     trial_sizes,
 )

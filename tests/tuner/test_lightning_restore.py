@@ -11,7 +11,6 @@ from lightning.pytorch.callbacks import Callback
 from test_lightning_models import (
     NoValModel,
     files_under,
-    one_thread,  # noqa: F401 (autouse fixture)
     trainer,
 )
 
