@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lr_quality import CACHE_PATH, Oracle, score
+from lr_quality import CACHE_PATH, Oracle, gap_cell, score
 from lr_tasks import TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
 
 from traenslenzor.tuner.lightning import Tuner as OurTuner
@@ -218,22 +218,15 @@ def quality(seeds: list[int]) -> list[dict]:
     return rows
 
 
-def _cell(entries: list[dict]) -> str:
-    gaps = [e["gap"] for e in entries]
-    decades = [e["decades"] for e in entries if e["decades"] is not None]
-    dec = f"{statistics.median(decades):+.1f}" if decades else "–"
-    return f"{statistics.median(gaps):.3f} / {max(gaps):.3f} ({dec})"
-
-
 def quality_table(rows: list[dict]) -> str:
     """Per task: median / worst gap over finder seeds (median signed decades from the grid's best LR)."""
     lines = ["| task (grid best lr) | ours via Tuner | Lightning's Tuner |", "|---|---|---|"]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     for task in tasks:
         mine = [r for r in rows if r["task"] == task]
-        cells = " | ".join(_cell([r[tool] for r in mine]) for tool in TUNERS)
+        cells = " | ".join(gap_cell([r[tool] for r in mine]) for tool in TUNERS)
         lines.append(f"| {task} ({mine[0]['best_lr']:.1e}) | {cells} |")
-    every = " | ".join(_cell([r[tool] for r in rows]) for tool in TUNERS)
+    every = " | ".join(gap_cell([r[tool] for r in rows]) for tool in TUNERS)
     lines.append(f"| **all ({len(rows)} runs): median / worst gap (median Δdec)** | {every} |")
     abs_dec = []
     for tool in TUNERS:

@@ -296,7 +296,8 @@ def methods() -> list[str]:
     return [*SUGGESTIONS, *ANCHORS]
 
 
-def _fmt_cell(scores: list[dict]) -> str:
+def gap_cell(scores: list[dict]) -> str:
+    """``median / worst gap (median signed decades)`` of one rule's scores over finder seeds."""
     gaps = [s["gap"] for s in scores]
     decades = [s["decades"] for s in scores if s["decades"] is not None]
     dec = f"{statistics.median(decades):+.1f}" if decades else "–"
@@ -308,15 +309,15 @@ def quality_table(tasks: list[dict]) -> str:
     header = "| task (best lr) | " + " | ".join(n + (" *" if n == DEFAULT_SUGGESTION else "") for n in names) + " |"
     lines = [header, "|" + "---|" * (len(names) + 1)]
     for t in tasks:
-        cells = [_fmt_cell([r["scores"][n] for r in t["runs"]]) for n in names]
+        cells = [gap_cell([r["scores"][n] for r in t["runs"]]) for n in names]
         lines.append(f"| {t['task']} ({t['best_lr']:.1e}) | " + " | ".join(cells) + " |")
     for group, members in GROUPS.items():
         scores = {n: [r["scores"][n] for t in tasks if t["task"] in members for r in t["runs"]] for n in names}
         if scores[names[0]]:
-            lines.append(f"| *{group} tasks* | " + " | ".join(_fmt_cell(scores[n]) for n in names) + " |")
+            lines.append(f"| *{group} tasks* | " + " | ".join(gap_cell(scores[n]) for n in names) + " |")
     every = {n: [r["scores"][n] for t in tasks for r in t["runs"]] for n in names}
     lines.append(
-        "| **all: median / worst gap (median Δdec)** | " + " | ".join(_fmt_cell(every[n]) for n in names) + " |"
+        "| **all: median / worst gap (median Δdec)** | " + " | ".join(gap_cell(every[n]) for n in names) + " |"
     )
     abs_dec = {n: [abs(s["decades"]) for s in every[n] if s["decades"] is not None] for n in names}
     lines.append(
