@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -243,3 +244,21 @@ def test_address_space_limit_pins_the_mmap_threshold_and_budget_is_reread(monkey
     assert pinned == [True]
     # read at the start, then before every proposal after the first: trials 2, 4 fit, 8 fails, then done
     assert result.budget == 13 * 2**30
+
+
+def test_address_space_limit_warns_while_onednn_caches_primitives(monkeypatch, caplog) -> None:
+    import traenslenzor.tuner.batch_finder as finder
+
+    monkeypatch.setattr(finder, "address_space_limited", lambda: True)
+    monkeypatch.setattr(finder, "pin_mmap_threshold", lambda: True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    for name in finder.ONEDNN_CACHE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level(logging.WARNING, logger=finder.__name__):
+        search(FakeDevice(oom_from=5), mode="power")
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY=0" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+    with caplog.at_level(logging.WARNING, logger=finder.__name__):
+        search(FakeDevice(oom_from=5), mode="power")
+    assert "primitive cache" not in caplog.text

@@ -8,6 +8,7 @@ import pytest
 
 from traenslenzor.tuner.batch_result import BatchSizeTrial
 from traenslenzor.tuner.batch_search import (
+    DEFAULT_MARGIN,
     SEARCH_POLICIES,
     fit_affine,
     margin_target,
@@ -71,7 +72,13 @@ def test_binsearch_matches_lightning_sequence_then_verifies_margin() -> None:
     # Lightning's sequence for a model that OOMs from 1000 (19 trials), then our verified margin cut:
     # ceil(999 * 0.95) = 950 (Lightning returns int(949.05) = 949 without running it).
     expected = [*POWERS, 768, 896, 960, 992, 1008, 1000, 996, 998, 999, 950]
-    assert drive("binsearch", oom_from=1000) == (expected, 950)
+    assert drive("binsearch", oom_from=1000, margin=0.05) == (expected, 950)
+
+
+def test_binsearch_default_margin_cuts_two_percent() -> None:
+    assert DEFAULT_MARGIN == 0.02
+    sizes, best = drive("binsearch", oom_from=1000)
+    assert sizes[-2:] == [999, 980] and best == 980  # ceil(999 * 0.98) = 980, and it was run
 
 
 def test_binsearch_without_margin_returns_the_boundary() -> None:
@@ -104,7 +111,7 @@ def test_binsearch_falls_back_below_a_failed_margin_trial() -> None:
 
 def test_binsearch_walks_down_by_margin_when_memory_creeps() -> None:
     # After 8 trials only sizes <= 64 fit (caches grow per shape): 92 fails, walk 88, 84 (3 margin trials), stop.
-    policy = SEARCH_POLICIES["binsearch"](init_val=64)
+    policy = SEARCH_POLICIES["binsearch"](init_val=64, margin=0.05)
     sizes = []
     while (size := policy.propose()) is not None:
         sizes.append(size)

@@ -137,7 +137,7 @@ class TunerConfig(_Section):
     init_val: int = Field(2, ge=1)
     max_trials: int = Field(25, ge=1)
     steps_per_trial: int = Field(3, ge=1)
-    margin: float = Field(0.05, ge=0, lt=1)
+    margin: float = Field(0.02, ge=0, lt=1)
     max_val: int = Field(8192, ge=1)
     max_memory: int | float | None = Field(None, gt=0)  # bytes (an int) or a fraction of device memory (a float)
     # learning rate (lr_find)

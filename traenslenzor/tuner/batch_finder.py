@@ -15,6 +15,7 @@ memory budget, and never returning a size that was not run successfully.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
@@ -24,13 +25,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .batch_result import BatchSizeResult, BatchSizeTrial
-from .batch_search import SEARCH_POLICIES, SearchPolicy
+from .batch_search import DEFAULT_MARGIN, SEARCH_POLICIES, SearchPolicy
 from .batching import cycle, model_device, move_to_device, split_batch
 from .memory import PeakMemoryMeter, address_space_limited, as_device, check_max_memory, resolve_budget
 from .oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
 from .state import preserved_training_state
 
 log = logging.getLogger(__name__)
+
+# Either name sets the size of oneDNN's primitive cache (DNNL_ is the older spelling).
+ONEDNN_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
 
 REMEDIES = (
     'reduce the image resolution (or sequence length), enable mixed precision (precision="16-mixed"), or train '
@@ -62,7 +66,7 @@ def check_search_settings(
     if isinstance(max_val, bool) or not isinstance(max_val, int) or max_val < init_val:
         raise ValueError(f"max_val must be an integer >= init_val={init_val}, got {max_val!r}.")
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0.0 <= margin < 1.0:
-        raise ValueError(f"margin must lie in [0, 1) (0.05 keeps a 5 % safety buffer), got {margin!r}.")
+        raise ValueError(f"margin must lie in [0, 1) (0.02 keeps a 2 % safety buffer), got {margin!r}.")
     if dataset_len is not None and dataset_len < 1:
         raise ValueError(f"The dataset is empty (dataset_len={dataset_len}); there is no batch to try.")
     check_max_memory(max_memory)
@@ -165,6 +169,24 @@ def _drive(
             bar.update()
 
 
+def _prepare_for_address_space_limit() -> None:
+    """Under ``RLIMIT_AS`` on CPU: pin the mmap threshold, and warn if oneDNN's primitive cache is left on.
+
+    oneDNN keeps a compiled convolution per input shape, about 7 MiB of address space each (measured on the
+    benchmark's CNNs), for the rest of the process. Every batch size tried then shrinks the room left, and sizes
+    that fitted earlier in the search stop fitting. The cache size is read once, when oneDNN starts, so only the
+    environment of a new process can turn it off.
+    """
+    if pin_mmap_threshold():
+        log.info("Address-space limit set: pinned glibc's mmap threshold so that failed trials do not fragment it.")
+    if torch.backends.mkldnn.is_available() and not any(name in os.environ for name in ONEDNN_CACHE_VARIABLES):
+        log.warning(
+            "Address-space limit set and oneDNN's primitive cache is on: every batch size tried keeps ~7 MiB of "
+            "address space for the rest of the process, so later trials have less room. Start Python with "
+            "ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 for a search under an address-space limit (ulimit -v)."
+        )
+
+
 def search_batch_size(
     run_trial: Callable[[int], float | None],
     *,
@@ -172,7 +194,7 @@ def search_batch_size(
     init_val: int = 2,
     max_trials: int = 25,
     max_val: int = 8192,
-    margin: float = 0.05,
+    margin: float = DEFAULT_MARGIN,
     steps_per_trial: int = 3,
     max_memory: int | float | None = None,
     dataset_len: int | None = None,
@@ -221,8 +243,8 @@ def search_batch_size(
     budget = resolve_budget(max_memory, device)
     policy = SEARCH_POLICIES[mode](init_val=min(init_val, cap), max_val=cap, margin=margin, budget=budget)
     meter = meter if meter is not None else PeakMemoryMeter(device)
-    if device.type == "cpu" and address_space_limited() and pin_mmap_threshold():
-        log.info("Address-space limit set: pinned glibc's mmap threshold so that failed trials do not fragment it.")
+    if device.type == "cpu" and address_space_limited():
+        _prepare_for_address_space_limit()
     run = _trial_runner(run_trial, steps_per_trial, meter, between_trials)
     budget_now = (lambda: resolve_budget(None, device)) if max_memory is None else None
     # No tqdm object at all without a bar: its monitor thread would reserve a 64 MiB malloc arena.
@@ -328,7 +350,7 @@ def find_batch_size(
         search_kwargs.get("init_val", 2),
         search_kwargs.get("max_trials", 25),
         search_kwargs.get("max_val", 8192),
-        search_kwargs.get("margin", 0.05),
+        search_kwargs.get("margin", DEFAULT_MARGIN),
         steps_per_trial,
         search_kwargs.get("max_memory"),
         dataset_len,
