@@ -126,27 +126,34 @@ def test_binsearch_descends_then_bisects() -> None:
 
 
 def test_auto_jumps_to_the_model_prediction() -> None:
-    # probes x4: peaks 1020, 1080 (60 > 2 % of 1080) -> slope 10, intercept 1000 -> (10990 - 1000) / 10 = 999
-    assert drive("auto", budget=affine(999)) == ([2, 8, 999], 999)
+    # probes x4: peaks 1020, 1080 (60 > 2 % of 1080) -> slope 10, intercept 1000 -> (10990 - 1000) / 10 = 999,
+    # aimed half the 2 % tolerance below: 999 - floor(0.01 * 999) = 990. It fits and the refit still says 999:
+    # 1000 - 990 <= floor(0.02 * 1000), done.
+    assert drive("auto", budget=affine(999)) == ([2, 8, 990], 990)
+
+
+def test_auto_jumps_to_the_exact_prediction_without_tolerance() -> None:
+    assert drive("auto", budget=affine(999), margin=0.0) == ([2, 8, 999], 999)
 
 
 def test_auto_probes_until_the_slope_exceeds_the_noise() -> None:
     # peak 1000 + b//10: 2 -> 8 -> 32 -> 128 differ by < 2 % (noise); 128 -> 512 by 39 > 2 % of 1051:
-    # slope 39/384, intercept 1012 - 128*39/384 = 999 -> floor((1100 - 999) * 384 / 39) = 994; largest fit 1009.
+    # slope 39/384, intercept 1012 - 128*39/384 = 999 -> floor((1100 - 999) * 384 / 39) = 994, aimed at
+    # 994 - floor(0.01 * 994) = 985; largest fit 1009.
     def flat(b: int) -> int:
         return 1000 + b // 10
 
     sizes, best = drive("auto", budget=1100, memory=flat)
-    assert sizes[:6] == [2, 8, 32, 128, 512, 994]
+    assert sizes[:6] == [2, 8, 32, 128, 512, 985]
     assert flat(best) <= 1100 and best >= 0.98 * 1009
 
 
 def test_auto_gallops_down_after_an_oom_below_the_prediction() -> None:
-    # tolerance min(0.05, 0.02): 999 crashes -> back off floor(0.02*999)=19 -> 980 crashes -> back off
-    # 2*floor(0.02*980)=38 -> 942 crashes -> back off 4*18=72 -> 870 fits; bisect 906, 924 fit;
-    # 942 - 924 = 18 <= floor(0.02*942): done.
-    expected = [2, 8, 999, 980, 942, 870, 906, 924]
-    assert drive("auto", oom_from=940, budget=affine(999)) == (expected, 924)
+    # tolerance 0.02, prediction 999 aimed at 990, which crashes -> back off floor(0.02*990)=19 -> 971 crashes ->
+    # back off 2*floor(0.02*971)=38 -> 933 fits; bisect (933+971)//2 = 952 crashes;
+    # 952 - 933 = 19 <= floor(0.02*952): done (the limit is 939).
+    expected = [2, 8, 990, 971, 933, 952]
+    assert drive("auto", oom_from=940, budget=affine(999)) == (expected, 933)
 
 
 def test_auto_interpolates_between_a_fit_and_a_budget_overrun() -> None:

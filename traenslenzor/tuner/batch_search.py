@@ -206,7 +206,8 @@ class AutoSearch(SearchPolicy):
     1. *Probe*: multiply by 4 from ``init_val`` until two fitting sizes, the larger at least twice the smaller,
        differ in measured peak by more than the measurement noise (``min_rel_delta`` of the peak).
     2. *Jump*: propose the largest size the model ``peak(b) = a + c*b`` (through the two largest fits) puts
-       under the budget. A fit there refits the model with a far point and may propose once more.
+       under the budget, less half the tolerance (an overshoot costs more than a size 1 % short). A fit there
+       refits the model with a far point and may propose once more.
     3. *Refine*: while the bracket (largest fit ``low``, smallest failure ``high``) is wider than the tolerance
        (``min(margin, 2 %)`` of ``high``): if the failure measured a peak (over budget), interpolate the budget
        crossing (Illinois regula falsi); after an out-of-memory failure, gallop down from it in steps of the
@@ -253,7 +254,10 @@ class AutoSearch(SearchPolicy):
         if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, self.tolerance):
             self._finish(f"memory model puts the limit within {self.tolerance:.0%} of the largest fit {low}")
             return None
-        return min(predicted, self.max_val)
+        # Aim half a tolerance below the prediction: a fit there already ends the search, while an overshoot costs
+        # an out-of-memory trial that (on CPU) also leaves the process less room for the trials after it.
+        aim = predicted - math.floor(self.tolerance / 2 * predicted)
+        return min(max(aim, low + 1), self.max_val)
 
     def _propose_bracket(self, low: int, high: int) -> int:
         last = self.trials[-1]
