@@ -262,3 +262,14 @@ def test_address_space_limit_warns_while_onednn_caches_primitives(monkeypatch, c
     with caplog.at_level(logging.WARNING, logger=finder.__name__):
         search(FakeDevice(oom_from=5), mode="power")
     assert "primitive cache" not in caplog.text
+
+
+def test_find_batch_size_rejects_a_misspelt_setting_before_touching_the_model() -> None:
+    model = nn.Linear(4, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    with pytest.raises(TypeError, match=r"unknown settings \['max_trial'\].*max_trials"):
+        find_batch_size(model, optimizer, nn.CrossEntropyLoss(), data, max_trial=3)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert not optimizer.state

@@ -14,6 +14,7 @@ memory budget, and never returning a size that was not run successfully.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -340,19 +341,24 @@ def find_batch_size(
             ``collate_fn``) turns into ``(inputs, targets)`` batches or dicts (see :mod:`batching`).
         mode: a key of ``SEARCH_POLICIES``; ``"auto"`` by default.
         device: where to train; default the device of the model's first parameter.
-        **search_kwargs: ``init_val``, ``max_trials``, ``max_val``, ``margin``, ``max_memory``, ``progress_bar``
-            as for :func:`search_batch_size`.
+        **search_kwargs: ``init_val``, ``max_trials``, ``max_val``, ``margin``, ``max_memory``, ``progress_bar``,
+            ``meter`` as for :func:`search_batch_size` (same defaults); any other name raises ``TypeError``
+            before the model is touched.
     """
+    unknown = sorted(set(search_kwargs) - set(_SEARCH_OPTIONS))
+    if unknown:
+        raise TypeError(f"find_batch_size got unknown settings {unknown}; choose from {sorted(_SEARCH_OPTIONS)}.")
+    settings = {**_SEARCH_OPTIONS, **search_kwargs}
     device = as_device(device) if device is not None else model_device(model)
     dataset_len = len(dataset) if isinstance(dataset, Sized) else None
     check_search_settings(
         mode,
-        search_kwargs.get("init_val", 2),
-        search_kwargs.get("max_trials", 25),
-        search_kwargs.get("max_val", 8192),
-        search_kwargs.get("margin", DEFAULT_MARGIN),
+        settings["init_val"],
+        settings["max_trials"],
+        settings["max_val"],
+        settings["margin"],
         steps_per_trial,
-        search_kwargs.get("max_memory"),
+        settings["max_memory"],
         dataset_len,
     )
     run_trial = _make_trial(model, optimizer, loss_fn, dataset, steps_per_trial, device, collate_fn, num_workers)
@@ -366,6 +372,14 @@ def find_batch_size(
             between_trials=state.restore,
             **search_kwargs,
         )
+
+
+# The settings find_batch_size passes through, with search_batch_size's defaults (one place for them).
+_SEARCH_OPTIONS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(search_batch_size).parameters.items()
+    if name in ("init_val", "max_trials", "max_val", "margin", "max_memory", "progress_bar", "meter")
+}
 
 
 __all__ = ["REMEDIES", "BatchSizeNotFoundError", "check_search_settings", "find_batch_size", "search_batch_size"]
