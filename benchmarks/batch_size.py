@@ -14,7 +14,11 @@ Two parts, one run (``python benchmarks/batch_size.py``):
   raises real ``DefaultCPUAllocator: can't allocate memory`` errors. The true largest size is found by bisection
   over fresh forked processes (one per probed size, each under the same limit), then a scan upwards until three
   sizes in a row fail; it is the larger of the results with glibc's default malloc and with the mmap threshold
-  pinned (as ours does under an address-space limit).
+  pinned (as ours does under an address-space limit). Every process runs with oneDNN's primitive cache off
+  (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0``; ``--onednn-cache on`` keeps it): the cache keeps ~7 MiB of *address space*
+  (not resident memory) per batch size tried, so under ``RLIMIT_AS`` each trial of a search shrinks the room of the
+  next while the fresh processes that measure the true maximum never pay for it -- an artefact of using an
+  address-space limit as the memory limit that GPU memory does not have.
 
 Columns: found size, whether it fits (for Lightning: whether it is <= the true maximum; ours only returns sizes it
 ran), the true largest fitting size, trials, training steps (forward passes started), wall time. Writes
@@ -163,7 +167,7 @@ def _sim_lightning(model: SimModel, mode: str) -> dict:
     )
 
 
-def _sim_ours(model: SimModel, mode: str, margin: float = 0.05) -> dict:
+def _sim_ours(model: SimModel, mode: str, margin: float | None = None) -> dict:
     from traenslenzor.tuner.batch_finder import search_batch_size
 
     device = SimDevice(model)
@@ -171,7 +175,7 @@ def _sim_ours(model: SimModel, mode: str, margin: float = 0.05) -> dict:
     result = search_batch_size(
         device.run_trial,
         mode=mode,
-        margin=margin,
+        **({} if margin is None else {"margin": margin}),  # None: the engine's default
         max_memory=model.capacity,
         meter=device,
         device="cpu",
@@ -214,8 +218,9 @@ def run_simulated() -> list[dict]:
     for model in SIM_MODELS:
         rows += [_sim_lightning(model, mode) for mode in LIGHTNING]
         rows += [_sim_ours(model, mode) for mode in OURS]
-        rows.append(_sim_ours(model, "binsearch", margin=0.0))  # the search itself, without the safety cut
-        rows[-1]["mode"] = "binsearch margin=0"
+        for margin in (0.0, 0.05):  # the search itself, without the safety cut; with Lightning's cut
+            rows.append(_sim_ours(model, "binsearch", margin=margin))
+            rows[-1]["mode"] = f"binsearch margin={margin:g}"
     return rows
 
 
@@ -410,9 +415,12 @@ def _worker(args: dict) -> dict:
     return _worker_lightning(spec, args["headroom"], args["mode"])
 
 
-def _spawn(tool: str, spec: CpuModel, headroom: int, mode: str | None = None) -> dict:
+def _spawn(tool: str, spec: CpuModel, headroom: int, mode: str | None = None, onednn_cache: bool = False) -> dict:
     job = json.dumps({"tool": tool, "spec": asdict(spec), "headroom": headroom, "mode": mode})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)
+    if not onednn_cache:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "0"
     done = subprocess.run(
         [sys.executable, __file__, "--worker", job], capture_output=True, text=True, env=env, timeout=600
     )
@@ -425,15 +433,15 @@ def _spawn(tool: str, spec: CpuModel, headroom: int, mode: str | None = None) ->
     return json.loads(lines[-1])
 
 
-def run_cpu(headroom: int) -> list[dict]:
+def run_cpu(headroom: int, onednn_cache: bool = False) -> list[dict]:
     rows = []
     for spec in CPU_MODELS:
-        truth = _spawn("truth", spec, headroom)
+        truth = _spawn("truth", spec, headroom, onednn_cache=onednn_cache)
         true_max = truth.get("true_max", 0)
         logging.info("%s: true max %s (%s)", spec.name, true_max, truth)
         for tool, modes in (("lightning", LIGHTNING), ("ours", OURS)):
             for mode in modes:
-                out = _spawn(tool, spec, headroom, mode)
+                out = _spawn(tool, spec, headroom, mode, onednn_cache=onednn_cache)
                 if "error" in out:
                     logging.warning("%s %s %s failed: %s", spec.name, tool, mode, out["error"])
                     rows.append(
@@ -493,6 +501,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "sim", "cpu"), default="all")
     parser.add_argument("--headroom-mib", type=int, default=320, help="address space above the post-import size")
+    parser.add_argument(
+        "--onednn-cache", choices=("off", "on"), default="off", help="oneDNN primitive cache in the CPU part"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -501,7 +512,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("traenslenzor").setLevel(logging.WARNING)
     torch.set_num_threads(1)
-    report: dict = {"steps_per_trial": STEPS, "headroom_mib": args.headroom_mib}
+    report: dict = {"steps_per_trial": STEPS, "headroom_mib": args.headroom_mib, "onednn_cache": args.onednn_cache}
     start = time.perf_counter()
     if args.part in ("all", "sim"):
         report["simulated"] = run_simulated()
@@ -509,10 +520,10 @@ def main() -> None:
         print(table(report["simulated"]))
         print("\n" + "\n".join(checks(report["simulated"])))
     if args.part in ("all", "cpu"):
-        report["cpu"] = run_cpu(args.headroom_mib * MIB)
+        report["cpu"] = run_cpu(args.headroom_mib * MIB, onednn_cache=args.onednn_cache == "on")
         print(
             f"\n## Real CPU memory limit (RLIMIT_AS = post-import size + {args.headroom_mib} MiB, fresh process "
-            "per tool and model)\n"
+            f"per tool and model, oneDNN primitive cache {args.onednn_cache})\n"
         )
         print(table(report["cpu"]))
         for model in dict.fromkeys(r["model"] for r in report["cpu"]):
