@@ -28,7 +28,7 @@ class Task:
     """One training task: what to train, with which optimizer, for how many steps."""
 
     name: str
-    model: str  # linear | mlp | mlp_deep | cnn | cnn_bn | transformer | gru
+    model: str  # linear | mlp | mlp_bn | mlp_deep | cnn | cnn_bn | cnn_gn | resnet_bn | transformer | gru
     data: str  # blobs | regression | images | sequences
     loss: str  # ce | ce_smooth (label smoothing 0.1) | mse
     optimizer: str  # sgd | sgd_momentum | sgd_nesterov | adam | adamw | rmsprop | adagrad | nadam
@@ -83,6 +83,15 @@ TASKS: tuple[Task, ...] = (
     Task("mlp_nadam_mse", "mlp", "regression", "mse", "nadam", steps=150),
     Task("cnn_bn_sgd", "cnn_bn", "images", "ce", "sgd", steps=150, finder_range=(1e-8, 10.0)),
     Task("logreg_adamw_small_inputs", "linear", "blobs", "ce", "adamw", steps=150, input_scale=0.1),
+    # fourth hold-out, committed before any of it was measured: three more BatchNorm models (a residual CNN, an
+    # MLP, Adagrad with batch 64), a GroupNorm CNN and plain SGD on an MLP with a small batch
+    Task("resnet_bn_adam", "resnet_bn", "images", "ce", "adam", steps=150),
+    Task("mlp_bn_sgdm", "mlp_bn", "blobs", "ce", "sgd_momentum", steps=200, finder_range=(1e-8, 10.0)),
+    Task(
+        "cnn_bn_adagrad_b64", "cnn_bn", "images", "ce", "adagrad", steps=150, batch_size=64, finder_range=(1e-8, 10.0)
+    ),
+    Task("cnn_gn_sgdm", "cnn_gn", "images", "ce", "sgd_momentum", steps=150, finder_range=(1e-8, 10.0)),
+    Task("mlp_sgd_mse_b16", "mlp", "regression", "mse", "sgd", steps=300, batch_size=16, finder_range=(1e-8, 10.0)),
 )
 
 TASKS_BY_NAME = {task.name: task for task in TASKS}
@@ -93,13 +102,15 @@ DESIGN = tuple(task.name for task in TASKS[:12:2])
 CONFIRM = tuple(task.name for task in TASKS[1:12:2])
 HOLDOUT = tuple(task.name for task in TASKS[12:15])
 NEW_HOLDOUT = tuple(task.name for task in TASKS[15:18])
-THIRD_HOLDOUT = tuple(task.name for task in TASKS[18:])
+THIRD_HOLDOUT = tuple(task.name for task in TASKS[18:22])
+FOURTH_HOLDOUT = tuple(task.name for task in TASKS[22:])
 GROUPS = {
     "design": DESIGN,
     "confirm": CONFIRM,
     "holdout": HOLDOUT,
     "new holdout": NEW_HOLDOUT,
     "third holdout": THIRD_HOLDOUT,
+    "fourth holdout": FOURTH_HOLDOUT,
 }
 
 
@@ -190,6 +201,31 @@ class TinyGRU(nn.Module):
         return self.head(last[-1])
 
 
+class TinyResNet(nn.Module):
+    """A BatchNorm stem and two residual blocks (conv-BN-ReLU-conv-BN plus identity), pooled into a head."""
+
+    def __init__(self, width: int = 16, classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+            )
+            for _ in range(2)
+        )
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = torch.relu(x + block(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
 def make_model(task: Task, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     out = 1 if task.loss == "mse" else 4
@@ -218,6 +254,20 @@ def make_model(task: Task, seed: int) -> nn.Module:
         return TinyTransformer(classes=out)
     if task.model == "gru":
         return TinyGRU(classes=out)
+    if task.model == "mlp_bn":
+        return nn.Sequential(
+            nn.Linear(16, 64), nn.BatchNorm1d(64), nn.ReLU(),
+            nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(),
+            nn.Linear(64, out),
+        )  # fmt: skip
+    if task.model == "cnn_gn":  # the cnn_bn layout with GroupNorm (4 groups) in place of BatchNorm
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.GroupNorm(4, 8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(), nn.Linear(16, out),
+        )  # fmt: skip
+    if task.model == "resnet_bn":
+        return TinyResNet(classes=out)
     raise ValueError(f"unknown model {task.model!r}")
 
 
