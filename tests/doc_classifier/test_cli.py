@@ -289,7 +289,7 @@ def test_tuning_passes_the_config_and_applies_results(
         "mode": "power", "init_val": 2, "max_trials": 25, "steps_per_trial": 3, "margin": 0.1, "max_val": 64
     }
     assert bs_kwargs["max_memory"] == 0.5 and bs_kwargs["method"] == "fit"
-    assert (lr_kwargs["min_lr"], lr_kwargs["max_lr"], lr_kwargs["num_training"]) == (tc.min_lr, tc.max_lr, 100)
+    assert (lr_kwargs["min_lr"], lr_kwargs["max_lr"], lr_kwargs["num_training"]) == (tc.min_lr, tc.max_lr, 200)
     assert lr_kwargs["mode"] == "exponential" and lr_kwargs["early_stop_threshold"] == 4.0
     assert lr_kwargs["update_attr"] is False  # the workflow, not the tuner, writes the LR (and OneCycle's peak)
     assert outcome.batch_size == 32 and datamodule.hparams.batch_size == 32
