@@ -320,3 +320,39 @@ def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     saved = tomllib.loads(config.read_text(encoding="utf-8"))
     assert saved["datamodule_config"]["batch_size"] == written  # quickstart's own value is 32
     assert saved["module_config"]["optimizer"]["learning_rate"] == 2e-3
+
+
+def test_checkpoint_is_evaluated_by_stage_val_and_resumed_by_stage_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    caplog.set_level("INFO")
+
+    def run(*args: str) -> tuple[dict[str, str], str | None]:
+        caplog.clear()
+        assert main(["--config_path", str(config), *SHRINK, *args]) == 0
+        messages = [r.getMessage() for r in caplog.records]
+        finished = next(m for m in messages if m.startswith("[ExperimentConfig::train]: Finished"))
+        best = next((m.rsplit(": ", 1)[1] for m in messages if "Best checkpoint" in m), None)
+        return dict(re.findall(r"(\S+)=([0-9.]+)", finished)), best
+
+    trained, best = run("--stage", "train")
+    assert best is not None and Path(best).is_file() and "epoch000" in best
+    validated, _ = run("--stage", "val", f"--ckpt_path={best}")
+    assert validated["val/acc"] == trained["val/acc"]  # the trained weights, not a fresh model
+    # A 2-epoch run resumed from its epoch-0 checkpoint (as after an interruption) trains epoch 1 only ...
+    two = ["--stage", "train", "--trainer_config.max_epochs=2", "--run_name=two",
+           "--trainer_config.checkpoint.save_top_k=-1"]  # fmt: skip
+    run(*two)
+    first = tmp_path / ".logs/csv/two/version_0/checkpoints"
+    assert sorted(p.name.split("-")[0] for p in first.glob("epoch*.ckpt")) == ["epoch000", "epoch001"]
+    run(*two, f"--ckpt_path={next(first.glob('epoch000-*.ckpt'))}")
+    resumed = tmp_path / ".logs/csv/two/version_1/checkpoints"
+    assert sorted(p.name.split("-")[0] for p in resumed.glob("epoch*.ckpt")) == ["epoch001"]
+    # ... while a changed schedule length is refused with the reason, before any step
+    caplog.clear()
+    with pytest.raises(ValueError, match=r"OneCycle schedule spans 3 steps, this run's would span 6.*ckpt_path"):
+        main(["--config_path", str(config), *SHRINK, "--stage", "train", f"--ckpt_path={best}",
+              "--trainer_config.max_epochs=2"])  # fmt: skip

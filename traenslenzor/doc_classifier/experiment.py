@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run.py",
         description="Tune (batch size, then learning rate) and train the document classifier from a TOML config.",
         epilog="Any config key can be overridden with a dotted flag, e.g. --trainer_config.max_epochs=3 "
-        "--datamodule_config.batch_size=64. See docs/cli.md.",
+        "--datamodule_config.batch_size=64; top-level keys without a dot, e.g. --ckpt_path=PATH. See docs/cli.md.",
         allow_abbrev=False,
     )
     parser.add_argument("--config_path", "--config-path", dest="config_path", required=True, type=Path,
@@ -210,14 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Top-level config keys that are values, not sections (``seed``, ``run_name``, ``ckpt_path``, ...): overridable as
+# ``--ckpt_path=...`` without a dot.
+TOP_LEVEL_KEYS = frozenset(name for name in ExperimentConfig.model_fields if not name.endswith("_config"))
+
+
 def split_overrides(parser: argparse.ArgumentParser, extras: Sequence[str]) -> list[str]:
-    """Turn leftover ``--a.b=c`` / ``--a.b c`` arguments into ``a.b=c`` overrides; anything else is an error."""
+    """Turn leftover ``--a.b=c`` / ``--a.b c`` arguments (or a top-level ``--ckpt_path=...``) into ``a.b=c``
+    overrides; anything else is an error."""
     overrides, items = [], list(extras)
     while items:
         item = items.pop(0)
         key = item.removeprefix("--").partition("=")[0]
-        if not item.startswith("--") or "." not in key:
-            parser.error(f"unrecognized argument {item!r} (config overrides look like --trainer_config.max_epochs=3)")
+        if not item.startswith("--") or ("." not in key and key not in TOP_LEVEL_KEYS):
+            parser.error(
+                f"unrecognized argument {item!r} (config overrides look like --trainer_config.max_epochs=3, "
+                f"or --{{{','.join(sorted(TOP_LEVEL_KEYS))}}}=VALUE for the top-level keys)"
+            )
         if "=" not in item:
             if not items or items[0].startswith("--"):
                 parser.error(f"override {item!r} needs a value, e.g. {item}=3")

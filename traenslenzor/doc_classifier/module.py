@@ -111,6 +111,11 @@ class DocClassifier(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Note the length of a resumed OneCycle schedule; ``configure_optimizers`` checks it against this run's."""
+        states = checkpoint.get("lr_schedulers") or [{}]
+        self._resumed_onecycle_steps = states[0].get("total_steps")
+
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.model, self.config.optimizer, self.hparams.learning_rate)
         scheduler = self.config.scheduler
@@ -121,6 +126,14 @@ class DocClassifier(L.LightningModule):
             raise ValueError(
                 "OneCycleLR needs a finite number of steps: set trainer_config.max_epochs or max_steps, or use "
                 "module_config.scheduler.name = 'none'."
+            )
+        resumed = getattr(self, "_resumed_onecycle_steps", None)
+        if resumed is not None and resumed != int(total_steps):
+            raise ValueError(
+                f"ckpt_path: the checkpoint's OneCycle schedule spans {resumed} steps, this run's would span "
+                f"{int(total_steps)}. OneCycle fixes its length when it is built, so resume with the run's own "
+                "max_epochs/max_steps, batch_size and data (to finish an interrupted run), or start a new run "
+                "without ckpt_path to train on a longer schedule."
             )
         onecycle = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
