@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from test_lightning_models import (
     MPS_OOM,
@@ -47,6 +48,30 @@ def test_search_started_after_training_began_runs_all_steps(lib, tmp_path) -> No
     finder = LateFinder(num_training_steps=20, max_lr=1e-2, update_attr=False, **QUIET[lib])
     trainer(tmp_path, max_epochs=2, callbacks=[finder]).fit(NoValModel(n=16))
     assert len(finder.optimal_lr.results["lr"]) == 20
+
+
+@pytest.mark.parametrize("lib", BOTH)
+def test_callback_at_fit_start_reaches_a_scheduler_built_from_the_lr(lib, tmp_path) -> None:
+    """A OneCycleLR made in configure_optimizers from ``self.lr`` follows the LR the callback found. Lightning's
+    callback writes the LR into the model and the optimizer only; OneCycle resets it at its first step."""
+
+    class OneCycleModel(NoValModel):
+        def __init__(self):
+            super().__init__(n=64)
+            self.lr = 1e-4
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+            onecycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=16)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": onecycle, "interval": "step"}}
+
+    model = OneCycleModel()
+    finder = _lr_finder(lib, num_training_steps=20, min_lr=1e-6, max_lr=1.0)
+    fit = trainer(tmp_path, max_steps=2, callbacks=[finder])
+    fit.fit(model)
+    found = finder.optimal_lr.suggestion()
+    assert found is not None and model.lr == found
+    assert fit.optimizers[0].param_groups[0]["max_lr"] == pytest.approx(found)
 
 
 @pytest.mark.parametrize("lib", BOTH)

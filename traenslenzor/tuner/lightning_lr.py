@@ -10,6 +10,8 @@ What differs from Lightning (each a Lightning defect, each with a regression tes
   validation pass, and leaves the fit loop untouched, so no epoch is skipped afterwards (#15603);
 - it works when started after training began (#4846: Lightning stops after one point there);
 - a NaN/inf loss stops it;
+- at fit start, the optimizer and LR schedulers are built again from the new LR, so a scheduler made from the LR
+  attribute (``OneCycleLR(max_lr=self.lr)``) follows it instead of resetting it at its first step;
 - under DDP every rank records the loss averaged over ranks, so all stop together and adopt the same LR;
 - no checkpoint file is written.
 """
@@ -129,7 +131,28 @@ class LearningRateFinder(Callback):
                 holders.write(lr)
                 set_group_lrs(optimizer, lr, group_lr_ratios(optimizer))
                 log.info("Learning rate set to %s", lr)
+                if trainer.lr_scheduler_configs and not self._early_exit:
+                    _rebuild_optimizers(trainer, start_step)
         return result
+
+
+def _rebuild_optimizers(trainer: pl.Trainer, start_step: int) -> None:
+    """Build the optimizer and LR schedulers again from the new LR attribute, before the first training step.
+
+    A scheduler made in ``configure_optimizers`` from the old attribute (``OneCycleLR(max_lr=self.lr)``) sets the
+    LR itself at its first step, so writing the new LR into the optimizer alone is undone at once (as with
+    Lightning's callback). Before any step the optimizer holds no state, so building both again loses nothing.
+    Later in training (or under DeepSpeed, whose engine owns the optimizer) only a warning is possible.
+    """
+    if start_step > 0 or "deepspeed" in type(trainer.strategy).__name__.lower():
+        rank_zero_warn(
+            "The LR finder wrote the new learning rate into the model and the optimizer, but the LR schedulers were "
+            "built from the old one and keep following it; they can only be rebuilt before the first training step "
+            "(run the finder from on_fit_start, or use Tuner.lr_find before fit)."
+        )
+        return
+    trainer.strategy.setup_optimizers(trainer)  # public Strategy API: calls configure_optimizers again
+    log.info("Rebuilt the optimizer and LR schedulers from the new learning rate.")
 
 
 def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
