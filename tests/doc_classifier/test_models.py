@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from traenslenzor.doc_classifier.models import BACKBONES, FIRST_CONV_KEYS, build_model, load_pretrained
+from traenslenzor.doc_classifier.models import (
+    BACKBONES,
+    FIRST_CONV_KEYS,
+    build_model,
+    load_pretrained,
+    resample_vit_positions,
+)
 
 
 def _first_conv(model: nn.Module) -> nn.Conv2d:
@@ -88,3 +94,27 @@ def test_weights_of_another_architecture_are_rejected(tmp_path: Path) -> None:
     torch.save([1, 2, 3], path)
     with pytest.raises(ValueError, match="state dict"):
         build_model("tiny_cnn", num_classes=16, in_channels=1, pretrained_weights=path)
+
+
+def test_vit_checkpoint_made_at_224_px_is_resampled_to_the_configured_size(tmp_path: Path) -> None:
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    torch.manual_seed(2)
+    at_224 = {  # the two tensors of a ViT-B/16 ImageNet checkpoint that depend on the input
+        "encoder.pos_embedding": torch.randn(1, 14 * 14 + 1, 768),
+        "conv_proj.weight": torch.randn(768, 3, 16, 16),
+    }
+    path = tmp_path / "vit_b_16_part.pth"
+    torch.save(at_224, path)
+    model = build_model("vit_b_16", num_classes=16, in_channels=1, image_size=64, pretrained_weights=path)
+
+    loaded = model.state_dict()["encoder.pos_embedding"]
+    assert loaded.shape == (1, 4 * 4 + 1, 768)
+    assert torch.equal(loaded[:, :1], at_224["encoder.pos_embedding"][:, :1])  # the class token is kept as is
+    expected = interpolate_embeddings(64, 16, dict(at_224))["encoder.pos_embedding"]
+    assert torch.equal(loaded, expected)
+    report = load_pretrained(
+        model, path, first_conv_key=FIRST_CONV_KEYS["vit_b_16"],
+        prepare=lambda state: resample_vit_positions(state, 64),
+    )  # fmt: skip
+    assert set(report.adapted) == {"encoder.pos_embedding", "conv_proj.weight"} and not report.skipped

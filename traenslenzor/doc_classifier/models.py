@@ -10,6 +10,7 @@ grayscale input by summing its first convolution over the colour channels, and a
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,13 @@ def build_model(
         raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
     model = builder(num_classes, in_channels, dropout, image_size)
     if pretrained_weights is not None:
-        report = load_pretrained(model, pretrained_weights, first_conv_key=FIRST_CONV_KEYS[backbone])
+        prepare = STATE_ADAPTERS.get(backbone)
+        report = load_pretrained(
+            model,
+            pretrained_weights,
+            first_conv_key=FIRST_CONV_KEYS[backbone],
+            prepare=None if prepare is None else (lambda state: prepare(state, image_size)),
+        )
         log.info(
             "Loaded %d tensors from %s (%d adapted to %d input channels, %d skipped, %d left initialised)",
             len(report.loaded),
@@ -168,17 +175,50 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return payload
 
 
-def load_pretrained(model: nn.Module, path: str | Path, *, first_conv_key: str) -> WeightsReport:
+def resample_vit_positions(state: dict[str, torch.Tensor], image_size: int) -> tuple[dict[str, torch.Tensor], bool]:
+    """A ViT-B/16 checkpoint's position embeddings resampled (bicubic) to ``image_size``; True if they changed.
+
+    The embeddings are a grid of one per 16 px patch (14 x 14 at 224 px) plus the class token. A checkpoint made
+    at another size is resampled with torchvision's own ``interpolate_embeddings``, as torchvision does for its
+    384 px weights, instead of being dropped.
+    """
+    key = "encoder.pos_embedding"
+    embedding = state.get(key)
+    if embedding is None or embedding.shape[1] == (image_size // 16) ** 2 + 1:
+        return state, False
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    return dict(interpolate_embeddings(image_size, 16, OrderedDict(state))), True
+
+
+# Backbone-specific checkpoint preparation before the tensors are matched: (state, image_size) -> (state, changed).
+STATE_ADAPTERS = {"vit_b_16": resample_vit_positions}
+
+
+def load_pretrained(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    first_conv_key: str,
+    prepare: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], bool]] | None = None,
+) -> WeightsReport:
     """Copy the matching tensors of a local checkpoint into ``model``.
 
     A first convolution saved for 3 channels is summed over them for a 1-channel model (a grayscale image
-    replicated to RGB gives the same response). Tensors whose shape does not match -- the classifier head of an
-    ImageNet checkpoint -- are skipped. Loading nothing at all is an error: the file belongs to another backbone.
+    replicated to RGB gives the same response). ``prepare`` may adapt the checkpoint first (a ViT's position
+    embeddings to another image size; reported as adapted). Tensors whose shape still does not match -- the
+    classifier head of an ImageNet checkpoint -- are skipped. Loading nothing at all is an error: the file
+    belongs to another backbone.
     """
     source = read_state_dict(path)
+    adapted, skipped = [], []
+    if prepare is not None:
+        before = {key: tensor.shape for key, tensor in source.items()}
+        source, changed = prepare(source)
+        if changed:
+            adapted += [key for key, tensor in source.items() if key in before and tensor.shape != before[key]]
     target = model.state_dict()
     chosen: dict[str, torch.Tensor] = {}
-    adapted, skipped = [], []
     for key, tensor in source.items():
         want = target.get(key)
         if want is None:
