@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from traenslenzor.doc_classifier.config import ModuleConfig, OptimizerConfig
+from traenslenzor.doc_classifier.config import ConfigError, ModuleConfig, OptimizerConfig
 from traenslenzor.doc_classifier.models import build_model
 
 
@@ -129,7 +129,7 @@ class DocClassifier(L.LightningModule):
             )
         resumed = getattr(self, "_resumed_onecycle_steps", None)
         if resumed is not None and resumed != int(total_steps):
-            raise ValueError(
+            raise ConfigError(
                 f"ckpt_path: the checkpoint's OneCycle schedule spans {resumed} steps, this run's would span "
                 f"{int(total_steps)}. OneCycle fixes its length when it is built, so resume with the run's own "
                 "max_epochs/max_steps, batch_size and data (to finish an interrupted run), or start a new run "
