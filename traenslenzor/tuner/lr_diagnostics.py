@@ -119,7 +119,8 @@ def check_never_decreased(result: LRFinderResult) -> Finding | None:
         f"The smoothed loss never fell by {MIN_DECREASE:.0%} below its earlier level (start {smoothed[0]:.4g}). Check "
         "the data (labels matching inputs), the loss function and that the optimizer holds the model's parameters; "
         f"if all is right, the model needs more steps to start learning (num_training) or the range is too low: "
-        f"raise max_lr (now {result.max_lr:.2e}).",
+        f"raise max_lr (now {result.max_lr:.2e}). A suggestion read from a flat curve is a guess (on the benchmark's "
+        "flat curves, from the grid's best LR to useless).",
     )
 
 
