@@ -175,8 +175,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return payload
 
 
-def resample_vit_positions(state: dict[str, torch.Tensor], image_size: int) -> tuple[dict[str, torch.Tensor], bool]:
-    """A ViT-B/16 checkpoint's position embeddings resampled (bicubic) to ``image_size``; True if they changed.
+def resample_vit_positions(state: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
+    """A ViT-B/16 checkpoint with its position embeddings resampled (bicubic) to ``image_size`` if needed.
 
     The embeddings are a grid of one per 16 px patch (14 x 14 at 224 px) plus the class token. A checkpoint made
     at another size is resampled with torchvision's own ``interpolate_embeddings``, as torchvision does for its
@@ -185,13 +185,13 @@ def resample_vit_positions(state: dict[str, torch.Tensor], image_size: int) -> t
     key = "encoder.pos_embedding"
     embedding = state.get(key)
     if embedding is None or embedding.shape[1] == (image_size // 16) ** 2 + 1:
-        return state, False
+        return state
     from torchvision.models.vision_transformer import interpolate_embeddings
 
-    return dict(interpolate_embeddings(image_size, 16, OrderedDict(state))), True
+    return dict(interpolate_embeddings(image_size, 16, OrderedDict(state)))
 
 
-# Backbone-specific checkpoint preparation before the tensors are matched: (state, image_size) -> (state, changed).
+# Backbone-specific checkpoint preparation before the tensors are matched: (state, image_size) -> state.
 STATE_ADAPTERS = {"vit_b_16": resample_vit_positions}
 
 
@@ -200,23 +200,22 @@ def load_pretrained(
     path: str | Path,
     *,
     first_conv_key: str,
-    prepare: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], bool]] | None = None,
+    prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> WeightsReport:
     """Copy the matching tensors of a local checkpoint into ``model``.
 
     A first convolution saved for 3 channels is summed over them for a 1-channel model (a grayscale image
     replicated to RGB gives the same response). ``prepare`` may adapt the checkpoint first (a ViT's position
-    embeddings to another image size; reported as adapted). Tensors whose shape still does not match -- the
-    classifier head of an ImageNet checkpoint -- are skipped. Loading nothing at all is an error: the file
-    belongs to another backbone.
+    embeddings to another image size; tensors it reshapes are reported as adapted). Tensors whose shape still does
+    not match -- the classifier head of an ImageNet checkpoint -- are skipped. Loading nothing at all is an error:
+    the file belongs to another backbone.
     """
     source = read_state_dict(path)
     adapted, skipped = [], []
     if prepare is not None:
         before = {key: tensor.shape for key, tensor in source.items()}
-        source, changed = prepare(source)
-        if changed:
-            adapted += [key for key, tensor in source.items() if key in before and tensor.shape != before[key]]
+        source = prepare(source)
+        adapted += [key for key, tensor in source.items() if key in before and tensor.shape != before[key]]
     target = model.state_dict()
     chosen: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():
