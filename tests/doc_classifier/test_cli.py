@@ -73,6 +73,13 @@ def _run_in_process(cwd: Path, args: list[str], monkeypatch: pytest.MonkeyPatch,
     return [record.getMessage() for record in caplog.records]
 
 
+def _quickstart_copy(folder: Path) -> Path:
+    """A copy of the quickstart config to run (and let --save-tuned-config edit) in ``folder``."""
+    config = folder / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    return config
+
+
 def _positions(lines: list[str], prefixes: list[str]) -> list[int]:
     found = []
     for prefix in prefixes:
@@ -175,8 +182,7 @@ def test_cli_reports_a_misspelled_key_without_a_traceback(
 
 
 def test_cli_rejects_save_without_tuning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "exp.toml"
-    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    config = _quickstart_copy(tmp_path)
     assert main(["--config_path", str(config), "--save-tuned-config"]) == 2
     assert "need --tune-batch-size" in capsys.readouterr().err
 
@@ -193,8 +199,7 @@ def test_tune_only_does_not_train(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    config = tmp_path / "exp.toml"
-    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    config = _quickstart_copy(tmp_path)
     caplog.set_level("INFO")
     assert main(["--config_path", str(config), "--tune-batch-size", "--tune-only", "--stage", "train", *SHRINK]) == 0
     messages = [r.getMessage() for r in caplog.records]
@@ -209,8 +214,7 @@ def test_stage_test_evaluates_and_lr_tuning_needs_training(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    config = tmp_path / "exp.toml"
-    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    config = _quickstart_copy(tmp_path)
     assert main(["--config_path", str(config), "--stage", "test", "--tune-learning-rate", *SHRINK]) == 2
     assert "--tune-learning-rate needs stage 'train'" in capsys.readouterr().err
     caplog.set_level("INFO")
@@ -313,8 +317,7 @@ def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
 ) -> None:
     from traenslenzor.doc_classifier.experiment import _save
 
-    config = tmp_path / "exp.toml"
-    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    config = _quickstart_copy(tmp_path)
     tuning = SimpleNamespace(batch_size=48, learning_rate=2e-3, max_lr=6e-3)
     assert _save(config, config, tuning, stage=stage) == config
     saved = tomllib.loads(config.read_text(encoding="utf-8"))
@@ -327,8 +330,7 @@ def test_checkpoint_is_evaluated_by_stage_val_and_resumed_by_stage_train(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    config = tmp_path / "exp.toml"
-    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    config = _quickstart_copy(tmp_path)
     caplog.set_level("INFO")
 
     def run(*args: str) -> tuple[dict[str, str], str | None]:
