@@ -41,8 +41,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lr_quality import CACHE_PATH, Oracle, gap_cell, score
-from lr_tasks import TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
+from lr_quality import CACHE_PATH, Oracle, gap_cell, lit_task, score
+from lr_tasks import TASKS, make_data, make_loader
 
 from traenslenzor.tuner.lightning import Tuner as OurTuner
 
@@ -159,26 +159,8 @@ def cost_table(runs: dict) -> str:
 # -- quality ------------------------------------------------------------------------------------------------------
 
 
-def _lit_task(task, seed: int) -> pl.LightningModule:
-    class LitTask(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = make_model(task, seed)
-            self.loss_fn = make_loss(task)
-            self.lr = task.finder_range[0]
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return self.loss_fn(self.model(x), y)
-
-        def configure_optimizers(self):
-            return make_optimizer(task, self.parameters(), self.lr)
-
-    return LitTask()
-
-
 def _tuner_suggestion(tool: str, task, data, seed: int) -> tuple[float | None, float, int]:
-    module = _lit_task(task, seed)
+    module = lit_task(task, seed)
     loader = make_loader(task, data, seed)
     min_lr, max_lr = task.finder_range
     quiet = {"progress_bar": False} if tool == "ours" else {}

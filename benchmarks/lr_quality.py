@@ -167,9 +167,9 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def run_lightning(task: Task, data: TaskData, seed: int) -> dict:
+def lit_task(task: Task, seed: int):  # -> lightning.pytorch.LightningModule (imported lazily)
+    """The task's model, loss and optimizer (``lr_tasks``) as a LightningModule, for the Tuner-based finders."""
     import lightning.pytorch as pl
-    from lightning.pytorch.tuner import Tuner
 
     class LitTask(pl.LightningModule):
         def __init__(self) -> None:
@@ -185,7 +185,14 @@ def run_lightning(task: Task, data: TaskData, seed: int) -> dict:
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return make_optimizer(task, self.parameters(), self.lr)
 
-    module = LitTask()
+    return LitTask()
+
+
+def run_lightning(task: Task, data: TaskData, seed: int) -> dict:
+    import lightning.pytorch as pl
+    from lightning.pytorch.tuner import Tuner
+
+    module = lit_task(task, seed)
     loader = make_loader(task, data, seed)
     min_lr, max_lr = task.finder_range
     with tempfile.TemporaryDirectory() as root, warnings.catch_warnings(), _quiet():
