@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from test_lightning_models import (
     TUNERS,
     NoValModel,
+    OneCycleModel,
     TinyData,
     TinyModel,
     trainer,
@@ -316,16 +317,6 @@ def test_our_lr_finder_rejects_bad_settings_when_built(kwargs, match) -> None:
 
 def test_callback_started_mid_training_warns_that_schedulers_keep_the_old_lr(tmp_path) -> None:
     """After training began the optimizer has state, so the schedulers are not rebuilt: a warning says so."""
-    class OneCycleModel(NoValModel):
-        def __init__(self):
-            super().__init__(n=16)
-            self.lr = 1e-4
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
-            onecycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=64)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": onecycle, "interval": "step"}}
-
     class LateFinder(OurLearningRateFinder):
         def on_fit_start(self, trainer, pl_module):
             pass
@@ -334,7 +325,7 @@ def test_callback_started_mid_training_warns_that_schedulers_keep_the_old_lr(tmp
             if trainer.current_epoch == 1:
                 self.lr_find(trainer, pl_module)
 
-    model = OneCycleModel()
+    model = OneCycleModel(n=16, total_steps=64)
     finder = LateFinder(num_training_steps=20, max_lr=1e-2, progress_bar=False)
     fit = trainer(tmp_path, max_epochs=2, callbacks=[finder])
     with pytest.warns(UserWarning, match="schedulers were built from the old one"):

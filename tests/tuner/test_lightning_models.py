@@ -116,6 +116,20 @@ class NoValModel(TinyModel):
     val_dataloader = None  # type: ignore[assignment]
 
 
+class OneCycleModel(NoValModel):
+    """Its OneCycleLR is built from ``self.lr`` (starting at 1e-4), the usual pairing with an LR finder."""
+
+    def __init__(self, n: int = 64, total_steps: int = 16):
+        super().__init__(n=n)
+        self.lr = 1e-4
+        self.total_steps = total_steps
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        onecycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": onecycle, "interval": "step"}}
+
+
 class TinyData(pl.LightningDataModule):
     """Holds ``batch_size`` (and optionally ``lr``) in its hparams."""
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from test_lightning_models import (
     MPS_OOM,
     TUNERS,
     NoValModel,
+    OneCycleModel,
     TinyModel,
     files_under,
     trainer,
@@ -55,17 +55,7 @@ def test_callback_at_fit_start_reaches_a_scheduler_built_from_the_lr(lib, tmp_pa
     """A OneCycleLR made in configure_optimizers from ``self.lr`` follows the LR the callback found. Lightning's
     callback writes the LR into the model and the optimizer only; OneCycle resets it at its first step."""
 
-    class OneCycleModel(NoValModel):
-        def __init__(self):
-            super().__init__(n=64)
-            self.lr = 1e-4
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
-            onecycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=16)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": onecycle, "interval": "step"}}
-
-    model = OneCycleModel()
+    model = OneCycleModel(n=64, total_steps=16)
     finder = _lr_finder(lib, num_training_steps=20, min_lr=1e-6, max_lr=1.0)
     fit = trainer(tmp_path, max_steps=2, callbacks=[finder])
     fit.fit(model)
