@@ -155,7 +155,9 @@ def test_real_cpu_budget_counts_overruns_as_not_fitting(mode: str) -> None:
 
     free_memory()  # the search trims the heap first; a baseline taken before that would be too high
     budget = _status_kib("VmRSS") + 40 * MIB
-    result = search_batch_size(allocate, mode=mode, max_memory=budget, device="cpu", progress_bar=False)
+    # init_val 64 starts above the budget, so both modes meet an overrun (auto, aiming below its prediction,
+    # would otherwise land under the budget without one)
+    result = search_batch_size(allocate, mode=mode, max_memory=budget, device="cpu", progress_bar=False, init_val=64)
     over = [t for t in result.trials if not t.fits]
     assert over and all("exceeds the budget" in t.error for t in over)
     assert all(t.peak_memory <= budget for t in result.trials if t.fits)

@@ -205,7 +205,8 @@ class AutoSearch(SearchPolicy):
 
     1. *Probe*: multiply by 4 from ``init_val`` until two fitting sizes, the larger at least twice the smaller,
        differ in measured peak by more than the measurement noise (``min_rel_delta`` of the peak).
-    2. *Jump*: propose the largest size the model ``peak(b) = a + c*b`` (through the two largest fits) puts
+    2. *Jump*: propose the largest size the model ``peak(b) = a + c*b`` (through the largest fit and the largest
+       one at most half its size) puts
        under the budget, less half the tolerance (an overshoot costs more than a size 1 % short). A fit there
        refits the model with a far point and may propose once more.
     3. *Refine*: while the bracket (largest fit ``low``, smallest failure ``high``) is wider than the tolerance
@@ -236,12 +237,20 @@ class AutoSearch(SearchPolicy):
         return self._propose_bracket(low, high)
 
     def _model(self) -> tuple[float, float] | None:
-        """``(intercept, slope)`` through the two largest fits with peaks, if they are far enough apart."""
+        """``(intercept, slope)`` through the largest fit with a peak and the largest one at most half its size.
+
+        The far point is what makes the slope reliable: after a jump that fitted and a refit that fitted just above
+        it, the two largest fits lie a percent apart, and a line through them is noise.
+        """
         points = sorted((t.batch_size, t.peak_memory) for t in self.trials if t.fits and t.peak_memory is not None)
         if self.budget is None or len(points) < 2:
             return None
-        (b1, p1), (b2, p2) = points[-2], points[-1]
-        if b2 < 2 * b1 or p2 - p1 <= self.min_rel_delta * p2:
+        b2, p2 = points[-1]
+        lever = [(b, p) for b, p in points[:-1] if 2 * b <= b2]
+        if not lever:
+            return None
+        b1, p1 = lever[-1]
+        if p2 - p1 <= self.min_rel_delta * p2:
             return None
         return fit_affine([b1, b2], [p1, p2])
 
@@ -251,13 +260,15 @@ class AutoSearch(SearchPolicy):
             # Probes only serve to measure the slope: a x4 spread doubles the lever arm per trial.
             return self._grow(4 if self.budget is not None else 2)
         predicted = predict_max_size(*model, self.budget)
-        if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, self.tolerance):
-            self._finish(f"memory model puts the limit within {self.tolerance:.0%} of the largest fit {low}")
+        # Aim half a tolerance below the prediction: an overshoot costs an out-of-memory trial that (on CPU) also
+        # leaves the process less room for the trials after it. A fit within that half tolerance ends the search;
+        # a fit further below climbs by at least half a tolerance, towards the refitted prediction.
+        half = self.tolerance / 2
+        if predicted is None or predicted <= low or within_tolerance(low, predicted + 1, half):
+            self._finish(f"memory model puts the limit within {half:.0%} of the largest fit {low}")
             return None
-        # Aim half a tolerance below the prediction: a fit there already ends the search, while an overshoot costs
-        # an out-of-memory trial that (on CPU) also leaves the process less room for the trials after it.
-        aim = predicted - math.floor(self.tolerance / 2 * predicted)
-        return min(max(aim, low + 1), self.max_val)
+        aim = predicted - math.floor(half * predicted)
+        return min(max(aim, low + max(1, math.ceil(half * low))), self.max_val)
 
     def _propose_bracket(self, low: int, high: int) -> int:
         last = self.trials[-1]
