@@ -91,3 +91,24 @@ def test_budget_resolution() -> None:
     assert resolve_budget(None, "cpu") == pytest.approx(available_memory("cpu"), rel=0.01)
     with pytest.raises(ValueError, match="unknown"):
         resolve_budget(0.5, "meta")
+
+
+def test_cuda_budget_honours_a_per_process_memory_fraction(monkeypatch) -> None:
+    """The driver reports 60 GiB free, but set_per_process_memory_fraction(0.25) of 80 GiB caps the allocator at 20."""
+    gib = 2**30
+    total = type("Props", (), {"total_memory": 80 * gib})()
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (60 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * gib)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: total)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda device=None: 1.0)
+    assert available_memory("cuda:0") == 62 * gib
+
+    def fraction(device):  # as torch's: a plain "cuda" (no index) is a ValueError
+        if not isinstance(device, int) and torch.device(device).index is None:
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{device}")
+        return 0.25
+
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", fraction)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert available_memory("cuda:0") == 20 * gib
+    assert resolve_budget(None, "cuda") == 20 * gib

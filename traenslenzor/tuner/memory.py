@@ -14,8 +14,9 @@ How the peak is measured:
 * Elsewhere (MPS, XPU, CPU off Linux) the peak is unknown (None); searches then rely on out-of-memory errors only.
 
 The default budget is what this process can actually reach: on CUDA the free device memory plus what PyTorch
-already holds; on CPU the physical memory, lowered to the cgroup limit of a container and to an address-space
-limit (``RLIMIT_AS``) minus the address space that is mapped but not resident.
+already holds, lowered to a cap set with ``torch.cuda.set_per_process_memory_fraction``; on CPU the physical
+memory, lowered to the cgroup limit of a container and to an address-space limit (``RLIMIT_AS``) minus the address
+space that is mapped but not resident.
 """
 
 from __future__ import annotations
@@ -139,7 +140,15 @@ def available_memory(device: torch.device | str | None = None) -> int | None:
     device = as_device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device))
+        reachable = int(free + torch.cuda.memory_reserved(device))
+        # A cap set with torch.cuda.set_per_process_memory_fraction makes the allocator raise OutOfMemoryError
+        # above fraction x total; the driver's free memory does not know about it.
+        get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch >= 2.6
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        fraction = get_fraction(index) if get_fraction is not None else 1.0
+        if fraction < 1.0:
+            reachable = min(reachable, int(fraction * device_total_memory(device)))
+        return reachable
     if device.type == "cpu":
         limits = [device_total_memory(device), _address_space_budget()]
         return min(v for v in limits if v is not None)
