@@ -275,3 +275,56 @@ def test_find_batch_size_rejects_a_misspelt_setting_before_touching_the_model() 
         find_batch_size(model, optimizer, nn.CrossEntropyLoss(), data, max_trial=3)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert not optimizer.state
+
+
+class CachingAllocator:
+    """A CUDA caching allocator in miniature: peak *reserved* memory as ``PeakMemoryMeter`` reads it on CUDA.
+
+    A trial at size b needs ``base + per_sample*b`` bytes. Blocks cached by a trial at another size are not reused
+    (the real allocator cannot serve a larger tensor from a smaller block), so they stay reserved on top of the
+    new ones until ``torch.cuda.empty_cache()`` hands them back.
+    """
+
+    def __init__(self, base: int, per_sample: int, oom_above: int):
+        self.base, self.per_sample, self.oom_above = base, per_sample, oom_above
+        self.cached = 0  # bytes held in blocks cut for the previous trial's size
+        self.cached_size: int | None = None
+        self.peak = 0
+
+    def empty_cache(self) -> None:
+        self.cached, self.cached_size = 0, None
+
+    def run_trial(self, size: int) -> None:
+        need = self.base + self.per_sample * size
+        reserved = need if size == self.cached_size else self.cached + need
+        if reserved > self.oom_above:
+            self.empty_cache()  # the allocator frees its cache and retries once before raising
+            reserved = need
+        if need > self.oom_above:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {size} MiB.")
+        self.peak = reserved
+        self.cached, self.cached_size = need, size
+
+    # the meter interface
+    def start(self) -> None:
+        self.peak = 0
+
+    def stop(self) -> int:
+        return self.peak
+
+
+@pytest.mark.parametrize("mode", ["auto", "binsearch"])
+def test_cuda_trials_do_not_measure_blocks_cached_by_earlier_trials(mode: str, monkeypatch) -> None:
+    """Each CUDA trial starts from an empty cache, so its peak is its own: every fitting trial's measured peak is
+    its own need, and the search lands within 2 % of the budget's limit (4094 here)."""
+    gpu = CachingAllocator(base=512 * MIB, per_sample=2 * MIB, oom_above=64 * 1024 * MIB)
+    monkeypatch.setattr(torch.cuda, "empty_cache", gpu.empty_cache)
+    budget = 8 * 1024 * MIB
+    result = search_batch_size(
+        gpu.run_trial, mode=mode, device="cuda", max_memory=budget, meter=gpu, progress_bar=False, init_val=8
+    )
+    limit = (budget - gpu.base) // gpu.per_sample
+    for trial in result.trials:
+        if trial.peak_memory is not None:
+            assert trial.peak_memory == gpu.base + gpu.per_sample * trial.batch_size
+    assert 0.96 * limit <= result.batch_size <= limit, result.trials

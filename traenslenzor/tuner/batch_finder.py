@@ -79,10 +79,21 @@ def _short(exc: BaseException) -> str:
 
 
 def _run_trial(
-    run_trial: Callable[[int], float | None], size: int, steps: int, meter: PeakMemoryMeter, budget: int | None
+    run_trial: Callable[[int], float | None],
+    size: int,
+    steps: int,
+    meter: PeakMemoryMeter,
+    budget: int | None,
+    device: torch.device,
 ) -> BatchSizeTrial:
     """One trial; out-of-memory errors become a failed trial, every other error propagates."""
-    release_heap()  # the previous trial's freed memory must not count towards this one's peak
+    # The previous trial's freed memory must not count towards this one's peak: on CPU the C heap keeps it
+    # resident; on CUDA the caching allocator keeps it reserved, and blocks cut for another size are not reused,
+    # so without this a trial after a larger one measured that one's peak (seen on an H200: every trial after an
+    # over-budget 2877 "peaked" at its 13.5 GiB).
+    release_heap()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     start = time.perf_counter()
     error = None
     timed = None
@@ -126,12 +137,13 @@ def _trial_runner(
     steps: int,
     meter: PeakMemoryMeter,
     between_trials: Callable[[], None] | None,
+    device: torch.device,
 ) -> Callable[[int, int | None], BatchSizeTrial]:
     """``run(size, budget)``: one trial, then ``between_trials`` however it ended."""
 
     def run(size: int, budget: int | None) -> BatchSizeTrial:
         try:
-            return _run_trial(run_trial, size, steps, meter, budget)
+            return _run_trial(run_trial, size, steps, meter, budget, device)
         finally:
             if between_trials is not None:
                 between_trials()
@@ -246,7 +258,7 @@ def search_batch_size(
     meter = meter if meter is not None else PeakMemoryMeter(device)
     if device.type == "cpu" and address_space_limited():
         _prepare_for_address_space_limit()
-    run = _trial_runner(run_trial, steps_per_trial, meter, between_trials)
+    run = _trial_runner(run_trial, steps_per_trial, meter, between_trials, device)
     budget_now = (lambda: resolve_budget(None, device)) if max_memory is None else None
     # No tqdm object at all without a bar: its monitor thread would reserve a 64 MiB malloc arena.
     bar = tqdm(total=max_trials, desc=f"batch size ({mode})", leave=False) if progress_bar else None
@@ -255,6 +267,9 @@ def search_batch_size(
     finally:
         if bar is not None:
             bar.close()
+        # Hand back the blocks the trials cached: what runs next (an LR search, training) at the chosen size then
+        # starts from an empty allocator cache instead of one fragmented by the trials' other sizes.
+        free_memory()
     best = policy.best
     if best is None:
         raise _not_found(policy, max_trials)
