@@ -172,6 +172,30 @@ def test_auto_without_budget_grows_then_gallops() -> None:
     assert drive("auto", oom_from=1000) == ([*POWERS, 1004, 964, 984], 984)
 
 
+def test_auto_with_adaptive_peaks_confirms_the_limit_with_one_failure() -> None:
+    # As test_auto_jumps_to_the_model_prediction, then the fit at 990 is not taken as the limit: one climb of
+    # half the tolerance, ceil(0.01 * 990) = 10, to 1000, which is over the budget; 1000 - 990 <= 2 %: done.
+    assert drive("auto", budget=affine(999), adaptive_peaks=True) == ([2, 8, 990, 1000], 990)
+
+
+def test_auto_with_adaptive_peaks_finds_the_limit_behind_a_saturated_peak() -> None:
+    """CUDA-like: the peak grows into free memory (workspaces) until it reads as the whole budget, while the real
+    limit (out of memory) lies twice as far. Trusting the model stops at the saturation point."""
+    budget = 20_000
+
+    def need(b: int) -> int:
+        return 1000 + 10 * b  # what the step really needs; more raises out-of-memory (limit 1900)
+
+    def adaptive(b: int) -> int:
+        return min(budget, 2 * need(b))  # what the allocator reports: up to twice the need when memory is free
+
+    _, trusted_best = drive("auto", oom_from=1901, budget=budget, memory=adaptive)
+    sizes, best = drive("auto", oom_from=1901, budget=budget, memory=adaptive, adaptive_peaks=True)
+    assert trusted_best < 0.5 * 1900  # the defect the flag exists for
+    assert 0.98 * 1900 <= best <= 1900
+    assert len(sizes) <= 20, sizes
+
+
 def test_throughput_takes_smallest_size_within_five_percent() -> None:
     def speed(b: int) -> float:
         return {2: 200, 4: 400, 8: 800, 16: 1600, 32: 2900, 64: 3000, 128: 2990}.get(b, 0.0)

@@ -254,7 +254,9 @@ def search_batch_size(
     if cap < init_val:
         log.info("init_val=%d exceeds the dataset length %d; starting at %d.", init_val, dataset_len, cap)
     budget = resolve_budget(max_memory, device)
-    policy = SEARCH_POLICIES[mode](init_val=min(init_val, cap), max_val=cap, margin=margin, budget=budget)
+    policy = SEARCH_POLICIES[mode](
+        init_val=min(init_val, cap), max_val=cap, margin=margin, budget=budget, adaptive_peaks=device.type == "cuda"
+    )
     meter = meter if meter is not None else PeakMemoryMeter(device)
     if device.type == "cpu" and address_space_limited():
         _prepare_for_address_space_limit()
