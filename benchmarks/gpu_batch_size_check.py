@@ -106,6 +106,7 @@ def check_model(name: str, budget: int) -> dict:
         "auto_trials": auto.num_trials,
         "auto_steps": auto_steps,
         "auto_s": auto_s,
+        "auto_trials_seen": [(t.batch_size, t.fits, t.peak_memory and t.peak_memory // 2**20) for t in auto.trials],
         "real": real.batch_size,
         "real_trials": real.num_trials,
         "real_steps": real_steps,
@@ -141,6 +142,8 @@ def main() -> int:
             f"{r['auto_steps']}, {r['auto_s']:.1f}) | {r['real']} ({r['real_trials']}, {r['real_steps']}, "
             f"{r['real_s']:.1f}) | {r['predicted'] / r['real']:.3f} |"
         )
+    for r in rows:
+        print(f"{r['model']} auto trials (size, fits, peak MiB): {r['auto_trials_seen']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps({"device": torch.cuda.get_device_name(0), "limit_gib": args.limit_gib, "rows": rows}, indent=2)
