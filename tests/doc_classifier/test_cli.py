@@ -359,3 +359,34 @@ def test_checkpoint_is_evaluated_by_stage_val_and_resumed_by_stage_train(
     assert main(["--config_path", str(config), *SHRINK, "--stage", "train", f"--ckpt_path={best}",
                  "--trainer_config.max_epochs=2"]) == 2  # fmt: skip
     assert re.search(r"OneCycle schedule spans 3 steps, this run's would span 6.*ckpt_path", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("tuned", [True, False], ids=["batch-size-tuned", "batch-size-from-config"])
+def test_out_of_memory_after_batch_tuning_explains_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tuned: bool
+) -> None:
+    """Training runs out of memory at the size the search found (on a GPU a longer run fragments the cache more
+    than three trial steps do): the error propagates, and the log says which size and the three ways out."""
+    import torch
+
+    from traenslenzor.doc_classifier import experiment
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 164.00 MiB.")
+
+    monkeypatch.setattr(experiment, "run_stage", out_of_memory)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO")
+    flags = ["--tune-batch-size"] if tuned else []
+    with pytest.raises(torch.OutOfMemoryError):
+        main(["--config_path", str(_quickstart_copy(tmp_path)), *flags, *SHRINK])
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    if not tuned:
+        assert errors == []
+        return
+    found = json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["found"]
+    assert len(errors) == 1, errors
+    size = int(re.search(r"Out of memory at batch size (\d+)", errors[0]).group(1))
+    assert size == found == 8  # SHRINK caps the search at max_val=8, and 8 fits on this CPU
+    assert f"--datamodule_config.batch_size={int(size * 0.9)}" in errors[0]
+    assert "--tuner_config.margin (now 0.02" in errors[0] and "expandable_segments:True" in errors[0]

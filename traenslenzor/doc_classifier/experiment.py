@@ -142,21 +142,46 @@ def run_experiment(
     datamodule = build_datamodule(config)
     module = build_module(config)
     tuning = None
-    if tuning_asked:
-        from traenslenzor.doc_classifier.trainer import build_tuning_trainer
-        from traenslenzor.doc_classifier.tuning import run_tuning
+    try:
+        if tuning_asked:
+            from traenslenzor.doc_classifier.trainer import build_tuning_trainer
+            from traenslenzor.doc_classifier.tuning import run_tuning
 
-        tuning = run_tuning(config, build_tuning_trainer(config), module, datamodule,
-                            batch_size=tune_batch_size, learning_rate=tune_learning_rate)
-    saved = None
-    if save_tuned_config is not None:
-        path = _save(config_path, save_tuned_config, tuning, stage=config.stage)
-        saved = None if path is None else str(path)
-    if tune_only:
-        log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
-        return ExperimentResult(tuning=tuning, saved_config=saved)
-    metrics, best = run_stage(config, module, datamodule, callbacks)
+            tuning = run_tuning(config, build_tuning_trainer(config), module, datamodule,
+                                batch_size=tune_batch_size, learning_rate=tune_learning_rate)
+        saved = None
+        if save_tuned_config is not None:
+            path = _save(config_path, save_tuned_config, tuning, stage=config.stage)
+            saved = None if path is None else str(path)
+        if tune_only:
+            log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
+            return ExperimentResult(tuning=tuning, saved_config=saved)
+        metrics, best = run_stage(config, module, datamodule, callbacks)
+    except Exception as exc:
+        from traenslenzor.tuner.oom import is_oom_error
+
+        if tune_batch_size and is_oom_error(exc):
+            _explain_oom_after_batch_tuning(config, int(datamodule.hparams.batch_size))
+        raise
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
+
+
+def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -> None:
+    """Why a size the search found can still run out of memory later, and the three ways out."""
+    from traenslenzor.doc_classifier.tuning import say
+
+    tuner = config.tuner_config
+    say(
+        "Out of memory at batch size %d, which --tune-batch-size found: its trials ran %d steps each from an empty "
+        "allocator cache, and a longer run can fragment memory further. Re-run without --tune-batch-size and with "
+        "--datamodule_config.batch_size=%d (10%% smaller), or tune with a larger --tuner_config.margin (now %g; "
+        "binsearch and auto), or start Python with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (CUDA).",
+        batch_size,
+        tuner.steps_per_trial,
+        max(1, int(batch_size * 0.9)),
+        tuner.margin,
+        level=logging.ERROR,
+    )
 
 
 def _save(config_path: str | Path, target: str | Path, tuning: Any, *, stage: str = "train") -> Path | None:
