@@ -361,27 +361,37 @@ def test_checkpoint_is_evaluated_by_stage_val_and_resumed_by_stage_train(
     assert re.search(r"OneCycle schedule spans 3 steps, this run's would span 6.*ckpt_path", capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("tuned", [True, False], ids=["batch-size-tuned", "batch-size-from-config"])
+@pytest.mark.parametrize(
+    ("tuned", "where"),
+    [(True, "run_stage"), (False, "run_stage"), (True, "run_tuning")],
+    ids=["batch-size-tuned", "batch-size-from-config", "nothing-fitted"],
+)
 def test_out_of_memory_after_batch_tuning_explains_the_way_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tuned: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tuned: bool, where: str
 ) -> None:
     """Training runs out of memory at the size the search found (on a GPU a longer run fragments the cache more
-    than three trial steps do): the error propagates, and the log says which size and the three ways out."""
+    than three trial steps do): the error propagates, and the log says which size and the three ways out. Not
+    after a search in which nothing fitted: that error carries its own remedies."""
     import torch
 
-    from traenslenzor.doc_classifier import experiment
+    from traenslenzor.doc_classifier import experiment, tuning
+    from traenslenzor.tuner import BatchSizeNotFoundError
 
-    def out_of_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 164.00 MiB.")
+    oom = "CUDA out of memory. Tried to allocate 164.00 MiB."
+    nothing_fitted = BatchSizeNotFoundError(f"Even batch size 1 does not fit in memory ({oom})")
+    error = torch.OutOfMemoryError(oom) if where == "run_stage" else nothing_fitted
 
-    monkeypatch.setattr(experiment, "run_stage", out_of_memory)
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(experiment if where == "run_stage" else tuning, where, fail)
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO")
     flags = ["--tune-batch-size"] if tuned else []
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(type(error)):
         main(["--config_path", str(_quickstart_copy(tmp_path)), *flags, *SHRINK])
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    if not tuned:
+    if not tuned or where == "run_tuning":
         assert errors == []
         return
     found = json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["found"]

@@ -158,9 +158,11 @@ def run_experiment(
             return ExperimentResult(tuning=tuning, saved_config=saved)
         metrics, best = run_stage(config, module, datamodule, callbacks)
     except Exception as exc:
+        from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError
         from traenslenzor.tuner.oom import is_oom_error
 
-        if tune_batch_size and is_oom_error(exc):
+        # BatchSizeNotFoundError (nothing fitted) carries its own remedies, and the OOM text of its last trial.
+        if tune_batch_size and is_oom_error(exc) and not isinstance(exc, BatchSizeNotFoundError):
             _explain_oom_after_batch_tuning(config, int(datamodule.hparams.batch_size))
         raise
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
