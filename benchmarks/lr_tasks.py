@@ -31,7 +31,7 @@ class Task:
     model: str  # linear | mlp | mlp_bn | mlp_deep | cnn | cnn_bn | cnn_gn | resnet_bn | transformer | gru
     data: str  # blobs | regression | images | sequences
     loss: str  # ce | ce_smooth (label smoothing 0.1) | mse
-    optimizer: str  # sgd | sgd_momentum | sgd_nesterov | adam | adamw | rmsprop | adagrad | nadam
+    optimizer: str  # sgd | sgd_momentum | sgd_nesterov | adam | adamw | rmsprop | adagrad | nadam | radam | adamax
     steps: int  # fixed training budget (optimizer steps at constant LR)
     batch_size: int = 32
     input_scale: float = 1.0  # scales the inputs, which shifts the best LR for SGD-like optimizers
@@ -92,6 +92,23 @@ TASKS: tuple[Task, ...] = (
     ),
     Task("cnn_gn_sgdm", "cnn_gn", "images", "ce", "sgd_momentum", steps=150, finder_range=(1e-8, 10.0)),
     Task("mlp_sgd_mse_b16", "mlp", "regression", "mse", "sgd", steps=300, batch_size=16, finder_range=(1e-8, 10.0)),
+    # fifth hold-out, committed before any of it was measured (2026-11-29), rule unchanged: two more optimizers
+    # (RAdam, Adamax), a recurrent model with SGD momentum, a residual BatchNorm CNN with SGD momentum and batch
+    # 64, a deep MLP regression with AdamW
+    Task("transformer_radam", "transformer", "sequences", "ce", "radam", steps=200),
+    Task("cnn_bn_adamax", "cnn_bn", "images", "ce", "adamax", steps=150),
+    Task("gru_sgdm", "gru", "sequences", "ce", "sgd_momentum", steps=200, finder_range=(1e-8, 10.0)),
+    Task(
+        "resnet_bn_sgdm_b64",
+        "resnet_bn",
+        "images",
+        "ce",
+        "sgd_momentum",
+        steps=150,
+        batch_size=64,
+        finder_range=(1e-8, 10.0),
+    ),
+    Task("mlp_deep_adamw_mse", "mlp_deep", "regression", "mse", "adamw", steps=200),
 )
 
 TASKS_BY_NAME = {task.name: task for task in TASKS}
@@ -103,7 +120,8 @@ CONFIRM = tuple(task.name for task in TASKS[1:12:2])
 HOLDOUT = tuple(task.name for task in TASKS[12:15])
 NEW_HOLDOUT = tuple(task.name for task in TASKS[15:18])
 THIRD_HOLDOUT = tuple(task.name for task in TASKS[18:22])
-FOURTH_HOLDOUT = tuple(task.name for task in TASKS[22:])
+FOURTH_HOLDOUT = tuple(task.name for task in TASKS[22:27])
+FIFTH_HOLDOUT = tuple(task.name for task in TASKS[27:])
 GROUPS = {
     "design": DESIGN,
     "confirm": CONFIRM,
@@ -111,6 +129,7 @@ GROUPS = {
     "new holdout": NEW_HOLDOUT,
     "third holdout": THIRD_HOLDOUT,
     "fourth holdout": FOURTH_HOLDOUT,
+    "fifth holdout": FIFTH_HOLDOUT,
 }
 
 
@@ -288,6 +307,10 @@ def make_optimizer(task: Task, params: Iterator[nn.Parameter], lr: float) -> tor
         return torch.optim.RMSprop(params, lr=lr)
     if task.optimizer == "nadam":
         return torch.optim.NAdam(params, lr=lr)
+    if task.optimizer == "radam":
+        return torch.optim.RAdam(params, lr=lr)
+    if task.optimizer == "adamax":
+        return torch.optim.Adamax(params, lr=lr)
     raise ValueError(f"unknown optimizer {task.optimizer!r}")
 
 
