@@ -3,13 +3,13 @@ restore of model, optimizer and CUDA RNG, and no device memory left behind by a 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from test_lightning_models import trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -145,26 +145,14 @@ def test_tuner_on_gpu_with_mixed_precision_then_fit(tmp_path) -> None:
     reserved memory lay in pieces too small for the next 164 MiB block. A margin has to exceed one such block.
     """
     model = _ConvModule()
-    with _memory_cap(CAP_GIB), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer = pl.Trainer(
-            accelerator="gpu",
-            devices=1,
-            precision="16-mixed",
-            max_epochs=1,
-            limit_train_batches=3,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=str(tmp_path),
-        )
+    with _memory_cap(CAP_GIB):
+        gpu = trainer(tmp_path, accelerator="gpu", devices=1, precision="16-mixed", limit_train_batches=3)
         weights = [t.clone() for t in model.state_dict().values()]
-        tuner = Tuner(trainer)
+        tuner = Tuner(gpu)
         size = tuner.scale_batch_size(model, mode="binsearch", init_val=16, margin=0.2, progress_bar=False)
         assert size is not None and 16 < size < N and model.batch_size == size
         result = tuner.lr_find(model, num_training=30, progress_bar=False)
         assert result is not None and result.suggestion() is not None and model.lr == result.suggestion()
         _assert_same(weights, [t.clone().cpu() for t in model.state_dict().values()])
-        trainer.fit(model)
-        assert trainer.global_step == 3
+        gpu.fit(model)
+        assert gpu.global_step == 3
