@@ -49,9 +49,18 @@ def render_rate(image_size: int, strength: float, pages: int) -> tuple[float, fl
 
 def loader_rate(image_size: int, preset: str, pages: int) -> float:
     """Samples per second through ``train_dataloader`` (transforms + collate) of an in-memory split."""
-    dm = DocDataModule(DataModuleConfig(image_size=image_size, synthetic_train_size=pages, synthetic_val_size=16,
-                                        synthetic_test_size=16, train_transform=preset, batch_size=64,
-                                        mean=0.8, std=0.2))
+    dm = DocDataModule(
+        DataModuleConfig(
+            image_size=image_size,
+            synthetic_train_size=pages,
+            synthetic_val_size=16,
+            synthetic_test_size=16,
+            train_transform=preset,
+            batch_size=64,
+            mean=0.8,
+            std=0.2,
+        )
+    )
     dm.setup("fit")
     start = time.perf_counter()
     n = sum(len(y) for _, y in dm.train_dataloader())
@@ -65,16 +74,28 @@ def run_render(pages: int) -> dict:
         for strength in (1.0, 0.0):
             n = pages if size <= 128 else pages // 2
             wall, cpu = render_rate(size, strength, n)
-            rows.append({"image_size": size, "artefact_strength": strength, "pages": n,
-                         "pages_per_wall_s": wall, "pages_per_cpu_s": cpu})
-    loaders = [{"image_size": s, "preset": p, "samples_per_s": loader_rate(s, p, 1024)}
-               for s in (64, 128) for p in ("val", "train", "train_heavy")]
+            rows.append(
+                {
+                    "image_size": size,
+                    "artefact_strength": strength,
+                    "pages": n,
+                    "pages_per_wall_s": wall,
+                    "pages_per_cpu_s": cpu,
+                }
+            )
+    loaders = [
+        {"image_size": s, "preset": p, "samples_per_s": loader_rate(s, p, 1024)}
+        for s in (64, 128)
+        for p in ("val", "train", "train_heavy")
+    ]
     print("\n### Rendering, one core (pages/s)\n")
     print("| image size | artefacts | pages | pages/s (wall) | pages/s (CPU time) |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['image_size']} | {r['artefact_strength']:g} | {r['pages']} | {r['pages_per_wall_s']:.0f} "
-              f"| {r['pages_per_cpu_s']:.0f} |")
+        print(
+            f"| {r['image_size']} | {r['artefact_strength']:g} | {r['pages']} | {r['pages_per_wall_s']:.0f} "
+            f"| {r['pages_per_cpu_s']:.0f} |"
+        )
     print("\n### Training loader from the in-memory split, one thread (samples/s, batch 64)\n")
     print("| image size | preset | samples/s |\n| ---: | --- | ---: |")
     for r in loaders:
@@ -90,8 +111,12 @@ class SmallCNN(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for width in (16, 32, 64, 128):
-            layers += [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(c, num_classes))
@@ -113,8 +138,14 @@ def evaluate(model: nn.Module, loader) -> tuple[float, np.ndarray]:
 def run_learn(epochs: int, image_size: int, train_size: int, val_size: int, lr: float, threads: int) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(threads)
-    cfg = DataModuleConfig(image_size=image_size, batch_size=64, synthetic_train_size=train_size,
-                           synthetic_val_size=val_size, synthetic_test_size=16, seed=0)
+    cfg = DataModuleConfig(
+        image_size=image_size,
+        batch_size=64,
+        synthetic_train_size=train_size,
+        synthetic_val_size=val_size,
+        synthetic_test_size=16,
+        seed=0,
+    )
     start = time.perf_counter()
     dm = DocDataModule(cfg)
     dm.setup("fit")
@@ -134,26 +165,50 @@ def run_learn(epochs: int, image_size: int, train_size: int, val_size: int, lr: 
             opt.step()
             sched.step()
         acc, confusion = evaluate(model, dm.val_dataloader())
-        history.append({"epoch": epoch + 1, "val_acc": acc, "train_loss_last": float(loss.detach()),
-                        "elapsed_s": time.perf_counter() - start})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "val_acc": acc,
+                "train_loss_last": float(loss.detach()),
+                "elapsed_s": time.perf_counter() - start,
+            }
+        )
         logger.info("epoch %d  val acc %.3f  (%.0f s)", epoch + 1, acc, history[-1]["elapsed_s"])
     train_s = time.perf_counter() - start
     per_class = confusion.diagonal() / confusion.sum(1)
     pairs = []
     for a, b in CONFUSABLE_PAIRS:
         i, j = RVL_CDIP_CLASSES.index(a), RVL_CDIP_CLASSES.index(b)
-        pairs.append({"pair": f"{a} / {b}", "a_as_b": int(confusion[i, j]), "b_as_a": int(confusion[j, i]),
-                      "support": int(confusion[i].sum() + confusion[j].sum())})
+        pairs.append(
+            {
+                "pair": f"{a} / {b}",
+                "a_as_b": int(confusion[i, j]),
+                "b_as_a": int(confusion[j, i]),
+                "support": int(confusion[i].sum() + confusion[j].sum()),
+            }
+        )
     _print_learn(acc, per_class, confusion, pairs, epochs, render_s, train_s, cfg)
-    return {"config": cfg.model_dump(mode="json"), "epochs": epochs, "lr": lr, "threads": threads,
-            "render_s": render_s, "train_s": train_s, "val_acc": acc, "chance": 1 / 16,
-            "per_class_acc": dict(zip(RVL_CDIP_CLASSES, per_class.tolist(), strict=True)),
-            "confusion": confusion.tolist(), "confusable_pairs": pairs, "history": history}
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "epochs": epochs,
+        "lr": lr,
+        "threads": threads,
+        "render_s": render_s,
+        "train_s": train_s,
+        "val_acc": acc,
+        "chance": 1 / 16,
+        "per_class_acc": dict(zip(RVL_CDIP_CLASSES, per_class.tolist(), strict=True)),
+        "confusion": confusion.tolist(),
+        "confusable_pairs": pairs,
+        "history": history,
+    }
 
 
 def _print_learn(acc, per_class, confusion, pairs, epochs, render_s, train_s, cfg) -> None:
-    print(f"\n### Small CNN on synthetic pages ({cfg.image_size}px, {cfg.synthetic_train_size} train / "
-          f"{cfg.synthetic_val_size} val, {epochs} epochs; render {render_s:.0f} s, train {train_s:.0f} s)\n")
+    print(
+        f"\n### Small CNN on synthetic pages ({cfg.image_size}px, {cfg.synthetic_train_size} train / "
+        f"{cfg.synthetic_val_size} val, {epochs} epochs; render {render_s:.0f} s, train {train_s:.0f} s)\n"
+    )
     print(f"Validation accuracy: **{acc:.3f}** (chance 0.0625)\n")
     short = [n[:6] for n in RVL_CDIP_CLASSES]
     print("| true \\ pred | " + " | ".join(f"{i}" for i in range(16)) + " | acc |")
@@ -177,15 +232,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-           "machine": platform.machine(), "load_avg_1m_at_start": os.getloadavg()[0]}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_avg_1m_at_start": os.getloadavg()[0],
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.part in ("render", "all"):
         out = {"env": env, **run_render(args.pages)}
         (RESULTS / "data_throughput.json").write_text(json.dumps(out, indent=2))
     if args.part in ("learn", "all"):
-        out = {"env": env, **run_learn(args.epochs, args.image_size, args.train_size, args.val_size, args.lr,
-                                       args.threads)}
+        out = {
+            "env": env,
+            **run_learn(args.epochs, args.image_size, args.train_size, args.val_size, args.lr, args.threads),
+        }
         (RESULTS / "data_learnability.json").write_text(json.dumps(out, indent=2))
 
 

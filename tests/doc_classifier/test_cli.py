@@ -60,8 +60,9 @@ def _run_subprocess(cwd: Path, args: list[str]) -> list[str]:
     return [line.rstrip() for line in output.splitlines()]
 
 
-def _run_in_process(cwd: Path, args: list[str], monkeypatch: pytest.MonkeyPatch,
-                    caplog: pytest.LogCaptureFixture) -> list[str]:
+def _run_in_process(
+    cwd: Path, args: list[str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> list[str]:
     """The same script run with ``runpy`` in this process (saves the ~15 s of imports); its log lines."""
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [str(RUN), *args])
@@ -111,9 +112,7 @@ def test_run_py_tunes_batch_size_then_lr_applies_both_and_trains(
     original = config.read_text(encoding="utf-8")
     save = ["--save-tuned-config"] + ([save_to] if save_to else [])
     args = ["--config_path", str(config), *flags, *save, *SHRINK]
-    lines = (
-        _run_in_process(tmp_path, args, monkeypatch, caplog) if in_process else _run_subprocess(tmp_path, args)
-    )
+    lines = _run_in_process(tmp_path, args, monkeypatch, caplog) if in_process else _run_subprocess(tmp_path, args)
 
     positions = _positions(lines, GUIDE_LINES)
     assert positions == sorted(positions), "guide log lines out of order (batch size must come before LR)"
@@ -149,9 +148,7 @@ def test_run_py_tunes_batch_size_then_lr_applies_both_and_trains(
 
     saved = tmp_path / save_to if save_to else config
     after = saved.read_text(encoding="utf-8")
-    changed = [
-        (a, b) for a, b in zip(original.splitlines(), after.splitlines(), strict=True) if a != b
-    ]
+    changed = [(a, b) for a, b in zip(original.splitlines(), after.splitlines(), strict=True) if a != b]
     assert [a.split("=")[0].strip() for a, _ in changed] == ["learning_rate", "max_lr", "batch_size"]
     new = {b.split("=")[0].strip(): b.split("=")[1].split("#")[0].strip() for _, b in changed}
     assert int(new["batch_size"]) == batch_size
@@ -171,9 +168,7 @@ def test_overrides_are_split_from_flags() -> None:
         split_overrides(parser, ["--a.b"])
 
 
-def test_cli_reports_a_misspelled_key_without_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_reports_a_misspelled_key_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "exp.toml"
     config.write_text("[trainer_config]\nmax_epoch = 3\n", encoding="utf-8")
     assert main(["--config_path", str(config)]) == 2
@@ -210,7 +205,9 @@ def test_tune_only_does_not_train(
 
 
 def test_stage_test_evaluates_and_lr_tuning_needs_training(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -290,7 +287,12 @@ def test_tuning_passes_the_config_and_applies_results(
     assert (first, second) == ("scale_batch_size", "lr_find")
     tc = config.tuner_config
     assert {k: bs_kwargs[k] for k in ("mode", "init_val", "max_trials", "steps_per_trial", "margin", "max_val")} == {
-        "mode": "power", "init_val": 2, "max_trials": 25, "steps_per_trial": 3, "margin": 0.1, "max_val": 64
+        "mode": "power",
+        "init_val": 2,
+        "max_trials": 25,
+        "steps_per_trial": 3,
+        "margin": 0.1,
+        "max_val": 64,
     }
     assert bs_kwargs["max_memory"] == 0.5 and bs_kwargs["method"] == "fit"
     assert (lr_kwargs["min_lr"], lr_kwargs["max_lr"], lr_kwargs["num_training"]) == (tc.min_lr, tc.max_lr, 200)
@@ -326,7 +328,9 @@ def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
 
 
 def test_checkpoint_is_evaluated_by_stage_val_and_resumed_by_stage_train(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)

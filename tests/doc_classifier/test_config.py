@@ -206,7 +206,8 @@ def test_docs_list_every_config_key_and_no_other() -> None:
     data = (REPO / "docs/data.md").read_text(encoding="utf-8")
     keys = _config_keys()
     undocumented = [
-        key for key in keys
+        key
+        for key in keys
         if f"`{key.rsplit('.', 1)[-1]}`" not in (data if key.startswith("datamodule_config.") else cli)
     ]
     assert undocumented == []
@@ -219,5 +220,6 @@ def test_eval_batch_search_with_a_pinned_eval_batch_size_fails_before_any_work()
     with pytest.raises(ConfigError, match="eval_batch_size = 16 pins it; remove eval_batch_size"):
         preflight(config, tune_learning_rate=False, tune_batch_size=True)
     preflight(config, tune_learning_rate=False)  # no search: the pinned size is fine
-    preflight(validate_config({"datamodule_config": {"eval_batch_size": 16}}), tune_learning_rate=False,
-              tune_batch_size=True)  # stage train searches the training batch, which eval_batch_size leaves alone
+    preflight(
+        validate_config({"datamodule_config": {"eval_batch_size": 16}}), tune_learning_rate=False, tune_batch_size=True
+    )  # stage train searches the training batch, which eval_batch_size leaves alone

@@ -18,8 +18,13 @@ from traenslenzor.doc_classifier.data import (
     SyntheticDocuments,
 )
 
-SMALL = {"image_size": 32, "synthetic_train_size": 48, "synthetic_val_size": 32, "synthetic_test_size": 32,
-         "batch_size": 8}
+SMALL = {
+    "image_size": 32,
+    "synthetic_train_size": 48,
+    "synthetic_val_size": 32,
+    "synthetic_test_size": 32,
+    "batch_size": 8,
+}
 
 
 def small(**overrides) -> DocDataModule:
@@ -32,9 +37,19 @@ def test_config_rejects_unknown_keys_naming_them() -> None:
         DataModuleConfig(batchsize=32)
 
 
-@pytest.mark.parametrize("field, value", [("batch_size", 0), ("image_size", 4), ("num_workers", -1),
-                                          ("limit_train_samples", 0), ("synthetic_val_size", 0),
-                                          ("channels", 2), ("source", "imagenet"), ("train_transform", "flip")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("batch_size", 0),
+        ("image_size", 4),
+        ("num_workers", -1),
+        ("limit_train_samples", 0),
+        ("synthetic_val_size", 0),
+        ("channels", 2),
+        ("source", "imagenet"),
+        ("train_transform", "flip"),
+    ],
+)
 def test_config_rejects_out_of_range_values(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         DataModuleConfig(**{field: value})
@@ -154,8 +169,14 @@ def test_prepare_data_fills_the_disk_cache_that_setup_then_reads(tmp_path: Path)
     dm = small(cache_dir=tmp_path, limit_val_samples=10)
     dm.prepare_data()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(["manifest.json", "synthetic-v1-train-seed0-32px-n48-a1.npy",
-                            "synthetic-v1-val-seed0-32px-n10-a1.npy", "synthetic-v1-test-seed0-32px-n32-a1.npy"])
+    assert names == sorted(
+        [
+            "manifest.json",
+            "synthetic-v1-train-seed0-32px-n48-a1.npy",
+            "synthetic-v1-val-seed0-32px-n10-a1.npy",
+            "synthetic-v1-test-seed0-32px-n32-a1.npy",
+        ]
+    )
     dm.setup("fit")
     assert len(dm.dataset("val")) == 10
 

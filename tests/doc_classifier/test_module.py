@@ -32,8 +32,14 @@ def _loader(n: int = 24, batch_size: int = 8) -> DataLoader:
 
 
 def _trainer(**kwargs: Any) -> L.Trainer:
-    defaults = {"accelerator": "cpu", "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-                "enable_model_summary": False, "num_sanity_val_steps": 0}
+    defaults = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
     return L.Trainer(**{**defaults, **kwargs})
 
 

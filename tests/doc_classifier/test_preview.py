@@ -17,8 +17,10 @@ def test_preview_command_writes_one_row_per_class(tmp_path) -> None:
     assert image.size == (label_width + 3 * cell, 16 * cell)
     grid = np.asarray(image)
     # row 5, column 2 holds page 5 + 2*16 of the train split (class 5)
-    np.testing.assert_array_equal(grid[5 * cell: 5 * cell + 20, label_width + 2 * cell: label_width + 2 * cell + 20],
-                                  render_sample(0, "train", 5 + 2 * 16, 20)[0])
+    np.testing.assert_array_equal(
+        grid[5 * cell : 5 * cell + 20, label_width + 2 * cell : label_width + 2 * cell + 20],
+        render_sample(0, "train", 5 + 2 * 16, 20)[0],
+    )
 
 
 def test_gray_bits_posterizes_the_png(tmp_path) -> None:

@@ -85,12 +85,21 @@ def test_a_split_of_only_unreadable_images_is_a_clear_error(tmp_path: Path) -> N
         RvlCdipPages(tmp_path, "val", SIZE)[0]
 
 
-@pytest.mark.parametrize("damage, problem", [
-    (lambda root: None, "does not exist"),
-    (lambda root: (root / "labels").mkdir(parents=True), "no images/ folder"),
-    (lambda root: ((root / "images").mkdir(parents=True), (root / "labels").mkdir(),
-                   (root / "labels" / "train.txt").write_text("a.tif 1\n")), "labels/val.txt, labels/test.txt"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: (root / "labels").mkdir(parents=True), "no images/ folder"),
+        (
+            lambda root: (
+                (root / "images").mkdir(parents=True),
+                (root / "labels").mkdir(),
+                (root / "labels" / "train.txt").write_text("a.tif 1\n"),
+            ),
+            "labels/val.txt, labels/test.txt",
+        ),
+    ],
+)
 def test_missing_or_incomplete_dataset_says_where_what_and_how(tmp_path: Path, damage, problem: str) -> None:
     root = tmp_path / "rvl"
     damage(root)
@@ -103,9 +112,14 @@ def test_missing_or_incomplete_dataset_says_where_what_and_how(tmp_path: Path, d
     assert "adamharley.com/rvl-cdip" in message and "synthetic" in message, "how to obtain it / alternative"
 
 
-@pytest.mark.parametrize("line, problem", [("only_a_path.tif", "expected '<relative path> <label>'"),
-                                           ("a.tif seven", "expected '<relative path> <label>'"),
-                                           ("a.tif 16", "label 16 is outside 0..15")])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("only_a_path.tif", "expected '<relative path> <label>'"),
+        ("a.tif seven", "expected '<relative path> <label>'"),
+        ("a.tif 16", "label 16 is outside 0..15"),
+    ],
+)
 def test_malformed_label_lines_name_file_and_line(tmp_path: Path, line: str, problem: str) -> None:
     path = tmp_path / "train.txt"
     path.write_text(f"ok.tif 3\n\n{line}\n")
@@ -130,8 +144,16 @@ def test_limit_takes_a_seeded_subset_in_file_order() -> None:
 
 def test_datamodule_serves_the_real_layout(tmp_path: Path) -> None:
     entries = make_rvl_cdip(tmp_path, per_split=8)
-    dm = DocDataModule(source="rvl_cdip", root=tmp_path, image_size=SIZE, batch_size=3, mean=0.5, std=0.5,
-                       train_transform="val", limit_val_samples=5)
+    dm = DocDataModule(
+        source="rvl_cdip",
+        root=tmp_path,
+        image_size=SIZE,
+        batch_size=3,
+        mean=0.5,
+        std=0.5,
+        train_transform="val",
+        limit_val_samples=5,
+    )
     x, y = next(iter(dm.val_dataloader()))
     assert x.shape == (3, 1, SIZE, SIZE)
     assert len(dm.dataset("val")) == 5
@@ -174,8 +196,7 @@ def test_hf_copy_loads_with_labels_and_skips_a_corrupt_row(tmp_path: Path, caplo
 
 def test_hf_datamodule_and_limits(tmp_path: Path) -> None:
     _make_hf(tmp_path / "hf")
-    dm = DocDataModule(source="hf_rvl_cdip", root=tmp_path / "hf", image_size=SIZE, batch_size=2,
-                       limit_train_samples=4)
+    dm = DocDataModule(source="hf_rvl_cdip", root=tmp_path / "hf", image_size=SIZE, batch_size=2, limit_train_samples=4)
     x, _ = next(iter(dm.train_dataloader()))
     assert x.shape == (2, 1, SIZE, SIZE) and len(dm.dataset("train")) == 4
 

@@ -43,8 +43,11 @@ def test_same_seed_split_index_gives_identical_pages() -> None:
 
 def test_seed_split_and_index_each_change_the_page() -> None:
     base = render_sample(5, "train", 16, 48)[0]
-    for other in (render_sample(6, "train", 16, 48)[0], render_sample(5, "val", 16, 48)[0],
-                  render_sample(5, "train", 32, 48)[0]):
+    for other in (
+        render_sample(6, "train", 16, 48)[0],
+        render_sample(5, "val", 16, 48)[0],
+        render_sample(5, "train", 32, 48)[0],
+    ):
         assert not np.array_equal(base, other)
 
 
@@ -84,7 +87,7 @@ def test_disk_cache_writes_manifest_and_reloads_identical_pages(tmp_path) -> Non
     first = SyntheticDocuments("test", 17, 24, seed=4, cache_dir=tmp_path)
     entries = read_manifest(tmp_path)
     assert len(entries) == 1
-    (name, key), = entries.items()
+    ((name, key),) = entries.items()
     assert (tmp_path / name).exists()
     assert key == first.key() and key["split"] == "test" and key["length"] == 17
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MANIFEST, name])  # no temp files left
@@ -113,6 +116,7 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path) -> None:
 
 def _nearest_centroid_accuracy(size: int, per_class: int) -> float:
     """Accuracy of a nearest-class-mean classifier on 8x8 thumbnails (a model a CNN must beat)."""
+
     def features(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         ds = SyntheticDocuments(split, n, size, seed=0)
         x = torch.stack([ds[i][0] for i in range(n)]).float()

@@ -317,6 +317,7 @@ def test_our_lr_finder_rejects_bad_settings_when_built(kwargs, match) -> None:
 
 def test_callback_started_mid_training_warns_that_schedulers_keep_the_old_lr(tmp_path) -> None:
     """After training began the optimizer has state, so the schedulers are not rebuilt: a warning says so."""
+
     class LateFinder(OurLearningRateFinder):
         def on_fit_start(self, trainer, pl_module):
             pass

@@ -110,8 +110,13 @@ def run_stage(
     log.info("%sFinished %s: %s", TRAIN_PREFIX, noun, shown or "no metrics")
     if best:
         score = trainer.checkpoint_callback.best_model_score
-        log.info("%sBest checkpoint (%s=%s): %s", TRAIN_PREFIX, trainer.checkpoint_callback.monitor,
-                 "n/a" if score is None else f"{float(score):.4f}", best)
+        log.info(
+            "%sBest checkpoint (%s=%s): %s",
+            TRAIN_PREFIX,
+            trainer.checkpoint_callback.monitor,
+            "n/a" if score is None else f"{float(score):.4f}",
+            best,
+        )
     return metrics, best
 
 
@@ -147,8 +152,14 @@ def run_experiment(
             from traenslenzor.doc_classifier.trainer import build_tuning_trainer
             from traenslenzor.doc_classifier.tuning import run_tuning
 
-            tuning = run_tuning(config, build_tuning_trainer(config), module, datamodule,
-                                batch_size=tune_batch_size, learning_rate=tune_learning_rate)
+            tuning = run_tuning(
+                config,
+                build_tuning_trainer(config),
+                module,
+                datamodule,
+                batch_size=tune_batch_size,
+                learning_rate=tune_learning_rate,
+            )
         saved = None
         if save_tuned_config is not None:
             path = _save(config_path, save_tuned_config, tuning, stage=config.stage)
@@ -197,8 +208,12 @@ def _save(config_path: str | Path, target: str | Path, tuning: Any, *, stage: st
 
     batch_size = tuning.batch_size
     if batch_size is not None and stage != "train":
-        say("The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
-            batch_size, stage, level=logging.WARNING)
+        say(
+            "The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
+            batch_size,
+            stage,
+            level=logging.WARNING,
+        )
         batch_size = None
     if batch_size is None and tuning.learning_rate is None:
         say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
@@ -225,15 +240,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--datamodule_config.batch_size=64; top-level keys without a dot, e.g. --ckpt_path=PATH. See docs/cli.md.",
         allow_abbrev=False,
     )
-    parser.add_argument("--config_path", "--config-path", dest="config_path", required=True, type=Path,
-                        help="TOML config, e.g. .configs/quickstart.toml")
+    parser.add_argument(
+        "--config_path",
+        "--config-path",
+        dest="config_path",
+        required=True,
+        type=Path,
+        help="TOML config, e.g. .configs/quickstart.toml",
+    )
     parser.add_argument("--tune-batch-size", action="store_true", help="find the largest batch size that fits")
     parser.add_argument("--tune-learning-rate", action="store_true", help="run the LR range test and apply it")
     parser.add_argument("--tune-only", action="store_true", help="tune, report (and save), but do not train")
-    parser.add_argument("--save-tuned-config", nargs="?", const=True, default=None, metavar="PATH",
-                        help="write the tuned batch_size/learning_rate/max_lr into PATH (default: the config itself)")
-    parser.add_argument("--stage", choices=["train", "val", "test"], default=None,
-                        help="fit (train), validate (val) or test; overrides the config's stage")
+    parser.add_argument(
+        "--save-tuned-config",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
+        help="write the tuned batch_size/learning_rate/max_lr into PATH (default: the config itself)",
+    )
+    parser.add_argument(
+        "--stage",
+        choices=["train", "val", "test"],
+        default=None,
+        help="fit (train), validate (val) or test; overrides the config's stage",
+    )
     return parser
 
 

@@ -224,17 +224,17 @@ def load_pretrained(
             skipped.append(key)
         elif tensor.shape == want.shape:
             chosen[key] = tensor
-        elif key == first_conv_key and want.shape[1] == 1 and tensor.shape[:1] + tensor.shape[2:] == (
-            want.shape[:1] + want.shape[2:]
+        elif (
+            key == first_conv_key
+            and want.shape[1] == 1
+            and tensor.shape[:1] + tensor.shape[2:] == (want.shape[:1] + want.shape[2:])
         ):
             chosen[key] = tensor.sum(dim=1, keepdim=True)
             adapted.append(key)
         else:
             skipped.append(key)
     if not chosen:
-        raise ValueError(
-            f"No tensor of {path} matches this backbone; is it a checkpoint of a different architecture?"
-        )
+        raise ValueError(f"No tensor of {path} matches this backbone; is it a checkpoint of a different architecture?")
     model.load_state_dict(chosen, strict=False)
     return WeightsReport(
         path=str(path),

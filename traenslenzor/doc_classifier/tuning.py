@@ -43,8 +43,9 @@ class TuningOutcome:
         return asdict(self)
 
 
-def tune_batch_size(tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule,
-                    config: ExperimentConfig) -> tuple[int | None, dict[str, Any]]:
+def tune_batch_size(
+    tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+) -> tuple[int | None, dict[str, Any]]:
     """Run ``scale_batch_size``; the tuner writes the size to ``datamodule.hparams.batch_size``."""
     tc = config.tuner_config
     say("Running batch size tuning...")
@@ -65,8 +66,7 @@ def tune_batch_size(tuner: Tuner, module: L.LightningModule, datamodule: L.Light
     record = {key: value for key, value in kwargs.items() if key != "datamodule"}
     record["found"] = found
     if found is None:  # fast_dev_run: the tuner ran no search (and kept no record)
-        say("No batch size found (fast_dev_run?); keeping %s.", datamodule.hparams.batch_size,
-            level=logging.WARNING)
+        say("No batch size found (fast_dev_run?); keeping %s.", datamodule.hparams.batch_size, level=logging.WARNING)
         return None, record
     record["search"] = tuner.batch_size_result.to_dict()  # every trial, for tuning_results.json
     say("✓ Optimal batch size found: %d", found)
@@ -108,8 +108,9 @@ def save_plot(result: LRFinderResult, path: Path) -> Path:
     return path
 
 
-def tune_learning_rate(tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule,
-                       config: ExperimentConfig) -> tuple[LRFinderResult | None, float | None, float, dict[str, Any]]:
+def tune_learning_rate(
+    tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+) -> tuple[LRFinderResult | None, float | None, float, dict[str, Any]]:
     """Run ``lr_find``; returns (result, suggestion, previous LR, JSON record). Applies nothing itself."""
     tc = config.tuner_config
     previous = float(module.hparams.learning_rate)
@@ -143,15 +144,19 @@ def apply_learning_rate(module: L.LightningModule, config: ExperimentConfig, lea
     return max_lr
 
 
-def _tune_and_apply_lr(tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule,
-                       config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def _tune_and_apply_lr(
+    tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The LR half of the workflow: search, apply, log the guide's lines, save the plot, log the diagnostics."""
     tc = config.tuner_config
     result, suggestion, previous, record = tune_learning_rate(tuner, module, datamodule, config)
     outcome: dict[str, Any] = {"previous_learning_rate": previous}
     if suggestion is None:
-        say("No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
-            previous, level=logging.WARNING)
+        say(
+            "No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
+            previous,
+            level=logging.WARNING,
+        )
     else:
         outcome["learning_rate"] = suggestion
         outcome["max_lr"] = record["max_lr"] = apply_learning_rate(module, config, suggestion)
@@ -192,4 +197,3 @@ def run_tuning(
         outcome["results_path"] = str(results_path)
         say("  Tuning results saved to: %s", results_path)
     return TuningOutcome(**outcome)
-

@@ -31,12 +31,8 @@ class DataModuleConfig(BaseModel):
         description="'synthetic' renders RVL-CDIP-style pages offline; 'rvl_cdip' reads the original release "
         "(images/ + labels/{train,val,test}.txt); 'hf_rvl_cdip' reads a Hugging Face copy saved with save_to_disk.",
     )
-    root: Path | None = Field(
-        None, description="Dataset folder for real data (required unless source='synthetic')."
-    )
-    image_size: int = Field(
-        224, ge=8, le=4096, description="Side of the square images fed to the model, in pixels."
-    )
+    root: Path | None = Field(None, description="Dataset folder for real data (required unless source='synthetic').")
+    image_size: int = Field(224, ge=8, le=4096, description="Side of the square images fed to the model, in pixels.")
     channels: Literal[1, 3] = Field(
         1, description="1 = grayscale; 3 = the gray page repeated to RGB, for ImageNet-pretrained backbones."
     )

@@ -55,8 +55,7 @@ def check_source(config: DataModuleConfig) -> None:
         load_split(config.root, "train")  # type: ignore[arg-type]
 
 
-def open_split(config: DataModuleConfig, split: str, limit: int | None = None,
-               cache: bool | None = None) -> Dataset:
+def open_split(config: DataModuleConfig, split: str, limit: int | None = None, cache: bool | None = None) -> Dataset:
     """The raw ``(uint8 page, label)`` dataset of ``split``; ``limit`` overrides the config's sample limit."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -64,9 +63,15 @@ def open_split(config: DataModuleConfig, split: str, limit: int | None = None,
     if config.source == "synthetic":
         size = getattr(config, f"synthetic_{split}_size")
         cache = config.cache_in_memory if cache is None else cache
-        return SyntheticDocuments(split, min(size, limit or size), config.image_size, config.seed,
-                                  config.synthetic_artefact_strength, cache_in_memory=cache,
-                                  cache_dir=config.cache_dir if cache else None)
+        return SyntheticDocuments(
+            split,
+            min(size, limit or size),
+            config.image_size,
+            config.seed,
+            config.synthetic_artefact_strength,
+            cache_in_memory=cache,
+            cache_dir=config.cache_dir if cache else None,
+        )
     if config.source == "rvl_cdip":
         from .rvl_cdip import RvlCdipPages
 
@@ -125,8 +130,7 @@ class DocDataModule(L.LightningDataModule):
         for split in splits:
             if split not in self._datasets:
                 preset = self.config.train_transform if split == "train" else "val"
-                transform = build_transform(preset, self.config.image_size, self.config.channels,
-                                            self.mean, self.std)  # type: ignore[arg-type]
+                transform = build_transform(preset, self.config.image_size, self.config.channels, self.mean, self.std)  # type: ignore[arg-type]
                 self._datasets[split] = TransformedPages(self._pages[split], transform)
 
     def _ensure_stats(self) -> None:
@@ -136,8 +140,12 @@ class DocDataModule(L.LightningDataModule):
         if pages is None:  # e.g. stage "test" alone: a small uncached sample of the training split suffices
             pages = open_split(self.config, "train", limit=_STATS_SAMPLE, cache=False)
         self.mean, self.std = measure_stats(pages)
-        logger.info("Pixel statistics of %d training pages: mean=%.4f std=%.4f",
-                    min(len(pages), _STATS_SAMPLE), self.mean, self.std)  # type: ignore[arg-type]
+        logger.info(
+            "Pixel statistics of %d training pages: mean=%.4f std=%.4f",
+            min(len(pages), _STATS_SAMPLE),
+            self.mean,
+            self.std,
+        )  # type: ignore[arg-type]
 
     def dataset(self, split: str) -> TransformedPages:
         """The transformed dataset of ``split`` (sets up its stage on first use)."""

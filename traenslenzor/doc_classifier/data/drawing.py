@@ -18,9 +18,36 @@ INK = 20
 
 # Real words for titles and labels. Kept short and shared between classes where real documents share them.
 WORDS = (
-    "the", "of", "and", "to", "in", "for", "on", "with", "by", "report", "data", "total", "date",
-    "page", "name", "results", "section", "project", "company", "account", "review", "market",
-    "product", "service", "office", "plan", "policy", "system", "research", "sales",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "for",
+    "on",
+    "with",
+    "by",
+    "report",
+    "data",
+    "total",
+    "date",
+    "page",
+    "name",
+    "results",
+    "section",
+    "project",
+    "company",
+    "account",
+    "review",
+    "market",
+    "product",
+    "service",
+    "office",
+    "plan",
+    "policy",
+    "system",
+    "research",
+    "sales",
 )
 
 
@@ -72,12 +99,24 @@ class Page:
         else:
             self.draw.rectangle((X0, Y, X1 - 1, Y + round(hp) - 1), fill=self.shade(coverage, ink))
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, fill: int | None = None,
-             outline: int | None = None, width: float = 0.003) -> None:
+    def rect(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        fill: int | None = None,
+        outline: int | None = None,
+        width: float = 0.003,
+    ) -> None:
         """Rectangle; outline width in page units (at least one pixel)."""
         w = max(1, round(width * self.size))
-        self.draw.rectangle((self.px(x0), self.px(y0), self.px(x1), self.px(y1)), fill=fill,
-                            outline=outline, width=w if outline is not None else 0)
+        self.draw.rectangle(
+            (self.px(x0), self.px(y0), self.px(x1), self.px(y1)),
+            fill=fill,
+            outline=outline,
+            width=w if outline is not None else 0,
+        )
 
     def hrule(self, x0: float, x1: float, y: float, width: float = 0.002, ink: int | None = None) -> None:
         self.bar(x0, x1, y, width, 1.0, ink)
@@ -107,8 +146,9 @@ class Page:
         for _ in range(self.integer(1, 3)):
             cx, cy = self.uniform(x0, x1), self.uniform(y0, y1)
             r = self.uniform(0.1, 0.35) * min(x1 - x0, y1 - y0)
-            self.draw.ellipse((self.px(cx - r), self.px(cy - r), self.px(cx + r), self.px(cy + r)),
-                              fill=self.integer(10, 240))
+            self.draw.ellipse(
+                (self.px(cx - r), self.px(cy - r), self.px(cx + r), self.px(cy + r)), fill=self.integer(10, 240)
+            )
 
     def logo(self, x0: float, y0: float, s: float) -> None:
         """A small company mark: a filled disc, square or triangle."""
@@ -123,8 +163,16 @@ class Page:
             self.draw.polygon([(X0, Y0 + S), (X0 + S // 2, Y0), (X0 + S, Y0 + S)], fill=fill)
 
     # --- text ----------------------------------------------------------------------------------------------
-    def words(self, x0: float, x1: float, y: float, h: float, coverage: float = 0.55,
-              ink: int | None = None, word_len: float = 0.045) -> None:
+    def words(
+        self,
+        x0: float,
+        x1: float,
+        y: float,
+        h: float,
+        coverage: float = 0.55,
+        ink: int | None = None,
+        word_len: float = 0.045,
+    ) -> None:
         """One line of text as word-shaped bars between ``x0`` and ``x1`` (page units)."""
         gap = max(0.6 * h, 1.2 / self.size)
         x = x0
@@ -140,8 +188,17 @@ class Page:
         else:
             self.words(x0, x1, y, h, **kw)
 
-    def paragraph(self, x0: float, x1: float, y: float, lines: int, h: float, leading: float = 1.9,
-                  ragged: bool = True, indent: float = 0.0) -> float:
+    def paragraph(
+        self,
+        x0: float,
+        x1: float,
+        y: float,
+        lines: int,
+        h: float,
+        leading: float = 1.9,
+        ragged: bool = True,
+        indent: float = 0.0,
+    ) -> float:
         """``lines`` text lines starting at ``y``; returns the y just below the paragraph."""
         for i in range(lines):
             start = x0 + (indent if i == 0 else 0.0)
@@ -151,8 +208,16 @@ class Page:
             self.text_line(start, end, y + i * h * leading, h)
         return y + lines * h * leading
 
-    def label(self, x: float, y: float, text: str, h: float, ink: int | None = None,
-              max_x: float | None = None, bold: bool = False) -> None:
+    def label(
+        self,
+        x: float,
+        y: float,
+        text: str,
+        h: float,
+        ink: int | None = None,
+        max_x: float | None = None,
+        bold: bool = False,
+    ) -> None:
         """Real text in Pillow's default font, ``h`` page units tall; bars when too small to read."""
         hp = h * self.size
         if hp < 5:
@@ -167,11 +232,13 @@ class Page:
             while text and fnt.getlength(text) > limit:
                 text = text[: max(0, int(len(text) * limit / max(1.0, fnt.getlength(text))) - 1)]
         stroke = 1 if bold and hp >= 9 else 0
-        self.draw.text((self.px(x), self.px(y) - int(hp * 0.2)), text, fill=fill, font=fnt,
-                       stroke_width=stroke, stroke_fill=fill)
+        self.draw.text(
+            (self.px(x), self.px(y) - int(hp * 0.2)), text, fill=fill, font=fnt, stroke_width=stroke, stroke_fill=fill
+        )
 
-    def scribble(self, x0: float, x1: float, y: float, h: float, slant: float = 0.3,
-                 width: float = 0.003, ink: int | None = None) -> None:
+    def scribble(
+        self, x0: float, x1: float, y: float, h: float, slant: float = 0.3, width: float = 0.003, ink: int | None = None
+    ) -> None:
         """Cursive-like handwriting: an irregular looping polyline along a wandering baseline."""
         n = max(6, int((x1 - x0) * self.size / 2.5))
         xs = np.linspace(x0, x1, n) + self.rng.normal(0, h * 0.15, n)

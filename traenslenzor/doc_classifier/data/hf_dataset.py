@@ -24,7 +24,7 @@ SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val", "valid"), "test
 HOW_TO_GET = (
     "on a machine with network access run\n"
     "  python -c \"import datasets; datasets.load_dataset('aharley/rvl_cdip').save_to_disk('<root>')\"\n"
-    "and copy <root> here, or use source = \"rvl_cdip\" with the original release, or source = \"synthetic\""
+    'and copy <root> here, or use source = "rvl_cdip" with the original release, or source = "synthetic"'
 )
 
 
@@ -41,22 +41,30 @@ def _import_datasets() -> Any:
 def load_split(root: Path, split: str) -> Any:
     """The ``datasets.Dataset`` of ``split`` saved under ``root``, with an actionable error when absent."""
     root = Path(root)
-    layout = (f"Expected a folder written by DatasetDict.save_to_disk: {root}/dataset_dict.json and one folder "
-              f"per split ({', '.join(n[0] for n in SPLIT_NAMES.values())}) with 'image' and 'label' columns")
+    layout = (
+        f"Expected a folder written by DatasetDict.save_to_disk: {root}/dataset_dict.json and one folder "
+        f"per split ({', '.join(n[0] for n in SPLIT_NAMES.values())}) with 'image' and 'label' columns"
+    )
     if not (root / "dataset_dict.json").is_file():
-        raise DatasetLayoutError(f"Hugging Face RVL-CDIP copy not found in {root.resolve()} "
-                                 f"(no dataset_dict.json).\n{layout}.\nTo get it: {HOW_TO_GET}.")
+        raise DatasetLayoutError(
+            f"Hugging Face RVL-CDIP copy not found in {root.resolve()} "
+            f"(no dataset_dict.json).\n{layout}.\nTo get it: {HOW_TO_GET}."
+        )
     datasets = _import_datasets()
     dataset_dict = datasets.load_from_disk(str(root))
     name = next((n for n in SPLIT_NAMES[split] if n in dataset_dict), None)
     if name is None:
-        raise DatasetLayoutError(f"{root.resolve()} has splits {sorted(dataset_dict)}, none of "
-                                 f"{list(SPLIT_NAMES[split])} for the {split!r} split.\n{layout}.")
+        raise DatasetLayoutError(
+            f"{root.resolve()} has splits {sorted(dataset_dict)}, none of "
+            f"{list(SPLIT_NAMES[split])} for the {split!r} split.\n{layout}."
+        )
     ds = dataset_dict[name]
     missing = {"image", "label"} - set(ds.column_names)
     if missing:
-        raise DatasetLayoutError(f"split {name!r} in {root.resolve()} lacks column(s) {sorted(missing)}; "
-                                 f"it has {ds.column_names}.\n{layout}.")
+        raise DatasetLayoutError(
+            f"split {name!r} in {root.resolve()} lacks column(s) {sorted(missing)}; "
+            f"it has {ds.column_names}.\n{layout}."
+        )
     return ds.cast_column("image", datasets.Image(decode=False))
 
 

@@ -27,8 +27,9 @@ class Frame:
         return self.right - self.left
 
 
-def frame(page: Page, margin: tuple[float, float] = (0.07, 0.15),
-          text_h: tuple[float, float] = (0.007, 0.012)) -> Frame:
+def frame(
+    page: Page, margin: tuple[float, float] = (0.07, 0.15), text_h: tuple[float, float] = (0.007, 0.012)
+) -> Frame:
     """Random margins and body-text size, as pages from different typewriters and printers have."""
     return Frame(
         left=page.uniform(*margin),
@@ -40,9 +41,17 @@ def frame(page: Page, margin: tuple[float, float] = (0.07, 0.15),
     )
 
 
-def body(page: Page, f: Frame, y: float, y_end: float, paragraphs: tuple[int, int] = (2, 5),
-         lines: tuple[int, int] = (2, 7), x0: float | None = None, x1: float | None = None,
-         indent: bool | None = None) -> float:
+def body(
+    page: Page,
+    f: Frame,
+    y: float,
+    y_end: float,
+    paragraphs: tuple[int, int] = (2, 5),
+    lines: tuple[int, int] = (2, 7),
+    x0: float | None = None,
+    x1: float | None = None,
+    indent: bool | None = None,
+) -> float:
     """Paragraphs of body text from ``y`` until ``y_end`` or the paragraph count; returns the y reached."""
     x0 = f.left if x0 is None else x0
     x1 = f.right if x1 is None else x1
@@ -72,8 +81,14 @@ def letterhead(page: Page, f: Frame, y: float) -> float:
     if page.chance(0.8):
         page.logo(lx, y, s)
     ny = y + s + 0.01 if align == 1 else y + s * 0.3
-    page.label(nx, ny, page.rng.choice(["ACME Corp", "Tobacco Institute", "R&D Division", "Lorillard"]),
-               name_h, bold=True, max_x=nx + name_w)
+    page.label(
+        nx,
+        ny,
+        page.rng.choice(["ACME Corp", "Tobacco Institute", "R&D Division", "Lorillard"]),
+        name_h,
+        bold=True,
+        max_x=nx + name_w,
+    )
     for i in range(page.integer(0, 2)):
         page.words(nx, nx + name_w * 0.8, ny + name_h * 1.6 + i * 0.014, f.text_h * 0.7)
     y_end = y + s + (0.045 if align == 1 else 0.02)
@@ -92,8 +107,9 @@ def address_block(page: Page, f: Frame, x: float, y: float, lines: int | None = 
     return y + lines * step
 
 
-def field_list(page: Page, f: Frame, y: float, names: list[str], value_w: tuple[float, float] = (0.15, 0.45),
-               label_w: float = 0.1) -> float:
+def field_list(
+    page: Page, f: Frame, y: float, names: list[str], value_w: tuple[float, float] = (0.15, 0.45), label_w: float = 0.1
+) -> float:
     """``Label:  value`` rows (memo and e-mail headers, form-like blocks); returns the y below."""
     step = f.text_h * f.leading * page.uniform(1.0, 1.5)
     for i, name in enumerate(names):
@@ -108,8 +124,9 @@ def signature(page: Page, f: Frame, x: float, y: float) -> float:
     page.words(x, x + page.uniform(0.06, 0.14), y, f.text_h)
     y += f.text_h * f.leading * 1.5
     if page.chance(0.85):
-        page.scribble(x, x + page.uniform(0.12, 0.25), y + 0.015, page.uniform(0.015, 0.03),
-                      width=page.uniform(0.002, 0.004))
+        page.scribble(
+            x, x + page.uniform(0.12, 0.25), y + 0.015, page.uniform(0.015, 0.03), width=page.uniform(0.002, 0.004)
+        )
     y += 0.045
     page.words(x, x + page.uniform(0.1, 0.2), y, f.text_h)
     return y + f.text_h * f.leading
@@ -118,16 +135,31 @@ def signature(page: Page, f: Frame, x: float, y: float) -> float:
 def heading(page: Page, f: Frame, x: float, y: float, scale: float = 1.5, max_x: float | None = None) -> float:
     """A bold section heading (sometimes numbered); returns the y below."""
     h = f.text_h * scale
-    text = " ".join(page.rng.choice(["Introduction", "Methods", "Results", "Discussion", "Summary",
-                                     "Background", "Scope", "Conclusions"], size=1))
+    text = " ".join(
+        page.rng.choice(
+            ["Introduction", "Methods", "Results", "Discussion", "Summary", "Background", "Scope", "Conclusions"],
+            size=1,
+        )
+    )
     if page.chance(0.5):
         text = f"{page.integer(1, 9)}. {text}"
     page.label(x, y, text, h, bold=True, max_x=max_x)
     return y + h * 2.0
 
 
-def table(page: Page, x0: float, x1: float, y: float, rows: int, cols: int, row_h: float,
-          grid: bool = True, header: bool = True, numeric_from: int = 1, text_h: float = 0.008) -> float:
+def table(
+    page: Page,
+    x0: float,
+    x1: float,
+    y: float,
+    rows: int,
+    cols: int,
+    row_h: float,
+    grid: bool = True,
+    header: bool = True,
+    numeric_from: int = 1,
+    text_h: float = 0.008,
+) -> float:
     """A ruled table of short entries, numbers right-aligned from column ``numeric_from``; returns the y below."""
     col_w = (x1 - x0) / cols
     if grid:

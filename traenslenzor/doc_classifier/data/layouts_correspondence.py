@@ -44,8 +44,7 @@ def memo(page: Page) -> None:
     if page.chance(0.55):
         title_h = page.uniform(0.016, 0.03)
         x = f.left if page.chance(0.6) else 0.5 - 0.3 * title_h * 10 / 2
-        page.label(x, y, str(page.rng.choice(["MEMORANDUM", "MEMO", "INTEROFFICE MEMORANDUM"])), title_h,
-                   bold=True)
+        page.label(x, y, str(page.rng.choice(["MEMORANDUM", "MEMO", "INTEROFFICE MEMORANDUM"])), title_h, bold=True)
         y += title_h * 2.5
     names = ["TO:", "FROM:", "DATE:", "SUBJECT:"] if page.chance(0.5) else ["To:", "From:", "Re:"]
     if page.chance(0.3):
@@ -71,8 +70,9 @@ def email(page: Page) -> None:
         y += 0.03
         page.hrule(f.left, f.right, y, 0.003)
         y += 0.02
-    y = field_list(page, f, y, ["From:", "Sent:", "To:", "Cc:", "Subject:"][: page.integer(3, 5)],
-                   value_w=(0.2, 0.6), label_w=0.09)
+    y = field_list(
+        page, f, y, ["From:", "Sent:", "To:", "Cc:", "Subject:"][: page.integer(3, 5)], value_w=(0.2, 0.6), label_w=0.09
+    )
     y += 0.025
     for _ in range(page.integer(1, 3)):
         y = body(page, f, y, f.bottom - 0.05, paragraphs=(1, 3), lines=(1, 4), indent=False)
@@ -109,8 +109,7 @@ def handwritten(page: Page) -> None:
         stop = f.right - page.uniform(0.0, 0.2)
         while x < stop:
             w = page.uniform(0.04, 0.16)
-            page.scribble(x, min(x + w, stop), y, line_h * page.uniform(0.35, 0.55), slant=slant,
-                          width=pen, ink=ink)
+            page.scribble(x, min(x + w, stop), y, line_h * page.uniform(0.35, 0.55), slant=slant, width=pen, ink=ink)
             x += w + page.uniform(0.015, 0.04)
         y += line_h * page.uniform(0.9, 1.3)
 
@@ -121,8 +120,9 @@ def resume(page: Page) -> None:
     name_h = page.uniform(0.02, 0.035)
     centred = page.chance(0.6)
     x = 0.5 - 0.15 if centred else f.left
-    page.label(x, y, str(page.rng.choice(["JOHN A. SMITH", "Mary Jones", "CURRICULUM VITAE", "RESUME"])),
-               name_h, bold=True)
+    page.label(
+        x, y, str(page.rng.choice(["JOHN A. SMITH", "Mary Jones", "CURRICULUM VITAE", "RESUME"])), name_h, bold=True
+    )
     y += name_h * 1.8
     for _ in range(page.integer(1, 3)):  # contact lines
         w = page.uniform(0.25, 0.5)
@@ -131,8 +131,13 @@ def resume(page: Page) -> None:
     y += 0.02
     date_col = page.chance(0.5)
     while y < f.bottom - 0.08:
-        page.label(f.left, y, str(page.rng.choice(["EDUCATION", "EXPERIENCE", "PUBLICATIONS", "SKILLS"])),
-                   f.text_h * 1.3, bold=True)
+        page.label(
+            f.left,
+            y,
+            str(page.rng.choice(["EDUCATION", "EXPERIENCE", "PUBLICATIONS", "SKILLS"])),
+            f.text_h * 1.3,
+            bold=True,
+        )
         if page.chance(0.6):
             page.hrule(f.left, f.right, y + f.text_h * 2.0, 0.002)
         y += f.text_h * 3.2

@@ -129,8 +129,13 @@ def invoice(page: Page) -> None:
     f = frame(page)
     y = letterhead(page, f, f.top)
     h = page.uniform(0.018, 0.03)
-    page.label(f.right - 0.3 if page.chance(0.6) else f.left, y, str(page.rng.choice(["INVOICE", "Invoice",
-               "STATEMENT", "BILL"])), h, bold=True)
+    page.label(
+        f.right - 0.3 if page.chance(0.6) else f.left,
+        y,
+        str(page.rng.choice(["INVOICE", "Invoice", "STATEMENT", "BILL"])),
+        h,
+        bold=True,
+    )
     y += h * 2.2
     for i in range(page.integer(2, 4)):  # invoice number / date fields at the right
         page.words(f.right - 0.35, f.right - 0.22, y + i * 0.02, f.text_h, coverage=0.8)
@@ -138,8 +143,7 @@ def invoice(page: Page) -> None:
     y = address_block(page, f, f.left, y) + 0.04
     rows, cols = page.integer(3, 9), page.integer(3, 5)
     row_h = page.uniform(0.022, 0.035)
-    y = table(page, f.left, f.right, y, rows + 1, cols, row_h, grid=page.chance(0.7),
-              text_h=f.text_h) + 0.01
+    y = table(page, f.left, f.right, y, rows + 1, cols, row_h, grid=page.chance(0.7), text_h=f.text_h) + 0.01
     box_x = f.right - page.uniform(0.25, 0.35)
     for i in range(page.integer(2, 4)):  # subtotal, tax, total
         page.words(box_x, box_x + 0.1, y + i * 0.025, f.text_h, coverage=0.8)
@@ -160,8 +164,7 @@ def budget(page: Page) -> None:
         rows = min(rows, int((f.bottom - 0.06 - y) / row_h))
         if rows < 2:
             break
-        y = table(page, f.left, f.right, y, rows, cols, row_h, grid=grid, header=page.chance(0.5),
-                  text_h=f.text_h)
+        y = table(page, f.left, f.right, y, rows, cols, row_h, grid=grid, header=page.chance(0.5), text_h=f.text_h)
         # total row under a double rule
         page.hrule(f.left + f.width / cols, f.right, y + 0.004, 0.0015)
         page.hrule(f.left + f.width / cols, f.right, y + 0.009, 0.0015)
@@ -178,8 +181,13 @@ def specification(page: Page) -> None:
         h = page.uniform(0.06, 0.1)
         page.rect(f.left, y, f.right, y + h, outline=page.ink, width=0.003)
         page.vrule(f.right - 0.25, y, y + h, 0.002)
-        page.label(f.left + 0.02, y + h * 0.35, str(page.rng.choice(["SPECIFICATION", "PRODUCT SPEC",
-                   "Test Method"])), h * 0.25, bold=True)
+        page.label(
+            f.left + 0.02,
+            y + h * 0.35,
+            str(page.rng.choice(["SPECIFICATION", "PRODUCT SPEC", "Test Method"])),
+            h * 0.25,
+            bold=True,
+        )
         page.words(f.right - 0.23, f.right - 0.03, y + h * 0.3, f.text_h)
         page.words(f.right - 0.23, f.right - 0.08, y + h * 0.6, f.text_h)
         y += h + 0.03
@@ -193,8 +201,22 @@ def specification(page: Page) -> None:
                 break
             page.label(f.left + 0.04, y, f"{major}.{minor}", f.text_h)
             if page.chance(0.3):  # parameter table: property, value, tolerance, unit
-                y = table(page, f.left + 0.1, f.right, y, page.integer(2, 5), 4, f.text_h * 2.4,
-                          grid=True, header=False, numeric_from=1, text_h=f.text_h) + 0.01
+                y = (
+                    table(
+                        page,
+                        f.left + 0.1,
+                        f.right,
+                        y,
+                        page.integer(2, 5),
+                        4,
+                        f.text_h * 2.4,
+                        grid=True,
+                        header=False,
+                        numeric_from=1,
+                        text_h=f.text_h,
+                    )
+                    + 0.01
+                )
             else:
                 y = page.paragraph(f.left + 0.11, f.right, y, page.integer(1, 3), f.text_h, f.leading)
             y += f.text_h

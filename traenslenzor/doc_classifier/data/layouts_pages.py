@@ -12,8 +12,16 @@ from .drawing import Page
 from .layout_parts import Frame, body, frame, heading, letterhead, table
 
 
-def _columns(page: Page, f: Frame, y: float, n: int, gutter: float, y_end: float | None = None,
-             headings: bool = True, figure_p: float = 0.3) -> None:
+def _columns(
+    page: Page,
+    f: Frame,
+    y: float,
+    n: int,
+    gutter: float,
+    y_end: float | None = None,
+    headings: bool = True,
+    figure_p: float = 0.3,
+) -> None:
     """``n`` columns of justified text with headings and figures, from ``y`` to the bottom margin."""
     y_end = f.bottom if y_end is None else y_end
     col_w = (f.width - gutter * (n - 1)) / n
@@ -32,8 +40,7 @@ def _columns(page: Page, f: Frame, y: float, n: int, gutter: float, y_end: float
             n_lines = min(page.integer(3, 10), int((y_end - yy) / (f.text_h * f.leading)))
             if n_lines <= 0:
                 break
-            yy = page.paragraph(x0, x0 + col_w, yy, n_lines, f.text_h, f.leading, ragged=False,
-                                indent=0.02) + f.text_h
+            yy = page.paragraph(x0, x0 + col_w, yy, n_lines, f.text_h, f.leading, ragged=False, indent=0.02) + f.text_h
 
 
 def _figure(page: Page, x0: float, y0: float, x1: float, y1: float) -> None:
@@ -63,8 +70,15 @@ def advertisement(page: Page) -> None:
     y = f.top
     for _ in range(page.integer(1, 2)):  # big headline
         h = page.uniform(0.035, 0.08)
-        page.label(f.left + page.uniform(0, 0.1), y, str(page.rng.choice(["NEW!", "SALE", "Discover",
-                   "Taste the Difference", "FREE"])), h, ink=ink, bold=True, max_x=f.right)
+        page.label(
+            f.left + page.uniform(0, 0.1),
+            y,
+            str(page.rng.choice(["NEW!", "SALE", "Discover", "Taste the Difference", "FREE"])),
+            h,
+            ink=ink,
+            bold=True,
+            max_x=f.right,
+        )
         y += h * 1.6
     ph = page.uniform(0.25, 0.5)
     x0 = f.left + page.uniform(0, 0.2)
@@ -90,8 +104,13 @@ def scientific_report(page: Page) -> None:
         y = letterhead(page, f, y)
     if page.chance(0.6):  # report title (left or centred), maybe a report number
         h = page.uniform(0.013, 0.022)
-        page.label(f.left, y, str(page.rng.choice(["PROGRESS REPORT", "Technical Report",
-                   "Research Report", "ANNUAL REPORT"])), h, bold=True)
+        page.label(
+            f.left,
+            y,
+            str(page.rng.choice(["PROGRESS REPORT", "Technical Report", "Research Report", "ANNUAL REPORT"])),
+            h,
+            bold=True,
+        )
         y += h * 2.2
         if page.chance(0.5):
             page.words(f.left, f.left + 0.3, y, f.text_h)
@@ -109,8 +128,20 @@ def scientific_report(page: Page) -> None:
                     _figure(page, f.left + 0.1, y, f.right - 0.1, y + fh)
                     y += fh + 0.02
                 else:
-                    y = table(page, f.left + 0.05, f.right - 0.05, y, page.integer(3, 8), page.integer(3, 5),
-                              f.text_h * 2.2, grid=page.chance(0.5), text_h=f.text_h) + 0.02
+                    y = (
+                        table(
+                            page,
+                            f.left + 0.05,
+                            f.right - 0.05,
+                            y,
+                            page.integer(3, 8),
+                            page.integer(3, 5),
+                            f.text_h * 2.2,
+                            grid=page.chance(0.5),
+                            text_h=f.text_h,
+                        )
+                        + 0.02
+                    )
         y = body(page, f, y, f.bottom, paragraphs=(1, 3), lines=(3, 9), indent=page.chance(0.5))
     page.words(0.48, 0.52, f.bottom + 0.02, f.text_h)  # page number
 
@@ -134,8 +165,10 @@ def scientific_publication(page: Page) -> None:
         if page.chance(0.7):
             page.label(0.5 - 0.04, y, "Abstract", f.text_h * 1.1, bold=True)
             y += f.text_h * 2.5
-            y = page.paragraph(f.left + 0.06, f.right - 0.06, y, page.integer(4, 9), f.text_h, f.leading,
-                               ragged=False) + 0.02
+            y = (
+                page.paragraph(f.left + 0.06, f.right - 0.06, y, page.integer(4, 9), f.text_h, f.leading, ragged=False)
+                + 0.02
+            )
     n = 2 if page.chance(0.8) else page.integer(1, 3)
     _columns(page, f, y, n, page.uniform(0.025, 0.045), figure_p=0.5)
 
@@ -193,8 +226,16 @@ def news_article(page: Page) -> None:
         ph = page.uniform(0.15, 0.3)
         page.photo(f.left, y, f.left + span, y + ph)
         page.words(f.left, f.left + span, y + ph + 0.008, f.text_h * 0.8)
-        _columns(page, Frame(f.left + span + gutter, f.right, f.top, f.bottom, f.text_h, f.leading), y,
-                 max(1, n - int(span * n / f.width)), gutter, y_end=y + ph + 0.03, headings=False, figure_p=0)
+        _columns(
+            page,
+            Frame(f.left + span + gutter, f.right, f.top, f.bottom, f.text_h, f.leading),
+            y,
+            max(1, n - int(span * n / f.width)),
+            gutter,
+            y_end=y + ph + 0.03,
+            headings=False,
+            figure_p=0,
+        )
         y += ph + 0.04
     col_w = (f.width - gutter * (n - 1)) / n
     for c in range(1, n):
@@ -214,8 +255,14 @@ def presentation(page: Page) -> None:
         if page.chance(0.4):  # title band
             page.rect(x0, top, x1, top + height * 0.16, fill=page.integer(40, 160))
         th = height * page.uniform(0.05, 0.08)
-        page.label(x0 + 0.04, top + height * 0.05, str(page.rng.choice(["Overview", "Key Findings",
-                   "Market Share", "Objectives", "Next Steps"])), th, bold=True, max_x=x1 - 0.04)
+        page.label(
+            x0 + 0.04,
+            top + height * 0.05,
+            str(page.rng.choice(["Overview", "Key Findings", "Market Share", "Objectives", "Next Steps"])),
+            th,
+            bold=True,
+            max_x=x1 - 0.04,
+        )
         y = top + height * 0.25
         bh = height * page.uniform(0.025, 0.04)
         if page.chance(0.3):  # a bar chart instead of bullets
@@ -223,8 +270,9 @@ def presentation(page: Page) -> None:
             continue
         while y < top + height * 0.88:
             page.rect(x0 + 0.05, y, x0 + 0.05 + bh * 0.7, y + bh * 0.7, fill=page.ink)
-            page.words(x0 + 0.1, x0 + 0.1 + (x1 - x0 - 0.15) * page.uniform(0.4, 1.0), y, bh, coverage=0.7,
-                       word_len=0.07)
+            page.words(
+                x0 + 0.1, x0 + 0.1 + (x1 - x0 - 0.15) * page.uniform(0.4, 1.0), y, bh, coverage=0.7, word_len=0.07
+            )
             y += bh * page.uniform(2.2, 3.2)
         if page.chance(0.5):
             page.logo(x1 - 0.1, top + height - 0.09, 0.06)

@@ -69,8 +69,13 @@ class SkippingPages(Dataset):
             except DECODE_ERRORS as exc:
                 if j not in self.skipped:
                     self.skipped.add(j)
-                    logger.warning("Skipping unreadable image %s (%s: %s); %d skipped so far in this process",
-                                   self.describe(j), type(exc).__name__, exc, len(self.skipped))
+                    logger.warning(
+                        "Skipping unreadable image %s (%s: %s); %d skipped so far in this process",
+                        self.describe(j),
+                        type(exc).__name__,
+                        exc,
+                        len(self.skipped),
+                    )
         raise RuntimeError(
             f"{min(_MAX_CONSECUTIVE_SKIPS, n)} consecutive images from {self.describe(index)} are unreadable; "
             "the dataset looks damaged or only partly copied: check the files, or re-extract the archive"

@@ -22,8 +22,9 @@ _LABEL_WIDTH = 230
 _GAP = 4
 
 
-def preview_grid(image_size: int = 128, per_class: int = 6, seed: int = 0, split: str = "train",
-                 artefact_strength: float = 1.0) -> Image.Image:
+def preview_grid(
+    image_size: int = 128, per_class: int = 6, seed: int = 0, split: str = "train", artefact_strength: float = 1.0
+) -> Image.Image:
     """A grid image: row ``c`` shows the first ``per_class`` pages of class ``c`` in ``split``."""
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
@@ -48,9 +49,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=0, help="rendering seed")
     parser.add_argument("--split", choices=("train", "val", "test"), default="train")
     parser.add_argument("--artefact-strength", type=float, default=1.0, help="0 = clean renders")
-    parser.add_argument("--gray-bits", type=int, default=8, choices=range(1, 9), metavar="1..8",
-                        help="bits per gray level in the PNG; scan noise does not compress, and 5 bits "
-                        "(32 levels) looks the same at about half the file size")
+    parser.add_argument(
+        "--gray-bits",
+        type=int,
+        default=8,
+        choices=range(1, 9),
+        metavar="1..8",
+        help="bits per gray level in the PNG; scan noise does not compress, and 5 bits "
+        "(32 levels) looks the same at about half the file size",
+    )
     args = parser.parse_args(argv)
     if args.image_size < 8:
         parser.error(f"--image-size must be at least 8, got {args.image_size}")

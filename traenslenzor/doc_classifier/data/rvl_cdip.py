@@ -28,7 +28,7 @@ EXPECTED_LAYOUT = """\
 HOW_TO_GET = (
     "RVL-CDIP (Harley et al. 2015) is published at https://adamharley.com/rvl-cdip/ "
     "(rvl-cdip.tar.gz, about 38 GB); unpack it and point `root` at the folder that holds `images/` and `labels/`, "
-    "or set source = \"synthetic\" in [datamodule_config] to train on generated documents"
+    'or set source = "synthetic" in [datamodule_config] to train on generated documents'
 )
 
 

@@ -72,8 +72,9 @@ def render_page(label: int, image_size: int, rng: np.random.Generator, artefact_
     return scan(page.image, rng, artefact_strength)
 
 
-def render_sample(seed: int, split: str, index: int, image_size: int,
-                  artefact_strength: float = 1.0) -> tuple[np.ndarray, int]:
+def render_sample(
+    seed: int, split: str, index: int, image_size: int, artefact_strength: float = 1.0
+) -> tuple[np.ndarray, int]:
     """Page ``index`` of ``split`` and its label."""
     label = label_of(index)
     return render_page(label, image_size, page_rng(seed, split, index), artefact_strength), label

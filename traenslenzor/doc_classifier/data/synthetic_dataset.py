@@ -29,8 +29,16 @@ MANIFEST = "manifest.json"
 class SyntheticDocuments(Dataset):
     """Pages ``0 .. length-1`` of one synthetic split, as ``(uint8 tensor (1, S, S), label)``."""
 
-    def __init__(self, split: str, length: int, image_size: int, seed: int = 0, artefact_strength: float = 1.0,
-                 cache_in_memory: bool = True, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        split: str,
+        length: int,
+        image_size: int,
+        seed: int = 0,
+        artefact_strength: float = 1.0,
+        cache_in_memory: bool = True,
+        cache_dir: Path | None = None,
+    ) -> None:
         if split not in SPLIT_CODES:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_CODES)}")
         if length < 1:
@@ -49,8 +57,14 @@ class SyntheticDocuments(Dataset):
 
     def key(self) -> dict[str, Any]:
         """Everything that determines the pixels of this split (the manifest entry)."""
-        return {"generator_version": GENERATOR_VERSION, "split": self.split, "length": self.length,
-                "image_size": self.image_size, "seed": self.seed, "artefact_strength": self.artefact_strength}
+        return {
+            "generator_version": GENERATOR_VERSION,
+            "split": self.split,
+            "length": self.length,
+            "image_size": self.image_size,
+            "seed": self.seed,
+            "artefact_strength": self.artefact_strength,
+        }
 
     def __len__(self) -> int:
         return self.length
@@ -69,16 +83,23 @@ class SyntheticDocuments(Dataset):
     # --- caching -------------------------------------------------------------------------------------------
     def _render_all(self) -> np.ndarray:
         pages = np.empty((self.length, self.image_size, self.image_size), dtype=np.uint8)
-        bar = tqdm(range(self.length), desc=f"Rendering synthetic {self.split} pages ({self.image_size}px)",
-                   unit="page", leave=False, disable=self.length < 200)
+        bar = tqdm(
+            range(self.length),
+            desc=f"Rendering synthetic {self.split} pages ({self.image_size}px)",
+            unit="page",
+            leave=False,
+            disable=self.length < 200,
+        )
         for i in bar:
             pages[i] = render_sample(self.seed, self.split, i, self.image_size, self.artefact_strength)[0]
         return pages
 
     def _file_name(self) -> str:
         k = self.key()
-        return (f"synthetic-v{k['generator_version']}-{k['split']}-seed{k['seed']}-{k['image_size']}px-"
-                f"n{k['length']}-a{k['artefact_strength']:g}.npy")
+        return (
+            f"synthetic-v{k['generator_version']}-{k['split']}-seed{k['seed']}-{k['image_size']}px-"
+            f"n{k['length']}-a{k['artefact_strength']:g}.npy"
+        )
 
     def _load_or_render(self) -> np.ndarray:
         if self.cache_dir is None:

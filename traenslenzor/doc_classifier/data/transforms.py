@@ -32,8 +32,9 @@ def _augmentations(preset: str) -> list[v2.Transform]:
         affine = v2.RandomAffine(degrees=1.5, translate=(0.02, 0.02), scale=(0.96, 1.04), fill=_PAPER)
         return [v2.ToPILImage(), affine, v2.ToImage()]
     if preset == "train_heavy":
-        affine = v2.RandomAffine(degrees=4, translate=(0.05, 0.05), scale=(0.88, 1.08), shear=(-3, 3, -2, 2),
-                                 fill=_PAPER)
+        affine = v2.RandomAffine(
+            degrees=4, translate=(0.05, 0.05), scale=(0.88, 1.08), shear=(-3, 3, -2, 2), fill=_PAPER
+        )
         return [v2.ToPILImage(), affine, v2.ColorJitter(brightness=0.25, contrast=0.35), v2.ToImage()]
     raise ValueError(f"unknown transform preset {preset!r}; expected one of {PRESETS}")
 
