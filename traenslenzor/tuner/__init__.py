@@ -23,6 +23,9 @@ _EXPORTS = {
     "SUGGESTIONS": "suggestion",
     "DEFAULT_SUGGESTION": "suggestion",
     "Finding": "lr_diagnostics",
+    "rescale_lr": "lr_rescale",
+    "rescale_weight_decay": "lr_rescale",
+    "rule_for_optimizer": "lr_rescale",
     # batch-size finder
     "find_batch_size": "batch_finder",
     "search_batch_size": "batch_finder",
