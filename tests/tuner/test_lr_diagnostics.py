@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from traenslenzor.tuner.lr_diagnostics import Finding, diagnose
+from traenslenzor.tuner.lr_diagnostics import Finding, diagnose, never_turned_up
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.schedule import lr_schedule
 from traenslenzor.tuner.smoothing import ema_smooth
@@ -111,3 +111,14 @@ def test_suggestion_at_high_edge() -> None:
 @pytest.mark.parametrize("severity", ["info", "warning", "error"])
 def test_finding_str(severity) -> None:
     assert str(Finding("x", severity, "msg")) == f"[{severity}] msg"
+
+
+def test_no_never_diverged_when_only_the_raw_loss_blew_up() -> None:
+    # Falls 2.0 -> 0.5, then the raw loss climbs in the last 4 steps; the beta=0.98 EMA, ~50 steps behind, has
+    # barely moved. The curve did turn up, so "never turned up" would be false advice.
+    raw = [2.0] * 20 + list(np.linspace(2.0, 0.5, 30)) + [0.5] * 80 + [0.5 + 0.6 * i for i in range(1, 5)]
+    result = _result(raw, "completed", beta=0.98)
+    assert result.losses[-1] - min(result.losses) < 0.1 * (result.losses[0] - min(result.losses))  # EMA: flat
+    assert "never_diverged" not in _codes(result)
+    assert not never_turned_up(result.losses, result.raw_losses)
+    assert never_turned_up(result.losses[:130], result.raw_losses[:130])  # before the climb it had not turned up

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from traenslenzor.tuner.lr_adaptive import AdaptiveRange
 from traenslenzor.tuner.lr_finder import find_lr
 from traenslenzor.tuner.schedule import lr_schedule
 
@@ -117,7 +118,7 @@ def test_nan_loss_stops_at_once_and_restores(trained) -> None:
         loss = _ce(outputs, targets)
         return loss * math.nan if len(calls) == 4 else loss
 
-    result = find_lr(model, optimizer, loss_fn, _loader(), num_training=20, progress_bar=False)
+    result = find_lr(model, optimizer, loss_fn, _loader(), num_training=20, progress_bar=False, adaptive_range=None)
     assert result.stop_reason == "non_finite_loss" and len(result.lrs) == 4 and len(calls) == 4
     assert math.isnan(result.raw_losses[-1]) and all(math.isfinite(v) for v in result.raw_losses[:3])
     _assert_identical(before, _fingerprint(model, optimizer))
@@ -359,3 +360,58 @@ def test_cuda_amp_with_grad_scaler_restores_exactly() -> None:
     assert len(result.lrs) >= 2 and result.metadata["device"].startswith("cuda") and result.metadata["amp"] is True
     _assert_identical(before, _fingerprint(model, optimizer))
     assert all(torch.equal(a, b) for a, b in zip(cuda_rng, torch.cuda.get_rng_state_all(), strict=True))
+
+
+def _linreg() -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
+    # y = 2x with E[x^2] = 1: SGD on MSE learns for lr < ~1 and blows up above lr ~ 2.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 1, generator=g)
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    y = 2 * x + 0.3 * torch.randn(256, 1, generator=g)  # noise: a loss floor of ~0.09 the EMA can settle on
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(TensorDataset(x, y), batch_size=32)
+
+
+def test_sweep_continues_past_max_lr_when_the_loss_never_turned_up() -> None:
+    model, optimizer, loader = _linreg()
+    before = _fingerprint(model, optimizer)
+    kwargs = {"min_lr": 1e-4, "max_lr": 0.05, "num_training": 40, "progress_bar": False}
+    fixed = find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range=None, **kwargs)
+    assert fixed.stop_reason == "completed" and "never_diverged" in [f.code for f in fixed.diagnostics()]
+    result = find_lr(model, optimizer, nn.MSELoss(), loader, **kwargs)
+    (event,) = result.metadata["adaptive_range"]
+    assert event["action"] == "extend" and "never turned up" in event["reason"]
+    assert 2.0 < result.lrs[-1] <= event["cap"] <= 0.05 * 100 and len(result.lrs) > 40
+    assert result.stop_reason == "diverged"  # past lr ~2 SGD blows up: the extension found the edge
+    assert result.lrs[:40] == fixed.lrs and result.raw_losses[:40] == fixed.raw_losses  # continued, not restarted
+    ratio = result.lrs[1] / result.lrs[0]
+    assert result.lrs[41] / result.lrs[40] == pytest.approx(ratio) and result.lrs[40] == pytest.approx(0.05 * ratio)
+    assert result.metadata["total_steps"] == len(result.lrs) <= 3 * 40
+    assert "never_diverged" not in [f.code for f in result.diagnostics()]
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_sweep_restarts_below_min_lr_when_the_loss_blew_up_at_once(caplog) -> None:
+    model, optimizer, loader = _linreg()
+    before = _fingerprint(model, optimizer)
+    kwargs = {"min_lr": 3.0, "max_lr": 1000.0, "num_training": 40, "progress_bar": False}
+    fixed = find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range=None, **kwargs)
+    assert "diverged_early" in [f.code for f in fixed.diagnostics()]
+    with caplog.at_level("WARNING", logger="traenslenzor.tuner.lr_finder"):
+        result = find_lr(model, optimizer, nn.MSELoss(), loader, **kwargs)
+    (event,) = result.metadata["adaptive_range"]
+    assert event["action"] == "restart" and event["steps"] == len(fixed.lrs) and "restarted" in caplog.text
+    assert result.min_lr == pytest.approx(3e-3) and result.lrs[0] == pytest.approx(3e-3)
+    assert result.metadata["requested_range"] == [3.0, 1000.0]
+    assert result.stop_reason == "diverged" and len(result.lrs) > 10 and min(result.losses) < result.losses[0]
+    assert result.metadata["total_steps"] == len(fixed.lrs) + len(result.lrs) <= 3 * 40
+    assert 1e-2 < result.suggestion() < 2.0
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_adaptive_range_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="extend_decades"):
+        AdaptiveRange(extend_decades=-1)
+    model, optimizer, loader = _linreg()
+    with pytest.raises(TypeError, match="AdaptiveRange"):
+        find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range={"extend_decades": 1})  # type: ignore[arg-type]

@@ -143,3 +143,24 @@ def test_plot_marks_the_lr_each_rule_suggests() -> None:
         plt.close(fig)
     assert marked == {method: result.suggestion(method=method) for method in SUGGESTIONS}
     assert len(set(marked.values())) >= 3  # the rules disagree here, so a plot that ignored method would fail
+
+
+def test_plot_y_range_shows_the_fall_not_the_blow_up() -> None:
+    import matplotlib.pyplot as plt
+
+    raw = [2.0] * 20 + [2.0 - 0.05 * i for i in range(1, 21)] + [1.0 * 3.0**i for i in range(1, 8)]  # up to 2187
+    result = _result(raw, stop_reason="diverged")
+    fig = result.plot()
+    low, high = fig.axes[0].get_ylim()
+    assert 2.0 < high < 2.5 and low < min(result.losses)  # a little above the start, far below the blow-up
+    plt.close(fig)
+
+
+def test_plot_marks_the_requested_range_the_sweep_went_past() -> None:
+    import matplotlib.pyplot as plt
+
+    metadata = {"adaptive_range": [{"action": "extend", "reason": "x", "cap": 1.0}], "requested_range": [1e-6, 1e-2]}
+    fig = _result(_valley_curve(), metadata=metadata).plot()
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "requested max_lr = 1.00e-02" in labels
+    plt.close(fig)

@@ -27,6 +27,11 @@ EARLY_STOP_FRACTION = 0.25  # a blow-up within this share of num_training counts
 # curves where any suggestion is a guess.
 MIN_DECREASE = 0.01  # the final valley must lie this share below the highest loss before it to count as a fall
 MAX_FINAL_RISE = 0.1  # a completed curve that ends within this share of its drop above its best never diverged
+# The raw loss turned up when the median of its last RAW_TAIL_POINTS points gave back this share of the smoothed
+# curve's fall (half: far more than batch noise on a curve that fell clearly). The EMA lags the raw loss by about
+# 1 / (1 - beta) steps, so a blow-up in the last few dozen steps shows in the raw loss only.
+RAW_TAIL_POINTS = 5
+RAW_RISE_FRACTION = 0.5
 # That fall measured in noise standard deviations of the smoothed curve: 3.3-47 on the well-read curves, 0.9 on
 # the flat ones. Below this the valley may be a wander of the noise.
 MIN_SIGNAL_TO_NOISE = 3.0
@@ -47,12 +52,6 @@ class Finding:
 
 def _finite(values: tuple[float, ...]) -> list[float]:
     return [v for v in values if math.isfinite(v)]
-
-
-def _drop(result: LRFinderResult) -> float:
-    """How far the smoothed loss fell from its first value to its best (0 if it never fell)."""
-    smoothed = _finite(result.losses)
-    return max(0.0, smoothed[0] - min(smoothed)) if smoothed else 0.0
 
 
 @dataclass(frozen=True)
@@ -124,12 +123,26 @@ def check_never_decreased(result: LRFinderResult) -> Finding | None:
     )
 
 
-def check_never_diverged(result: LRFinderResult) -> Finding | None:
-    smoothed = _finite(result.losses)
-    if result.stop_reason != StopReason.COMPLETED or len(smoothed) < 2:
-        return None
+def never_turned_up(losses: list[float] | tuple[float, ...], raw_losses: list[float] | tuple[float, ...]) -> bool:
+    """Whether neither the smoothed nor the raw loss rose again after its fall (checked on both curves).
+
+    Smoothed: its last point lies within ``MAX_FINAL_RISE`` of its fall above its best. Raw: the median of its
+    last ``RAW_TAIL_POINTS`` points lies within ``RAW_RISE_FRACTION`` of that fall above the smoothed best. A
+    non-finite raw loss is a blow-up.
+    """
+    smoothed = _finite(tuple(losses))
+    if len(smoothed) < 2 or len(_finite(tuple(raw_losses))) < len(raw_losses):
+        return False
     best = min(smoothed)
-    if smoothed[-1] - best > MAX_FINAL_RISE * max(_drop(result), 1e-12):
+    drop = max(0.0, smoothed[0] - best)
+    if smoothed[-1] - best > MAX_FINAL_RISE * max(drop, 1e-12):
+        return False
+    tail = float(np.median(raw_losses[-RAW_TAIL_POINTS:]))
+    return tail - best <= RAW_RISE_FRACTION * max(drop, 1e-12)
+
+
+def check_never_diverged(result: LRFinderResult) -> Finding | None:
+    if result.stop_reason != StopReason.COMPLETED or not never_turned_up(result.losses, result.raw_losses):
         return None
     return Finding(
         "never_diverged",

@@ -13,7 +13,9 @@ the loss), so it runs about as fast as plain training.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -22,8 +24,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from traenslenzor.tuner.batching import cycle, model_device, move_to_device, split_batch
+from traenslenzor.tuner.lr_adaptive import DEFAULT_ADAPTIVE_RANGE, AdaptiveRange, extension_lrs, restart_settings
+from traenslenzor.tuner.lr_diagnostics import never_turned_up
 from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, SweepSettings
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr_sweep import RangeTest
 from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -51,6 +55,7 @@ def find_lr(
     step_fn: StepFn | None = None,
     to_device: Callable[[Any, torch.device], Any] | None = None,
     progress_bar: bool = True,
+    adaptive_range: AdaptiveRange | None = DEFAULT_ADAPTIVE_RANGE,
 ) -> LRFinderResult:
     """Run the LR range test and return its curve; the model and optimizer are left exactly as they were.
 
@@ -71,6 +76,9 @@ def find_lr(
         step_fn: ``step_fn(model, batch) -> loss`` for batches ``split_batch`` cannot read.
         to_device: ``to_device(batch, device) -> batch`` for batches ``move_to_device`` cannot move.
         progress_bar: show a tqdm bar with the current LR and loss.
+        adaptive_range: widen the sweep where the curve shows no edge (:class:`~traenslenzor.tuner.lr_adaptive.
+            AdaptiveRange`): continue past ``max_lr`` when the loss never turned up, restart below ``min_lr`` when
+            it blew up at once; recorded in ``metadata["adaptive_range"]``. None keeps the range fixed.
 
     Returns:
         The :class:`LRFinderResult` (``.results``, ``.suggestion()``, ``.plot()``, ``.diagnostics()``).
@@ -80,10 +88,86 @@ def find_lr(
             raised before any training step.
     """
     settings = SweepSettings(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
+    if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
+        raise TypeError(f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}.")
     _validate(model, optimizer, loss_fn, train_loader, accumulate_grad_batches, step_fn)
     device = torch.device(device) if device is not None else model_device(model)
     compute_loss = step_fn or _default_step(loss_fn)
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
+    run = functools.partial(
+        _run_sweep,
+        model=model,
+        optimizer=optimizer,
+        compute_loss=compute_loss,
+        train_loader=train_loader,
+        move=move,
+        device=device,
+        accumulate=accumulate_grad_batches,
+        amp=amp,
+        progress_bar=progress_bar,
+    )
+    events: list[dict[str, Any]] = []
+    with preserved_training_state(model, [optimizer]) as state:
+        test = run(settings, adaptive_range, events)
+        if adaptive_range is not None and _blew_up_at_once(test, adaptive_range):
+            lower = restart_settings(settings, adaptive_range.restart_decades)
+            events.append(
+                _event(
+                    "restart",
+                    f"the loss blew up after {len(test.lrs)} of {settings.num_training} steps (at lr="
+                    f"{test.lrs[-1]:.2e}): min_lr={settings.min_lr:.2e} was already too high; restarted at "
+                    f"{lower.min_lr:.2e} from the restored state",
+                    steps=len(test.lrs),
+                )
+            )
+            log.warning("LR range test: %s.", events[-1]["reason"])
+            state.restore()
+            test = run(lower, adaptive_range, events)
+    log.info("LR range test stopped after %d steps: %s", len(test.lrs), test.stop_reason)
+    metadata: dict[str, Any] = {
+        "optimizer": type(optimizer).__name__,
+        "accumulate_grad_batches": accumulate_grad_batches,
+        "amp": bool(amp),
+        "device": str(device),
+    }
+    if adaptive_range is not None:
+        metadata["adaptive_range"] = events
+        metadata["requested_range"] = [settings.min_lr, settings.max_lr]
+        metadata["total_steps"] = sum(event.get("steps", 0) for event in events) + len(test.lrs)
+    return test.result(**metadata)
+
+
+def _event(action: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"action": action, "reason": reason, **extra}
+
+
+def _blew_up_at_once(test: RangeTest, adaptive: AdaptiveRange) -> bool:
+    """Diverged within the first ``early_fraction`` of the steps, from a finite first loss (else not an LR issue)."""
+    return (
+        adaptive.restart_decades > 0
+        and test.stop_reason in (StopReason.DIVERGED, StopReason.NON_FINITE_LOSS)
+        and len(test.lrs) <= adaptive.early_fraction * test.settings.num_training
+        and bool(test.raw_losses)
+        and math.isfinite(test.raw_losses[0])
+    )
+
+
+def _run_sweep(
+    settings: SweepSettings,
+    adaptive: AdaptiveRange | None,
+    events: list[dict[str, Any]],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: StepFn,
+    train_loader: Iterable[Any],
+    move: Callable[[Any, torch.device], Any],
+    device: torch.device,
+    accumulate: int,
+    amp: bool,
+    progress_bar: bool,
+) -> RangeTest:
+    """One sweep of ``settings`` (loader generators restored after it), continued past max_lr where asked."""
     log.info(
         "LR range test: up to %d steps, %s sweep %.2e -> %.2e",
         settings.num_training,
@@ -92,17 +176,35 @@ def find_lr(
         settings.max_lr,
     )
     test = RangeTest(settings)
-    with preserved_training_state(model, [optimizer]), preserved_loader_generators(train_loader):
+    with preserved_loader_generators(train_loader):
         model.train()
         batches = cycle(train_loader)
-        _sweep(test, model, optimizer, compute_loss, batches, move, device, accumulate_grad_batches, amp, progress_bar)
-    log.info("LR range test stopped after %d steps: %s", len(test.lrs), test.stop_reason)
-    return test.result(
-        optimizer=type(optimizer).__name__,
-        accumulate_grad_batches=accumulate_grad_batches,
-        amp=bool(amp),
-        device=str(device),
-    )
+        try:
+            sweep = functools.partial(
+                _sweep, test, model, optimizer, compute_loss, batches, move, device, accumulate, amp, progress_bar
+            )
+            sweep()
+            if (
+                adaptive is not None
+                and test.stop_reason == StopReason.COMPLETED
+                and never_turned_up(test.losses, test.raw_losses)
+            ):
+                more = extension_lrs(settings, adaptive.extend_decades)
+                if more:
+                    events.append(
+                        _event(
+                            "extend",
+                            f"the loss never turned up before max_lr={settings.max_lr:.2e}; continued the sweep "
+                            f"from the current state up to {more[-1]:.2e} ({len(more)} more steps at most)",
+                            cap=more[-1],
+                        )
+                    )
+                    log.info("LR range test: %s.", events[-1]["reason"])
+                    test.extend(more)
+                    sweep()
+        finally:
+            batches.close()  # type: ignore[attr-defined]  # releases the loader's iterator (and its workers)
+    return test
 
 
 def _sweep(
@@ -117,36 +219,34 @@ def _sweep(
     amp: bool,
     progress_bar: bool,
 ) -> None:
-    """The training loop: one recorded point per optimizer step until the range test says stop."""
+    """The training loop from the test's next step: one recorded point per optimizer step until it says stop."""
     ratios = group_lr_ratios(optimizer)
     autocast, scaler = _precision(device, amp)
-    try:
-        with tqdm(total=test.num_training, desc="LR range test", disable=not progress_bar, leave=False) as bar:
-            for step in range(test.num_training):
-                lr = test.lr_at(step)
-                set_group_lrs(optimizer, lr, ratios)
-                optimizer.zero_grad(set_to_none=True)
-                total = None
-                for _ in range(accumulate):
-                    batch = move(next(batches), device)
-                    with autocast():
-                        loss = _check_scalar(compute_loss(model, batch))
-                    scaled = loss / accumulate if accumulate > 1 else loss
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                    total = loss.detach() if total is None else total + loss.detach()
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                value = total.item() / accumulate  # the one sync per step
-                stop = test.record(lr, value)
-                bar.update(1)
-                bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
-                if stop:
-                    break
-    finally:
-        batches.close()  # type: ignore[attr-defined]  # releases the loader's iterator (and its workers)
+    first = len(test.lrs)
+    with tqdm(total=test.num_training - first, desc="LR range test", disable=not progress_bar, leave=False) as bar:
+        for step in range(first, test.num_training):
+            lr = test.lr_at(step)
+            set_group_lrs(optimizer, lr, ratios)
+            optimizer.zero_grad(set_to_none=True)
+            total = None
+            for _ in range(accumulate):
+                batch = move(next(batches), device)
+                with autocast():
+                    loss = _check_scalar(compute_loss(model, batch))
+                scaled = loss / accumulate if accumulate > 1 else loss
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                total = loss.detach() if total is None else total + loss.detach()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            value = total.item() / accumulate  # the one sync per step
+            stop = test.record(lr, value)
+            bar.update(1)
+            bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
+            if stop:
+                break
 
 
 def _validate(

@@ -1,4 +1,4 @@
-"""Plot of an LR range test: loss against learning rate on a log axis, with the suggested LR as a red dot.
+"""Plot of an LR range test: loss against learning rate on a log axis, with the suggested LR as a red dot and line.
 
 Reading it (see ``docs/lr_finder.md``): the loss is flat where the LR is too low, falls where training works, and
 blows up where the LR is too high; a good LR sits where the loss still falls steeply, before the bottom. The faint
@@ -51,6 +51,7 @@ def plot_lr_finder(
     ax.set_ylabel("Loss")
     ax.set_title(f"LR range test ({len(lrs)} steps, stopped: {result.stop_reason or 'unknown'})")
     _limit_y(ax, smoothed, list(result.raw_losses))
+    _mark_adaptive_range(ax, result)
     if suggest:
         _mark_suggestion(ax, result, method)
     ax.grid(True, which="both", alpha=0.3)
@@ -77,14 +78,32 @@ def _mark_suggestion(ax: Axes, result: LRFinderResult, method: str | None) -> No
         zorder=3,
         label=f"suggested lr = {lr:.2e} ({outcome.method})",
     )
+    ax.axvline(lr, color=SUGGESTION_COLOR, linestyle="--", linewidth=1, alpha=0.6)  # visible off the y-range too
+
+
+def _mark_adaptive_range(ax: Axes, result: LRFinderResult) -> None:
+    """A dotted line at the requested range's end that the sweep went past (``find_lr``'s adaptive range)."""
+    events = result.metadata.get("adaptive_range") or []
+    requested = result.metadata.get("requested_range")
+    for event in events:
+        if event.get("action") == "extend" and requested:
+            ax.axvline(requested[1], color="gray", linestyle=":", label=f"requested max_lr = {requested[1]:.2e}")
+        elif event.get("action") == "restart" and requested:
+            ax.axvline(requested[0], color="gray", linestyle=":", label=f"requested min_lr = {requested[0]:.2e}")
 
 
 def _limit_y(ax: Axes, smoothed: list[float], raw: list[float]) -> None:
-    """Keep the y-axis on the smoothed curve so that a last exploding raw loss does not flatten everything."""
-    finite = [v for v in smoothed if math.isfinite(v)]
+    """Keep the y-axis on the informative part: from the lowest loss up to a little above the loss before the fall.
+
+    The top is the highest smoothed loss up to the curve's lowest point (the start or the plateau), plus 15 % of
+    the fall; the blow-up after it is cut off so that it does not flatten the plateau, fall and valley.
+    """
+    finite = [(i, v) for i, v in enumerate(smoothed) if math.isfinite(v)]
     if not finite:
         return
-    low = min([*finite, *(v for v in raw if math.isfinite(v))])
-    high = max(finite)
-    pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.05, 1e-3)
-    ax.set_ylim(low - pad, high + pad)
+    bottom = min(finite, key=lambda item: item[1])[0]
+    before = [v for i, v in finite if i <= bottom]
+    low = min([*before, *(v for v in raw[: bottom + 1] if math.isfinite(v))])
+    high = max(before)
+    pad = 0.15 * (high - low) if high > low else max(abs(high) * 0.05, 1e-3)
+    ax.set_ylim(low - 0.05 * (high - low), high + pad)

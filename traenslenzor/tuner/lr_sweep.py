@@ -79,6 +79,22 @@ class RangeTest:
             return self.stop(StopReason.COMPLETED)
         return False
 
+    def extend(self, lrs: list[float]) -> None:
+        """Continue a completed test at ``lrs`` (e.g. past ``max_lr``, see ``lr_adaptive``): more steps, new max_lr.
+
+        Raises:
+            RuntimeError: the test has not completed (it diverged, broke or is still running).
+        """
+        if self.stop_reason != StopReason.COMPLETED:
+            raise RuntimeError(f"Only a completed range test can be extended; this one is {self.stop_reason}.")
+        if not lrs:
+            return
+        self._schedule = [*self._schedule, *(float(lr) for lr in lrs)]
+        self.num_training = len(self._schedule)
+        self.max_lr = self._schedule[-1]
+        self.done = False
+        self.stop_reason = None
+
     def stop(self, reason: StopReason | str) -> bool:
         """Mark the test as finished for ``reason`` (e.g. a trainer that stopped on its own); returns True."""
         if not self.done:

@@ -1,0 +1,64 @@
+"""The adaptive range of ``find_lr``: widen the sweep where the curve shows no edge (issue 11.2).
+
+A range test can only read an LR out of a curve that shows where training breaks. Two cases do not:
+
+* **The loss never turned up before max_lr** (neither the smoothed nor the raw loss rose again): the best LR may
+  lie beyond the range. The sweep then *continues* from the current state at the same step ratio, up to
+  ``extend_decades`` past ``max_lr``, until it diverges or reaches that cap.
+* **The loss blew up at once** (within the first quarter of the steps, from a finite first loss): ``min_lr`` is
+  already too high. The state is restored and the sweep *restarts* ``restart_decades`` below ``min_lr`` (once).
+
+Both are recorded in the result (``metadata["adaptive_range"]``) and logged. Cost: an extension adds
+``extend_decades`` worth of steps (25 at the default sweep), a restart at most a quarter of ``num_training`` plus
+one full sweep; the total stays under 3 x ``num_training``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from traenslenzor.tuner.lr_settings import SweepSettings
+
+
+@dataclass(frozen=True)
+class AdaptiveRange:
+    """How far ``find_lr`` may widen the sweep; ``find_lr(adaptive_range=None)`` keeps the range fixed.
+
+    Attributes:
+        extend_decades: how far past ``max_lr`` the sweep may continue when the loss never turned up (0: never).
+        restart_decades: how far below ``min_lr`` the one restart begins when the loss blew up at once (0: never).
+        early_fraction: a blow-up within this share of ``num_training`` counts as "at once".
+    """
+
+    extend_decades: float = 2.0
+    restart_decades: float = 3.0
+    early_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("extend_decades", "restart_decades"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 6:
+                raise ValueError(f"{name}={value!r}: must be a number of decades in [0, 6] (0 turns it off).")
+        if not 0 < self.early_fraction < 1:
+            raise ValueError(f"early_fraction={self.early_fraction!r}: must lie in (0, 1) (0.25 is usual).")
+
+
+DEFAULT_ADAPTIVE_RANGE = AdaptiveRange()
+
+
+def extension_lrs(settings: SweepSettings, decades: float) -> list[float]:
+    """The LRs that continue an exponential sweep past ``max_lr`` at its own step ratio, up to ``decades`` more.
+
+    Empty for a linear sweep (its steps are too fine to cover decades) or ``decades == 0``.
+    """
+    if settings.mode != "exponential" or decades <= 0:
+        return []
+    step = math.log10(settings.max_lr / settings.min_lr) / (settings.num_training - 1)  # decades per step
+    count = max(1, math.floor(decades / step + 1e-9))  # the cap stays within `decades`
+    return [settings.max_lr * 10 ** (step * i) for i in range(1, count + 1)]
+
+
+def restart_settings(settings: SweepSettings, decades: float) -> SweepSettings:
+    """The same sweep, started ``decades`` below ``min_lr``."""
+    return replace(settings, min_lr=settings.min_lr / 10**decades)
