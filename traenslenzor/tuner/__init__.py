@@ -22,6 +22,7 @@ _EXPORTS = {
     "RangeTest": "lr_sweep",
     "SweepSettings": "lr_settings",
     "StopReason": "lr_settings",
+    "AdaptiveRange": "lr_adaptive",
     "SUGGESTIONS": "suggestion",
     "DEFAULT_SUGGESTION": "suggestion",
     "Finding": "lr_diagnostics",

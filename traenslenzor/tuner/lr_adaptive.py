@@ -8,8 +8,10 @@ A range test can only read an LR out of a curve that shows where training breaks
 * **The loss blew up at once** (within the first quarter of the steps, from a finite first loss): ``min_lr`` is
   already too high. The state is restored and the sweep *restarts* ``restart_decades`` below ``min_lr`` (once).
 
-Both are recorded in the result (``metadata["adaptive_range"]``) and logged. Cost: an extension adds
-``extend_decades`` worth of steps (25 at the default sweep), a restart at most a quarter of ``num_training`` plus
+``find_lr`` records both in the result (``metadata["adaptive_range"]``) and logs them. Another loop (the Lightning
+adapter) can use the same pure decisions: ``needs_extension`` then ``RangeTest.extend(extension_lrs(...))``, or
+``blew_up_at_once`` then a restored state and ``RangeTest(restart_settings(...))``. Cost: an extension adds
+``extend_decades`` worth of steps (24 at the default sweep), a restart at most a quarter of ``num_training`` plus
 one full sweep; the total stays under 3 x ``num_training``.
 """
 
@@ -18,7 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from traenslenzor.tuner.lr_settings import SweepSettings
+from traenslenzor.tuner.lr_diagnostics import never_turned_up
+from traenslenzor.tuner.lr_settings import StopReason, SweepSettings
+from traenslenzor.tuner.lr_sweep import RangeTest
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,27 @@ class AdaptiveRange:
 
 
 DEFAULT_ADAPTIVE_RANGE = AdaptiveRange()
+
+
+def needs_extension(test: RangeTest, adaptive: AdaptiveRange) -> bool:
+    """A completed exponential sweep whose smoothed and raw loss never turned up (``never_turned_up``)."""
+    return (
+        adaptive.extend_decades > 0
+        and test.settings.mode == "exponential"
+        and test.stop_reason == StopReason.COMPLETED
+        and never_turned_up(test.losses, test.raw_losses)
+    )
+
+
+def blew_up_at_once(test: RangeTest, adaptive: AdaptiveRange) -> bool:
+    """Diverged within the first ``early_fraction`` of the steps, from a finite first loss (else not an LR issue)."""
+    return (
+        adaptive.restart_decades > 0
+        and test.stop_reason in (StopReason.DIVERGED, StopReason.NON_FINITE_LOSS)
+        and len(test.lrs) <= adaptive.early_fraction * test.settings.num_training
+        and bool(test.raw_losses)
+        and math.isfinite(test.raw_losses[0])
+    )
 
 
 def extension_lrs(settings: SweepSettings, decades: float) -> list[float]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -24,10 +23,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from traenslenzor.tuner.batching import cycle, model_device, move_to_device, split_batch
-from traenslenzor.tuner.lr_adaptive import DEFAULT_ADAPTIVE_RANGE, AdaptiveRange, extension_lrs, restart_settings
-from traenslenzor.tuner.lr_diagnostics import never_turned_up
+from traenslenzor.tuner.lr_adaptive import (
+    DEFAULT_ADAPTIVE_RANGE,
+    AdaptiveRange,
+    blew_up_at_once,
+    extension_lrs,
+    needs_extension,
+    restart_settings,
+)
 from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, SweepSettings
 from traenslenzor.tuner.lr_sweep import RangeTest
 from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -109,7 +114,7 @@ def find_lr(
     events: list[dict[str, Any]] = []
     with preserved_training_state(model, [optimizer]) as state:
         test = run(settings, adaptive_range, events)
-        if adaptive_range is not None and _blew_up_at_once(test, adaptive_range):
+        if adaptive_range is not None and blew_up_at_once(test, adaptive_range):
             lower = restart_settings(settings, adaptive_range.restart_decades)
             events.append(
                 _event(
@@ -139,17 +144,6 @@ def find_lr(
 
 def _event(action: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"action": action, "reason": reason, **extra}
-
-
-def _blew_up_at_once(test: RangeTest, adaptive: AdaptiveRange) -> bool:
-    """Diverged within the first ``early_fraction`` of the steps, from a finite first loss (else not an LR issue)."""
-    return (
-        adaptive.restart_decades > 0
-        and test.stop_reason in (StopReason.DIVERGED, StopReason.NON_FINITE_LOSS)
-        and len(test.lrs) <= adaptive.early_fraction * test.settings.num_training
-        and bool(test.raw_losses)
-        and math.isfinite(test.raw_losses[0])
-    )
 
 
 def _run_sweep(
@@ -184,11 +178,7 @@ def _run_sweep(
                 _sweep, test, model, optimizer, compute_loss, batches, move, device, accumulate, amp, progress_bar
             )
             sweep()
-            if (
-                adaptive is not None
-                and test.stop_reason == StopReason.COMPLETED
-                and never_turned_up(test.losses, test.raw_losses)
-            ):
+            if adaptive is not None and needs_extension(test, adaptive):
                 more = extension_lrs(settings, adaptive.extend_decades)
                 if more:
                     events.append(
