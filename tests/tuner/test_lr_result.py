@@ -9,9 +9,10 @@ import math
 import pytest
 
 from traenslenzor.tuner.lr_result import LRFinderResult
+from traenslenzor.tuner.lr_settings import StopReason
 from traenslenzor.tuner.schedule import lr_schedule
 from traenslenzor.tuner.smoothing import ema_smooth
-from traenslenzor.tuner.suggestion import suggest
+from traenslenzor.tuner.suggestion import SUGGESTIONS, suggest
 
 
 def _result(raw: list[float], stop_reason: str = "completed", **kwargs) -> LRFinderResult:
@@ -51,13 +52,17 @@ def test_no_suggestion_logs_reason(caplog) -> None:
 
 def test_json_round_trip_with_nan(tmp_path) -> None:
     result = _result([2.0, 1.0, math.nan], stop_reason="non_finite_loss", metadata={"optimizer": "SGD"})
-    path = result.to_json(tmp_path / "lr.json")
-    json.loads(path.read_text())  # strict JSON: the NaN is stored as null
-    assert "NaN" not in path.read_text()
+    path = tmp_path / "lr.json"
+    text = result.to_json(path)
+    assert path.read_text(encoding="utf-8") == text + "\n"
+    assert result.to_json() == text and json.loads(text)["stop_reason"] == "non_finite_loss"
+    json.loads(text)  # strict JSON: the NaN is stored as null
+    assert "NaN" not in text
     back = LRFinderResult.from_json(path)
     assert back.lrs == result.lrs and back.losses[:2] == result.losses[:2] and math.isnan(back.raw_losses[2])
     assert back.to_dict() == result.to_dict()
-    assert back.stop_reason == "non_finite_loss" and back.metadata == {"optimizer": "SGD"}
+    assert back.stop_reason is StopReason.NON_FINITE_LOSS and back.metadata == {"optimizer": "SGD"}
+    assert back.beta == result.beta
     with pytest.raises(ValueError, match="Unknown keys"):
         LRFinderResult.from_dict({**result.to_dict(), "extra": 1})
 
@@ -116,3 +121,25 @@ def test_importing_the_finder_does_not_import_matplotlib() -> None:
     code = "import sys, traenslenzor.tuner.lr_finder, traenslenzor.tuner.lr_result; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_json_before_beta_was_a_field_reads_it_from_metadata() -> None:
+    data = _result([2.0, 1.0, 3.0]).to_dict()
+    del data["beta"]
+    data["metadata"] = {"beta": 0.9}
+    assert LRFinderResult.from_dict(data).beta == 0.9
+
+
+def test_plot_marks_the_lr_each_rule_suggests() -> None:
+    import matplotlib.pyplot as plt
+
+    result = _result(_valley_curve(60))
+    marked = {}
+    for method in SUGGESTIONS:
+        fig = result.plot(method=method)
+        (dot,) = _red_dots(fig.axes[0])
+        marked[method] = float(dot.get_xdata()[0])
+        assert method in dot.get_label()
+        plt.close(fig)
+    assert marked == {method: result.suggestion(method=method) for method in SUGGESTIONS}
+    assert len(set(marked.values())) >= 3  # the rules disagree here, so a plot that ignored method would fail

@@ -260,3 +260,28 @@ def test_benchmark_task_suite_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     for task in lr_tasks.TASKS:
         data = lr_tasks.make_data(task, n_train=32, n_eval=32)
         assert math.isfinite(lr_tasks.untrained_loss(task, data, seed=0))
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.98])
+def test_smoothed_noise_is_right_for_the_curves_own_beta(beta: float) -> None:
+    # White noise of std 0.1 around a constant, smoothed with `beta`: the EMA's own noise is s sqrt((1-b)/(1+b)).
+    raw = 2.0 + 0.1 * np.random.default_rng(0).standard_normal(4000)
+    smoothed = np.array(ema_smooth(list(raw), beta))[200:]
+    truth = float(np.std(smoothed))
+    assert smoothed_noise(smoothed, beta) == pytest.approx(truth, rel=0.15)
+    if beta == 0.9:  # read with the old fixed 0.98 it is more than 2x off
+        assert smoothed_noise(smoothed, 0.98) > 2.0 * truth
+
+
+def test_result_suggestion_reads_the_curves_beta(monkeypatch: pytest.MonkeyPatch) -> None:
+    from traenslenzor.tuner import suggestion as module
+    from traenslenzor.tuner.lr_result import LRFinderResult
+
+    seen = []
+    real = module.smoothed_noise
+    monkeypatch.setattr(module, "smoothed_noise", lambda losses, beta: seen.append(beta) or real(losses, beta))
+    lrs = np.logspace(-6, 0, 60)
+    losses = np.r_[np.full(20, 2.0), np.linspace(2.0, 1.0, 25), np.linspace(1.0, 3.0, 15)]
+    result = LRFinderResult(lrs, losses, losses, 1e-6, 1.0, 60, beta=0.9)
+    assert result.suggestion() is not None and seen == [0.9]
+    assert suggest(lrs, losses, beta=0.9) == result.suggestion_outcome()

@@ -19,7 +19,9 @@ _EXPORTS = {
     # LR range test on plain PyTorch
     "find_lr": "lr_finder",
     "LRFinderResult": "lr_result",
-    "RangeTest": "range_test",
+    "RangeTest": "lr_sweep",
+    "SweepSettings": "lr_settings",
+    "StopReason": "lr_settings",
     "SUGGESTIONS": "suggestion",
     "DEFAULT_SUGGESTION": "suggestion",
     "Finding": "lr_diagnostics",

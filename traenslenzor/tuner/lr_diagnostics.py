@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from traenslenzor.tuner.suggestion import final_valley, smoothed_noise
+from traenslenzor.tuner.lr_settings import StopReason
+from traenslenzor.tuner.suggestion import SKIP_BEGIN, SKIP_END, final_valley, smoothed_noise
 
 if TYPE_CHECKING:
     from traenslenzor.tuner.lr_result import LRFinderResult
@@ -29,7 +30,6 @@ MAX_FINAL_RISE = 0.1  # a completed curve that ends within this share of its dro
 # That fall measured in noise standard deviations of the smoothed curve: 3.3-47 on the well-read curves, 0.9 on
 # the flat ones. Below this the valley may be a wander of the noise.
 MIN_SIGNAL_TO_NOISE = 3.0
-SKIP_BEGIN = 10  # as suggestion(): the first points of a bias-corrected EMA are barely averaged
 EDGE_POINTS = 2  # a suggestion within this many points of the first/last point the rule may pick is at the edge
 
 
@@ -76,7 +76,7 @@ def _fall(result: LRFinderResult) -> _Fall | None:
     if valley is None:
         return None
     bottom = valley[1]
-    noise = smoothed_noise(smoothed[: bottom + 1]) if bottom >= 4 else 0.0
+    noise = smoothed_noise(smoothed[: bottom + 1], result.beta) if bottom >= 4 else 0.0
     return _Fall(float(smoothed[: bottom + 1].max()), float(smoothed[bottom]), noise)
 
 
@@ -93,7 +93,7 @@ def check_too_few_points(result: LRFinderResult) -> Finding | None:
 
 
 def check_diverged_early(result: LRFinderResult) -> Finding | None:
-    if result.stop_reason not in ("diverged", "non_finite_loss"):
+    if result.stop_reason not in (StopReason.DIVERGED, StopReason.NON_FINITE_LOSS):
         return None
     if len(result.lrs) > EARLY_STOP_FRACTION * result.num_training:
         return None
@@ -126,7 +126,7 @@ def check_never_decreased(result: LRFinderResult) -> Finding | None:
 
 def check_never_diverged(result: LRFinderResult) -> Finding | None:
     smoothed = _finite(result.losses)
-    if result.stop_reason != "completed" or len(smoothed) < 2:
+    if result.stop_reason != StopReason.COMPLETED or len(smoothed) < 2:
         return None
     best = min(smoothed)
     if smoothed[-1] - best > MAX_FINAL_RISE * max(_drop(result), 1e-12):
@@ -157,7 +157,7 @@ def check_noisy(result: LRFinderResult) -> Finding | None:
 
 def check_suggestion(result: LRFinderResult, method: str | None = None) -> Finding | None:
     """No suggestion at all, or one at the first/last points the rule may pick (the range cut the answer off)."""
-    skip_begin, skip_end = 10, 1  # suggestion()'s defaults
+    skip_begin, skip_end = SKIP_BEGIN, SKIP_END  # suggestion()'s defaults
     outcome = result.suggestion_outcome(skip_begin=skip_begin, skip_end=skip_end, method=method)
     if outcome.index is None:
         return Finding("no_suggestion", "warning", f"No LR suggestion ({outcome.method}): {outcome.reason}")

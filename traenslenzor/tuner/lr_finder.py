@@ -1,7 +1,7 @@
 """``find_lr``: the LR range test on a plain PyTorch model, optimizer, loss and data loader (Smith 2015/2017).
 
 The loop trains the real model with the real optimizer for up to ``num_training`` optimizer steps while the LR
-sweeps from ``min_lr`` to ``max_lr``; :class:`~traenslenzor.tuner.range_test.RangeTest` records the curve and
+sweeps from ``min_lr`` to ``max_lr``; :class:`~traenslenzor.tuner.lr_sweep.RangeTest` records the curve and
 decides when to stop. Everything the search changes (weights, buffers, optimizer state, RNGs, train/eval modes, the
 loader's sampler generator) is captured once in memory before the first step and restored afterwards -- also when
 the search raises or is interrupted.
@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 
 from traenslenzor.tuner.batching import cycle, model_device, move_to_device, split_batch
 from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, SweepSettings
+from traenslenzor.tuner.lr_sweep import RangeTest
+from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
@@ -37,12 +39,12 @@ def find_lr(
     loss_fn: Callable[[Any, Any], torch.Tensor] | None,
     train_loader: Iterable[Any],
     *,
-    min_lr: float = 1e-8,
-    max_lr: float = 1.0,
-    num_training: int = 100,
-    mode: str = "exponential",
-    early_stop_threshold: float | None = 4.0,
-    beta: float = 0.98,
+    min_lr: float = DEFAULT_SWEEP.min_lr,
+    max_lr: float = DEFAULT_SWEEP.max_lr,
+    num_training: int = DEFAULT_SWEEP.num_training,
+    mode: str = DEFAULT_SWEEP.mode,
+    early_stop_threshold: float | None = DEFAULT_SWEEP.early_stop_threshold,
+    beta: float = DEFAULT_SWEEP.beta,
     accumulate_grad_batches: int = 1,
     device: torch.device | str | None = None,
     amp: bool = False,
@@ -77,12 +79,19 @@ def find_lr(
         ValueError: bad sweep settings, an empty loader, ``accumulate_grad_batches < 1``, no loss function; all
             raised before any training step.
     """
-    test = RangeTest(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
+    settings = SweepSettings(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
     _validate(model, optimizer, loss_fn, train_loader, accumulate_grad_batches, step_fn)
     device = torch.device(device) if device is not None else model_device(model)
     compute_loss = step_fn or _default_step(loss_fn)
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
-    log.info("LR range test: up to %d steps, %s sweep %.2e -> %.2e", num_training, mode, min_lr, max_lr)
+    log.info(
+        "LR range test: up to %d steps, %s sweep %.2e -> %.2e",
+        settings.num_training,
+        settings.mode,
+        settings.min_lr,
+        settings.max_lr,
+    )
+    test = RangeTest(settings)
     with preserved_training_state(model, [optimizer]), preserved_loader_generators(train_loader):
         model.train()
         batches = cycle(train_loader)
@@ -93,7 +102,6 @@ def find_lr(
         accumulate_grad_batches=accumulate_grad_batches,
         amp=bool(amp),
         device=str(device),
-        beta=beta,
     )
 
 

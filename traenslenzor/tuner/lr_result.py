@@ -15,6 +15,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.suggestion import SKIP_BEGIN, SKIP_END
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -45,8 +48,10 @@ class LRFinderResult:
         lrs: LR of the first param group at each recorded step.
         losses: bias-corrected EMA of the loss (the curve the suggestion reads).
         raw_losses: the loss of each step as measured (NaN/inf where training broke).
-        min_lr, max_lr, num_training, mode, early_stop_threshold: the sweep as requested.
-        stop_reason: ``"completed"``, ``"diverged"``, ``"non_finite_loss"`` or an adapter's own reason.
+        min_lr, max_lr, num_training, mode, early_stop_threshold, beta: the sweep as requested
+            (:attr:`settings`); ``beta`` is the EMA factor of ``losses``, which the suggestion rules read.
+        stop_reason: a :class:`~traenslenzor.tuner.lr_settings.StopReason` (a ``str``: ``"completed"``,
+            ``"diverged"``, ``"non_finite_loss"``) or an adapter's own reason string.
         metadata: free-form, JSON-serialisable facts about the run (optimizer, device, ...).
     """
 
@@ -56,9 +61,10 @@ class LRFinderResult:
     min_lr: float
     max_lr: float
     num_training: int
-    mode: str = "exponential"
-    early_stop_threshold: float | None = 4.0
-    stop_reason: str | None = None
+    mode: str = DEFAULT_SWEEP.mode
+    early_stop_threshold: float | None = DEFAULT_SWEEP.early_stop_threshold
+    beta: float = DEFAULT_SWEEP.beta
+    stop_reason: StopReason | str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +75,16 @@ class LRFinderResult:
                 f"lrs, losses and raw_losses must be equally long, got {len(self.lrs)}, {len(self.losses)} "
                 f"and {len(self.raw_losses)}."
             )
+        if isinstance(self.stop_reason, str) and not isinstance(self.stop_reason, StopReason):
+            known = {reason.value: reason for reason in StopReason}
+            object.__setattr__(self, "stop_reason", known.get(self.stop_reason, self.stop_reason))
+
+    @property
+    def settings(self) -> SweepSettings:
+        """The sweep this curve was recorded with."""
+        return SweepSettings(
+            self.min_lr, self.max_lr, self.num_training, self.mode, self.early_stop_threshold, self.beta
+        )
 
     # Lightning's `_LRFinder` names, so code written for Lightning's result keeps working.
     @property
@@ -85,14 +101,16 @@ class LRFinderResult:
         return self.max_lr
 
     def suggestion_outcome(
-        self, skip_begin: int = 10, skip_end: int = 1, method: str | None = None
+        self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
     ) -> SuggestionOutcome:
         """The full outcome of the suggestion rule ``method`` (index, LR, rule, reason when there is none)."""
         from traenslenzor.tuner.suggestion import suggest
 
-        return suggest(self.lrs, self.losses, method=method, skip_begin=skip_begin, skip_end=skip_end)
+        return suggest(self.lrs, self.losses, method=method, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
 
-    def suggestion(self, skip_begin: int = 10, skip_end: int = 1, method: str | None = None) -> float | None:
+    def suggestion(
+        self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
+    ) -> float | None:
         """The suggested LR, or None (with the reason logged) when the curve gives none.
 
         Args:
@@ -108,11 +126,17 @@ class LRFinderResult:
             log.warning("LR finder gives no suggestion (%s): %s", outcome.method, outcome.reason)
         return outcome.lr
 
-    def plot(self, suggest: bool = True, show: bool = False, ax: Axes | None = None) -> Figure:
-        """Plot the curve (log LR axis) with the suggestion as a red dot; see :func:`lr_plot.plot_lr_finder`."""
+    def plot(
+        self, suggest: bool = True, show: bool = False, ax: Axes | None = None, method: str | None = None
+    ) -> Figure:
+        """Plot the curve (log LR axis) with the suggestion of rule ``method`` (None: the default rule) as a red dot.
+
+        Pass the same ``method`` as to :meth:`suggestion` so the plot marks the LR that is applied; see
+        :func:`lr_plot.plot_lr_finder`.
+        """
         from traenslenzor.tuner.lr_plot import plot_lr_finder
 
-        return plot_lr_finder(self, suggest=suggest, show=show, ax=ax)
+        return plot_lr_finder(self, suggest=suggest, show=show, ax=ax, method=method)
 
     def diagnostics(self, method: str | None = None) -> list[Finding]:
         """Automatic advice on the curve (never decreased, too noisy, diverged at once, ...); empty if healthy.
@@ -132,6 +156,8 @@ class LRFinderResult:
                 value = [_to_json_number(v) for v in value]
             elif f.name == "metadata":
                 value = dict(value)
+            elif f.name == "stop_reason" and value is not None:
+                value = str(value)  # the enum's value: the same strings as before the enum
             data[f.name] = value
         return data
 
@@ -147,13 +173,19 @@ class LRFinderResult:
         values = {k: v for k, v in data.items() if k in names}
         for name in _CURVES:
             values[name] = tuple(_from_json_number(v) for v in values.get(name, ()))
+        if "beta" not in values and "beta" in values.get("metadata", {}):
+            values["beta"] = values["metadata"]["beta"]  # files written before beta was a field
         return cls(**values)
 
-    def to_json(self, path: str | Path) -> Path:
-        """Write the result to ``path`` as JSON; returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        return path
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text (strict: non-finite losses as null); also written to ``path`` when given.
+
+        The file is UTF-8 with a trailing newline; the returned text is the same without it.
+        """
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
 
     @classmethod
     def from_json(cls, path: str | Path) -> LRFinderResult:

@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 
 
-def _check_beta(beta: float) -> None:
-    if not 0.0 <= beta < 1.0:
+def check_beta(beta: float) -> None:
+    """Raise ``ValueError`` unless ``beta`` is an EMA factor in [0, 1)."""
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0.0 <= beta < 1.0:
         raise ValueError(f"beta={beta!r}: the EMA factor must lie in [0, 1) (0.98 is usual; 0 means no smoothing).")
 
 
@@ -26,7 +27,7 @@ class EmaSmoother:
     count: int = 0
 
     def __post_init__(self) -> None:
-        _check_beta(self.beta)
+        check_beta(self.beta)
 
     def update(self, value: float) -> float:
         """Add ``value`` and return the bias-corrected smoothed value so far."""

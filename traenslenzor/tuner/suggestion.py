@@ -14,11 +14,14 @@ rule of torch-lr-finder and (against raw LR) Lightning. Why the default is what 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,10 @@ STABLE_DECADES_BELOW = 1.2
 ONSET_NOISE_SIGMAS = 1.0
 # A run of fewer points below the median is a wiggle, not the final valley (see ``final_valley``).
 VALLEY_MIN_POINTS = 3
-# The EMA factor of the curves the rules see (the finder's default); only used to turn the smoothed curve's
-# step-to-step jitter into the noise level of the smoothed curve.
-CURVE_BETA = 0.98
+# Points ``suggest`` leaves out by default: the first (a bias-corrected EMA has averaged few batches there, so the
+# curve is flat and noisy) and the last (often the blow-up that stopped the test).
+SKIP_BEGIN = 10
+SKIP_END = 1
 
 
 def _rule(min_points: int) -> Callable[[Callable[..., int | None]], Rule]:
@@ -43,12 +47,17 @@ def _rule(min_points: int) -> Callable[[Callable[..., int | None]], Rule]:
 
     The wrapped rule sees only finite points with positive LRs, as float arrays; its index is mapped back to the
     arrays the caller gave. Fewer usable points than ``min_points`` gives None without calling the rule. Keyword
-    options (a rule's knobs, e.g. ``slide``'s window) pass through.
+    options (a rule's knobs, e.g. ``slide``'s window) pass through. ``beta`` (the curve's EMA factor, which
+    ``suggest`` always knows) reaches only the rules whose core takes it.
     """
 
     def decorate(core: Callable[..., int | None]) -> Rule:
+        takes_beta = "beta" in inspect.signature(core).parameters
+
         @functools.wraps(core)
         def rule(lrs: np.ndarray, losses: np.ndarray, **options: float) -> int | None:
+            if not takes_beta:
+                options.pop("beta", None)
             lrs = np.asarray(lrs, dtype=float).reshape(-1)
             losses = np.asarray(losses, dtype=float).reshape(-1)
             if lrs.shape != losses.shape:
@@ -156,7 +165,7 @@ def final_valley(losses: np.ndarray, min_points: int = VALLEY_MIN_POINTS) -> tup
     return int(start), int(start + np.argmin(losses[start : end + 1]))
 
 
-def smoothed_noise(losses: np.ndarray, beta: float = CURVE_BETA) -> float:
+def smoothed_noise(losses: np.ndarray, beta: float = DEFAULT_SWEEP.beta) -> float:
     """Standard deviation of the noise on a curve smoothed by a ``beta`` EMA, estimated from the curve alone.
 
     For white noise of std s on the raw loss, the EMA's steps ``d_t = (1 - beta)(raw_t - ema_{t-1})`` have std
@@ -184,7 +193,13 @@ def rise_onset(losses: np.ndarray, start: int = 0, tolerance: float = 0.0) -> in
 
 
 @_rule(min_points=3)
-def stable(lrs: np.ndarray, losses: np.ndarray, *, decades_below: float = STABLE_DECADES_BELOW) -> int | None:
+def stable(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    decades_below: float = STABLE_DECADES_BELOW,
+    beta: float = DEFAULT_SWEEP.beta,
+) -> int | None:
     """``decades_below`` decades below the onset of the final rise of the curve (the default rule).
 
     Where the smoothed loss stops falling and starts to rise marks where the sweep's LR became too large (the
@@ -193,12 +208,13 @@ def stable(lrs: np.ndarray, losses: np.ndarray, *, decades_below: float = STABLE
     a roughly fixed distance below that onset, and ``decades_below`` is that distance. The onset is searched in
     the final valley only (``final_valley``: early dips of the plateau are ignored) with a tolerance of
     ``ONSET_NOISE_SIGMAS`` times the curve's noise (``smoothed_noise``), so a flat, noisy stretch before the
-    blow-up does not decide the answer. None when the curve has no descent (flat, or lowest at its first point).
+    blow-up does not decide the answer; ``beta`` is the EMA factor the curve was smoothed with. None when the curve
+    has no descent (flat, or lowest at its first point).
     """
     valley = final_valley(losses)
     if valley is None or valley[1] == 0:
         return None
-    onset = rise_onset(losses, valley[0], ONSET_NOISE_SIGMAS * smoothed_noise(losses))
+    onset = rise_onset(losses, valley[0], ONSET_NOISE_SIGMAS * smoothed_noise(losses, beta))
     x = np.log10(lrs)
     return int(np.argmin(np.abs(x - (x[onset] - decades_below))))
 
@@ -224,17 +240,15 @@ class SuggestionOutcome:
     method: str
     reason: str | None = None
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
 
 def suggest(
     lrs: Sequence[float] | np.ndarray,
     losses: Sequence[float] | np.ndarray,
     *,
     method: str | None = None,
-    skip_begin: int = 10,
-    skip_end: int = 1,
+    skip_begin: int = SKIP_BEGIN,
+    skip_end: int = SKIP_END,
+    beta: float = DEFAULT_SWEEP.beta,
 ) -> SuggestionOutcome:
     """Applies the rule ``method`` (default ``DEFAULT_SUGGESTION``) to a range-test curve.
 
@@ -244,6 +258,8 @@ def suggest(
         method: a key of ``SUGGESTIONS``; None picks ``DEFAULT_SUGGESTION``.
         skip_begin: points to ignore at the start (the curve is still flat and noisy there).
         skip_end: points to ignore at the end (often the divergence); 0 keeps every point.
+        beta: the EMA factor ``losses`` were smoothed with (``LRFinderResult.beta``); rules that estimate the
+            curve's noise read it.
 
     Returns:
         The outcome, with ``index`` into the untrimmed arrays, or ``index=None`` and a ``reason`` (logged at DEBUG).
@@ -273,7 +289,7 @@ def suggest(
             f"at the end of {lr_arr.size}; rule {name!r} needs {needed}. Run more steps (num_training) or "
             "lower skip_begin/skip_end.",
         )
-    index = rule(lr_arr[kept], loss_arr[kept])
+    index = rule(lr_arr[kept], loss_arr[kept], beta=beta)
     if index is None:
         return _no_suggestion(name, f"rule {name!r} found no suggestion on this curve (e.g. the loss never decreased).")
     full = int(kept[index])

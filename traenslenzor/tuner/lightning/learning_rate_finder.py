@@ -1,7 +1,7 @@
 """``LearningRateFinder``: the LR range test (Smith 2015/2017) as a Lightning callback.
 
 Same parameters and hooks as ``lightning.pytorch.callbacks.LearningRateFinder``; the sweep, smoothing and stop rules
-are :class:`~traenslenzor.tuner.range_test.RangeTest`'s, the steps run through the trainer's strategy
+are :class:`~traenslenzor.tuner.lr_sweep.RangeTest`'s, the steps run through the trainer's strategy
 (:mod:`steps`), and the model, optimizer, schedulers and RNGs are restored from an in-memory snapshot.
 
 What differs from Lightning (each a Lightning defect, each with a regression test):
@@ -36,7 +36,9 @@ from traenslenzor.tuner.lightning.steps import (
     search_isolation,
 )
 from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr_settings import StopReason, SweepSettings
+from traenslenzor.tuner.lr_sweep import RangeTest
+from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
@@ -78,15 +80,8 @@ class LearningRateFinder(Callback):
         mode = mode.lower() if isinstance(mode, str) else mode
         if mode not in self.SUPPORTED_MODES:
             raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
-        self._settings = {
-            "min_lr": min_lr,
-            "max_lr": max_lr,
-            "num_training": num_training_steps,
-            "mode": mode,
-            "early_stop_threshold": early_stop_threshold,
-        }
-        try:
-            RangeTest(**self._settings)  # validates the sweep now, before any trainer work
+        try:  # validates the sweep now, before any trainer work
+            self._settings = SweepSettings(min_lr, max_lr, num_training_steps, mode, early_stop_threshold)
         except ValueError as exc:
             raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         self._update_attr = update_attr
@@ -112,7 +107,7 @@ class LearningRateFinder(Callback):
     def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> LRFinderResult:
         holders = lr_holders(module, trainer.datamodule, self._attr_name) if self._update_attr else None
         optimizer = _single_optimizer(trainer)
-        test = RangeTest(**self._settings)
+        test = RangeTest(self._settings)
         start_step = trainer.global_step
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
         with preserved_training_state(module, trainer.optimizers, schedulers), search_isolation(trainer, module):
@@ -120,7 +115,7 @@ class LearningRateFinder(Callback):
             with torch.enable_grad():
                 _run_range_test(trainer, optimizer, test, self._progress_bar and trainer.is_global_zero)
         result = test.result(source="lightning", optimizer=type(optimizer).__name__, start_global_step=start_step)
-        if test.stop_reason != "completed":
+        if test.stop_reason != StopReason.COMPLETED:
             log.info(
                 "LR finder stopped after %d of %d steps: %s.", len(result.lrs), test.num_training, test.stop_reason
             )

@@ -1,4 +1,4 @@
-"""RangeTest sequences (stop on NaN, divergence, completion) and the per-group LR helpers."""
+"""SweepSettings validation, RangeTest sequences (stop on NaN, divergence, completion), the per-group LR helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from traenslenzor.tuner.range_test import RangeTest, group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.lr_sweep import RangeTest
+from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
 
 
 def _run(test: RangeTest, losses: list[float]) -> int:
@@ -19,44 +21,45 @@ def _run(test: RangeTest, losses: list[float]) -> int:
 
 
 def test_completes_at_num_training() -> None:
-    test = RangeTest(1e-4, 1.0, num_training=5, beta=0.5)
+    test = RangeTest(SweepSettings(1e-4, 1.0, num_training=5, beta=0.5))
     assert _run(test, [4.0, 2.0, 8.0, 1.0, 1.0, 99.0]) == 4
-    assert test.done and test.stop_reason == "completed"
+    assert test.done and test.stop_reason is StopReason.COMPLETED
     result = test.result(note="x")
     assert result.lrs == pytest.approx((1e-4, 1e-3, 1e-2, 1e-1, 1.0), rel=1e-12)
     assert result.raw_losses == (4.0, 2.0, 8.0, 1.0, 1.0)
     assert result.losses[:3] == pytest.approx((4.0, 8 / 3, 40 / 7), rel=1e-12)
     assert result.stop_reason == "completed" and result.metadata == {"note": "x"}
     assert result.num_training == 5 and result.mode == "exponential" and result.early_stop_threshold == 4.0
+    assert result.beta == 0.5 and result.settings == test.settings
 
 
 def test_stops_at_once_on_nan_and_inf() -> None:
     for bad in (math.nan, math.inf):
-        test = RangeTest(1e-4, 1.0, num_training=10)
+        test = RangeTest(SweepSettings(1e-4, 1.0, num_training=10))
         assert _run(test, [2.0, 1.5, bad, 1.0]) == 2
-        assert test.stop_reason == "non_finite_loss"
+        assert test.stop_reason is StopReason.NON_FINITE_LOSS
         assert len(test.lrs) == 3 and math.isnan(test.losses[-1])
         assert test.raw_losses[:2] == [2.0, 1.5] and not math.isfinite(test.raw_losses[-1])
-    first = RangeTest(1e-4, 1.0, num_training=10)
+    first = RangeTest(SweepSettings(1e-4, 1.0, num_training=10))
     assert first.record(first.lr_at(0), math.nan) and first.stop_reason == "non_finite_loss"
 
 
 def test_stops_on_divergence() -> None:
     # beta=0: smoothed == raw. Best is 1.0; 4.0 is not > 4 * 1.0, 4.5 is.
-    test = RangeTest(1e-4, 1.0, num_training=10, beta=0.0, early_stop_threshold=4.0)
+    test = RangeTest(SweepSettings(1e-4, 1.0, num_training=10, beta=0.0, early_stop_threshold=4.0))
     assert _run(test, [2.0, 1.0, 4.0, 4.5, 0.1]) == 3
-    assert test.stop_reason == "diverged"
+    assert test.stop_reason is StopReason.DIVERGED
     assert test.raw_losses == [2.0, 1.0, 4.0, 4.5]
 
 
 def test_threshold_none_never_diverges() -> None:
-    test = RangeTest(1e-4, 1.0, num_training=4, beta=0.0, early_stop_threshold=None)
+    test = RangeTest(SweepSettings(1e-4, 1.0, num_training=4, beta=0.0, early_stop_threshold=None))
     assert _run(test, [1.0, 100.0, 1e6, 1e9]) == 3
     assert test.stop_reason == "completed"
 
 
 def test_record_after_stop_raises_and_lr_at_bounds() -> None:
-    test = RangeTest(1e-4, 1.0, num_training=2)
+    test = RangeTest(SweepSettings(1e-4, 1.0, num_training=2))
     _run(test, [1.0, 1.0])
     with pytest.raises(RuntimeError, match="already stopped"):
         test.record(1.0, 1.0)
@@ -73,11 +76,30 @@ def test_record_after_stop_raises_and_lr_at_bounds() -> None:
         ({"early_stop_threshold": 1.0}, "above 1"),
         ({"early_stop_threshold": math.nan}, "above 1"),
         ({"beta": 1.0}, "beta"),
+        ({"beta": math.nan}, "beta"),
+        ({"min_lr": 0.0}, "positive"),
     ],
 )
-def test_bad_arguments(kwargs, match) -> None:
+def test_bad_settings_rejected_when_built(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
-        RangeTest(**kwargs)
+        SweepSettings(**kwargs)
+
+
+def test_settings_defaults_frozen_and_taken_unchanged() -> None:
+    assert SweepSettings(1e-8, 1.0, 100, "exponential", 4.0, 0.98) == DEFAULT_SWEEP
+    settings = SweepSettings(min_lr=1e-6, max_lr=10, num_training=7, beta=0.9)
+    assert isinstance(settings.max_lr, float) and settings.max_lr == 10.0
+    with pytest.raises(AttributeError):
+        settings.min_lr = 1.0  # type: ignore[misc]
+    test = RangeTest(settings)
+    assert test.settings is settings and RangeTest().settings is DEFAULT_SWEEP
+    with pytest.raises(TypeError, match="SweepSettings"):
+        RangeTest({"min_lr": 1e-6})  # type: ignore[arg-type]
+
+
+def test_stop_reason_is_the_old_string() -> None:
+    assert StopReason.COMPLETED == "completed" and f"{StopReason.DIVERGED}" == "diverged"
+    assert [reason.value for reason in StopReason] == ["completed", "diverged", "non_finite_loss"]
 
 
 def _optimizer(lrs: list[float]) -> torch.optim.Optimizer:
