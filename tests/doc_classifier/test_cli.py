@@ -16,8 +16,8 @@ from typing import ClassVar
 import pytest
 from PIL import Image
 
+from traenslenzor.doc_classifier.cli import build_parser, main, split_overrides
 from traenslenzor.doc_classifier.config_writer import readable_lr
-from traenslenzor.doc_classifier.experiment import build_parser, main, split_overrides
 from traenslenzor.tuner import LRFinderResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,7 +238,7 @@ class _FakeResult:
     def to_dict(self) -> dict[str, object]:
         return {"results": self.results}
 
-    def plot(self, suggest: bool = True, show: bool = False, ax: object = None) -> object:
+    def plot(self, suggest: bool = True, show: bool = False, ax: object = None, method: str | None = None) -> object:
         from matplotlib import pyplot as plt
 
         figure, axes = plt.subplots()
@@ -378,7 +378,7 @@ def test_out_of_memory_after_batch_tuning_explains_the_way_out(
     after a search in which nothing fitted: that error carries its own remedies."""
     import torch
 
-    from traenslenzor.doc_classifier import experiment, tuning
+    from traenslenzor.doc_classifier import experiment
     from traenslenzor.tuner import BatchSizeNotFoundError
 
     oom = "CUDA out of memory. Tried to allocate 164.00 MiB."
@@ -388,7 +388,7 @@ def test_out_of_memory_after_batch_tuning_explains_the_way_out(
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(experiment if where == "run_stage" else tuning, where, fail)
+    monkeypatch.setattr(experiment, where, fail)
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO")
     flags = ["--tune-batch-size"] if tuned else []
@@ -404,3 +404,19 @@ def test_out_of_memory_after_batch_tuning_explains_the_way_out(
     assert size == found == 8  # SHRINK caps the search at max_val=8, and 8 fits on this CPU
     assert f"--datamodule_config.batch_size={int(size * 0.9)}" in errors[0]
     assert "--tuner_config.margin (now 0.02" in errors[0] and "expandable_segments:True" in errors[0]
+
+
+def test_a_misspelled_batch_size_mode_exits_2_in_one_line_before_any_data_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from traenslenzor.doc_classifier import experiment
+
+    def no_data(config: object) -> None:
+        raise AssertionError("the data was built before the config was checked")
+
+    monkeypatch.setattr(experiment, "build_datamodule", no_data)
+    config = _quickstart_copy(tmp_path)
+    assert main(["--config_path", str(config), "--tune-batch-size", "--tuner_config.batch_size_mode=powr"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "tuner_config.batch_size_mode" in line and "'powr'" in line
+    assert all(f"'{mode}'" in line for mode in ("power", "binsearch", "auto", "throughput"))

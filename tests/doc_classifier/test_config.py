@@ -223,3 +223,12 @@ def test_eval_batch_search_with_a_pinned_eval_batch_size_fails_before_any_work()
     preflight(
         validate_config({"datamodule_config": {"eval_batch_size": 16}}), tune_learning_rate=False, tune_batch_size=True
     )  # stage train searches the training batch, which eval_batch_size leaves alone
+
+
+def test_batch_size_modes_are_the_tuners_search_policies() -> None:
+    from typing import get_args
+
+    from traenslenzor.doc_classifier.config import BatchSizeMode
+    from traenslenzor.tuner import SEARCH_POLICIES
+
+    assert set(get_args(BatchSizeMode)) == set(SEARCH_POLICIES)

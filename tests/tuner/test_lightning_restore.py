@@ -135,7 +135,7 @@ def test_failure_while_ranks_agree_on_the_size_restores_the_attribute(tmp_path, 
     def broken_reduce(trainer, size):
         raise RuntimeError("collective failed")
 
-    monkeypatch.setattr("traenslenzor.tuner.lightning_batch._smallest_over_ranks", broken_reduce)
+    monkeypatch.setattr("traenslenzor.tuner.lightning.batch_size_finder._smallest_over_ranks", broken_reduce)
     model = NoValModel(batch_size=3, n=32)  # the trials write 2 and 4
     with pytest.raises(RuntimeError, match="collective failed"):
         Tuner(trainer(tmp_path)).scale_batch_size(model, max_trials=2, progress_bar=False)

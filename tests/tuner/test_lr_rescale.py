@@ -31,7 +31,7 @@ def test_rule_for_optimizer(name, rule):
 
 
 def test_unknown_optimizer_names_the_known_ones():
-    with pytest.raises(ValueError, match="Shampoo.*known: .*adamw.*sgd"):
+    with pytest.raises(ValueError, match=r"Shampoo.*known: .*adamw.*sgd"):
         rule_for_optimizer("Shampoo")
 
 

@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from traenslenzor.doc_classifier.data import DataModuleConfig
 
-# The users' guide's log-line prefixes, named after this config (kept here, at the bottom of the app's imports).
-TUNER_PREFIX = "[ExperimentConfig::tuner]: "
-TRAIN_PREFIX = "[ExperimentConfig::train]: "
+# The batch-size search policies a config may name: those of ``traenslenzor.tuner.SEARCH_POLICIES`` (a test keeps
+# the two equal). A Literal, so that a typo is refused when the config loads, naming the allowed values, before any
+# data or model is built.
+BatchSizeMode = Literal["power", "binsearch", "auto", "throughput"]
 
 
 class ConfigError(ValueError):
@@ -133,7 +134,7 @@ class TunerConfig(_Section):
     """``[tuner_config]``: arguments of ``Tuner.scale_batch_size`` and ``Tuner.lr_find``, and what to do after."""
 
     # batch size (scale_batch_size)
-    batch_size_mode: str = "power"
+    batch_size_mode: BatchSizeMode = "power"
     init_val: int = Field(2, ge=1)
     max_trials: int = Field(25, ge=1)
     steps_per_trial: int = Field(3, ge=1)
@@ -280,11 +281,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 def validate_config(
     data: dict[str, Any], *, source: str = "<config>", origin: dict[str, str] | None = None
 ) -> ExperimentConfig:
-    """Validate a parsed config; every problem is reported in one message."""
+    """Validate a parsed config; every problem is reported in one message (one line when there is one problem)."""
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(err, source, origin or {}) for err in exc.errors()]
+        if len(lines) == 1:
+            raise ConfigError(f"{source}: invalid configuration: {lines[0]}") from None
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(f"  - {line}" for line in lines)) from None
 
 

@@ -1,26 +1,29 @@
 """``run_experiment(config)``: build data, model and trainers, tune (batch size, then LR), then fit/validate/test.
 
-``main(argv)`` is the command line of the users' guide::
-
-    python traenslenzor/doc_classifier/run.py --config_path .configs/quickstart.toml \\
-        --tune-batch-size --tune-learning-rate [--tune-only] [--save-tuned-config [PATH]] \\
-        [--stage train|val|test] [--trainer_config.max_epochs=3 ...]
-
-Everything is checked before anything expensive starts: the config (unknown keys, bad values), the flags, the
-pretrained-weights file and the dataset folder.
+The command line that calls it lives in ``cli.py``. Cheap checks (:func:`preflight`) run before anything
+expensive: the pretrained-weights file, the checkpoint, flags that contradict the stage; the dataset folder is
+checked when the datamodule is built, before the model.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traenslenzor.doc_classifier.config import TRAIN_PREFIX, ConfigError, ExperimentConfig, load_config
+import lightning as L
+import torch
+
+from traenslenzor.doc_classifier import config_writer
+from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
+from traenslenzor.doc_classifier.data import DocDataModule
+from traenslenzor.doc_classifier.log import TRAIN_PREFIX, say
+from traenslenzor.doc_classifier.module import DocClassifier
+from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
+from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
+from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error
 
 log = logging.getLogger(__name__)
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
@@ -30,7 +33,7 @@ _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
 class ExperimentResult:
     """What a run produced: tuning outcome (if any), final metrics, best checkpoint, saved config."""
 
-    tuning: Any = None  # TuningOutcome | None
+    tuning: TuningOutcome | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     saved_config: str | None = None
@@ -65,10 +68,8 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_
         )
 
 
-def build_datamodule(config: ExperimentConfig) -> Any:
+def build_datamodule(config: ExperimentConfig) -> DocDataModule:
     """The ``DocDataModule``, set up now so that a missing dataset fails before any model is built."""
-    from traenslenzor.doc_classifier.data import DocDataModule
-
     datamodule = DocDataModule(config.datamodule_config)
     datamodule.prepare_data()
     if datamodule.num_classes != config.module_config.num_classes:
@@ -79,9 +80,7 @@ def build_datamodule(config: ExperimentConfig) -> Any:
     return datamodule
 
 
-def build_module(config: ExperimentConfig) -> Any:
-    from traenslenzor.doc_classifier.module import DocClassifier
-
+def build_module(config: ExperimentConfig) -> DocClassifier:
     return DocClassifier(
         config.module_config,
         image_size=config.datamodule_config.image_size,
@@ -97,8 +96,6 @@ def run_stage(
     config: ExperimentConfig, module: Any, datamodule: Any, callbacks: Sequence[Any] = ()
 ) -> tuple[dict[str, float], str | None]:
     """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint."""
-    from traenslenzor.doc_classifier.trainer import build_trainer
-
     trainer = build_trainer(config, extra_callbacks=list(callbacks))
     noun, method = _STAGE_NOUNS[config.stage], config.lightning_method
     log.info("%sStarting %s (%s)...", TRAIN_PREFIX, noun, method)
@@ -131,8 +128,6 @@ def run_experiment(
     callbacks: Sequence[Any] = (),
 ) -> ExperimentResult:
     """Run one experiment as the guide describes. ``save_tuned_config`` needs ``config_path`` (the source file)."""
-    import lightning as L
-
     tuning_asked = tune_batch_size or tune_learning_rate
     if (tune_only or save_tuned_config is not None) and not tuning_asked:
         raise ConfigError("--tune-only/--save-tuned-config need --tune-batch-size and/or --tune-learning-rate.")
@@ -140,8 +135,6 @@ def run_experiment(
         raise ConfigError("save_tuned_config needs config_path: the TOML file whose values are updated.")
     preflight(config, tune_learning_rate=tune_learning_rate, tune_batch_size=tune_batch_size)
     if config.trainer_config.cpu_threads is not None:
-        import torch
-
         torch.set_num_threads(config.trainer_config.cpu_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
@@ -149,9 +142,6 @@ def run_experiment(
     tuning = None
     try:
         if tuning_asked:
-            from traenslenzor.doc_classifier.trainer import build_tuning_trainer
-            from traenslenzor.doc_classifier.tuning import run_tuning
-
             tuning = run_tuning(
                 config,
                 build_tuning_trainer(config),
@@ -169,9 +159,6 @@ def run_experiment(
             return ExperimentResult(tuning=tuning, saved_config=saved)
         metrics, best = run_stage(config, module, datamodule, callbacks)
     except Exception as exc:
-        from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError
-        from traenslenzor.tuner.oom import is_oom_error
-
         # BatchSizeNotFoundError (nothing fitted) carries its own remedies, and the OOM text of its last trial.
         if tune_batch_size and is_oom_error(exc) and not isinstance(exc, BatchSizeNotFoundError):
             _explain_oom_after_batch_tuning(config, int(datamodule.hparams.batch_size))
@@ -181,8 +168,6 @@ def run_experiment(
 
 def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -> None:
     """Why a size the search found can still run out of memory later, and the three ways out."""
-    from traenslenzor.doc_classifier.tuning import say
-
     tuner = config.tuner_config
     say(
         "Out of memory at batch size %d, which --tune-batch-size found: its trials ran %d steps each from an empty "
@@ -197,15 +182,12 @@ def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -
     )
 
 
-def _save(config_path: str | Path, target: str | Path, tuning: Any, *, stage: str = "train") -> Path | None:
+def _save(config_path: str | Path, target: str | Path, tuning: TuningOutcome, *, stage: str = "train") -> Path | None:
     """Write what tuning found into the TOML file (nothing, with a warning, when it found nothing).
 
     A batch size searched under stage val/test fits evaluation (no gradients), not training: it is not written
     as the training ``batch_size``.
     """
-    from traenslenzor.doc_classifier.config_writer import save_tuned_config
-    from traenslenzor.doc_classifier.tuning import say
-
     batch_size = tuning.batch_size
     if batch_size is not None and stage != "train":
         say(
@@ -218,7 +200,7 @@ def _save(config_path: str | Path, target: str | Path, tuning: Any, *, stage: st
     if batch_size is None and tuning.learning_rate is None:
         say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
         return None
-    path = save_tuned_config(
+    path = config_writer.save_tuned_config(
         config_path,
         target,
         batch_size=batch_size,
@@ -227,103 +209,3 @@ def _save(config_path: str | Path, target: str | Path, tuning: Any, *, stage: st
     )
     say("  Tuned values written to: %s", path)
     return path
-
-
-# --- command line --------------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="run.py",
-        description="Tune (batch size, then learning rate) and train the document classifier from a TOML config.",
-        epilog="Any config key can be overridden with a dotted flag, e.g. --trainer_config.max_epochs=3 "
-        "--datamodule_config.batch_size=64; top-level keys without a dot, e.g. --ckpt_path=PATH. See docs/cli.md.",
-        allow_abbrev=False,
-    )
-    parser.add_argument(
-        "--config_path",
-        "--config-path",
-        dest="config_path",
-        required=True,
-        type=Path,
-        help="TOML config, e.g. .configs/quickstart.toml",
-    )
-    parser.add_argument("--tune-batch-size", action="store_true", help="find the largest batch size that fits")
-    parser.add_argument("--tune-learning-rate", action="store_true", help="run the LR range test and apply it")
-    parser.add_argument("--tune-only", action="store_true", help="tune, report (and save), but do not train")
-    parser.add_argument(
-        "--save-tuned-config",
-        nargs="?",
-        const=True,
-        default=None,
-        metavar="PATH",
-        help="write the tuned batch_size/learning_rate/max_lr into PATH (default: the config itself)",
-    )
-    parser.add_argument(
-        "--stage",
-        choices=["train", "val", "test"],
-        default=None,
-        help="fit (train), validate (val) or test; overrides the config's stage",
-    )
-    return parser
-
-
-# Top-level config keys that are values, not sections (``seed``, ``run_name``, ``ckpt_path``, ...): overridable as
-# ``--ckpt_path=...`` without a dot.
-TOP_LEVEL_KEYS = frozenset(name for name in ExperimentConfig.model_fields if not name.endswith("_config"))
-
-
-def split_overrides(parser: argparse.ArgumentParser, extras: Sequence[str]) -> list[str]:
-    """Turn leftover ``--a.b=c`` / ``--a.b c`` arguments (or a top-level ``--ckpt_path=...``) into ``a.b=c``
-    overrides; anything else is an error."""
-    overrides, items = [], list(extras)
-    while items:
-        item = items.pop(0)
-        key = item.removeprefix("--").partition("=")[0]
-        if not item.startswith("--") or ("." not in key and key not in TOP_LEVEL_KEYS):
-            parser.error(
-                f"unrecognized argument {item!r} (config overrides look like --trainer_config.max_epochs=3, "
-                f"or --{{{','.join(sorted(TOP_LEVEL_KEYS))}}}=VALUE for the top-level keys)"
-            )
-        if "=" not in item:
-            if not items or items[0].startswith("--"):
-                parser.error(f"override {item!r} needs a value, e.g. {item}=3")
-            item = f"{item}={items.pop(0)}"
-        overrides.append(item.removeprefix("--"))
-    return overrides
-
-
-def setup_logging() -> None:
-    """Plain ``message`` lines on stderr, so the guide's log lines appear exactly as written."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_traenslenzor", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._traenslenzor = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The CLI; returns the exit status (2 for a bad config or flags, as argparse does)."""
-    parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
-    overrides = split_overrides(parser, extras)
-    if args.stage is not None:
-        overrides.append(f"stage={args.stage}")
-    setup_logging()
-    save = args.save_tuned_config
-    try:
-        config = load_config(args.config_path, overrides)
-        run_experiment(
-            config,
-            tune_batch_size=args.tune_batch_size,
-            tune_learning_rate=args.tune_learning_rate,
-            tune_only=args.tune_only,
-            save_tuned_config=args.config_path if save is True else save,
-            config_path=args.config_path,
-        )
-    except (ConfigError, FileNotFoundError) as exc:  # bad config, missing dataset or weights: no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0

@@ -1,7 +1,7 @@
 """The users' guide entry point: ``python traenslenzor/doc_classifier/run.py --config_path <toml> [flags]``.
 
 Thin on purpose: it makes the package importable when run as a script from a checkout that is not installed,
-then hands over to ``traenslenzor.doc_classifier.experiment.main``.
+then hands over to ``traenslenzor.doc_classifier.cli.main``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parents[1]))
 
-from traenslenzor.doc_classifier.experiment import main
+from traenslenzor.doc_classifier.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -20,7 +20,8 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from traenslenzor.doc_classifier.config import TRAIN_PREFIX, ExperimentConfig, TrainerConfig
+from traenslenzor.doc_classifier.config import ExperimentConfig, TrainerConfig
+from traenslenzor.doc_classifier.log import TRAIN_PREFIX
 
 log = logging.getLogger(__name__)
 

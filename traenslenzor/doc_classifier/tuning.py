@@ -17,14 +17,9 @@ from typing import Any
 
 import lightning as L
 
-from traenslenzor.doc_classifier.config import TUNER_PREFIX, ExperimentConfig
+from traenslenzor.doc_classifier.config import ExperimentConfig
+from traenslenzor.doc_classifier.log import say
 from traenslenzor.tuner import LRFinderResult, Tuner
-
-log = logging.getLogger(__name__)
-
-
-def say(message: str, *args: Any, level: int = logging.INFO) -> None:
-    log.log(level, TUNER_PREFIX + message, *args)
 
 
 @dataclass(frozen=True)
@@ -43,6 +38,12 @@ class TuningOutcome:
         return asdict(self)
 
 
+# The [tuner_config] keys the batch-size search reads, kept in tuning_results.json beside the size found.
+BATCH_SEARCH_KEYS = frozenset(
+    {"batch_size_mode", "init_val", "max_trials", "steps_per_trial", "margin", "max_val", "max_memory"}
+)
+
+
 def tune_batch_size(
     tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule, config: ExperimentConfig
 ) -> tuple[int | None, dict[str, Any]]:
@@ -50,20 +51,20 @@ def tune_batch_size(
     tc = config.tuner_config
     say("Running batch size tuning...")
     say("Mode: %s, init_val: %d, max_trials: %d", tc.batch_size_mode, tc.init_val, tc.max_trials)
-    kwargs: dict[str, Any] = {
-        "datamodule": datamodule,
-        "method": config.lightning_method,
-        "mode": tc.batch_size_mode,
-        "steps_per_trial": tc.steps_per_trial,
-        "init_val": tc.init_val,
-        "max_trials": tc.max_trials,
-        "batch_arg_name": "batch_size",
-        "margin": tc.margin,
-        "max_val": tc.max_val,
-        "max_memory": tc.max_memory,
-    }
-    found = tuner.scale_batch_size(module, **kwargs)
-    record = {key: value for key, value in kwargs.items() if key != "datamodule"}
+    found = tuner.scale_batch_size(
+        module,
+        datamodule=datamodule,
+        method=config.lightning_method,
+        mode=tc.batch_size_mode,
+        steps_per_trial=tc.steps_per_trial,
+        init_val=tc.init_val,
+        max_trials=tc.max_trials,
+        batch_arg_name="batch_size",
+        margin=tc.margin,
+        max_val=tc.max_val,
+        max_memory=tc.max_memory,
+    )
+    record = {"method": config.lightning_method, **tc.model_dump(mode="json", include=BATCH_SEARCH_KEYS)}
     record["found"] = found
     if found is None:  # fast_dev_run: the tuner ran no search (and kept no record)
         say("No batch size found (fast_dev_run?); keeping %s.", datamodule.hparams.batch_size, level=logging.WARNING)
@@ -92,15 +93,15 @@ def _lr_record(result: LRFinderResult, suggestion: float | None) -> dict[str, An
     return {"suggestion": suggestion, "result": result.to_dict()}
 
 
-def save_plot(result: LRFinderResult, path: Path) -> Path:
-    """The LR-vs-loss figure with the suggestion marked, as a PNG."""
+def save_plot(result: LRFinderResult, path: Path, method: str | None = None) -> Path:
+    """The LR-vs-loss figure as a PNG, with the suggestion of rule ``method`` (the one the run applies) marked."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib import pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure = result.plot(suggest=True, show=False)
+    figure = result.plot(suggest=True, show=False, method=method)
     try:
         figure.savefig(path, dpi=120, bbox_inches="tight")
     finally:
@@ -165,7 +166,7 @@ def _tune_and_apply_lr(
         if outcome["max_lr"] is not None:
             say("  OneCycle max_lr: %.2e (%g × LR)", outcome["max_lr"], tc.max_lr_factor)
     if result is not None:
-        outcome["plot_path"] = str(save_plot(result, tc.plot_path))
+        outcome["plot_path"] = str(save_plot(result, tc.plot_path, tc.suggestion_method))
         say("  LR finder plot saved to: %s", tc.plot_path)
         outcome["diagnostics"] = _log_diagnostics(result, tc.suggestion_method)
         record["diagnostics"] = list(outcome["diagnostics"])

@@ -2,7 +2,7 @@
 
 Same parameters and hooks as ``lightning.pytorch.callbacks.LearningRateFinder``; the sweep, smoothing and stop rules
 are :class:`~traenslenzor.tuner.lr_sweep.RangeTest`'s, the steps run through the trainer's strategy
-(:mod:`lightning_steps`), and the model, optimizer, schedulers and RNGs are restored from an in-memory snapshot.
+(:mod:`steps`), and the model, optimizer, schedulers and RNGs are restored from an in-memory snapshot.
 
 What differs from Lightning (each a Lightning defect, each with a regression test):
 
@@ -27,9 +27,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.lightning_attrs import TunerConfigurationError, lr_holders
-from traenslenzor.tuner.lightning_private import end_tuning_run
-from traenslenzor.tuner.lightning_steps import (
+from traenslenzor.tuner.lightning.attributes import TunerConfigurationError, lr_holders
+from traenslenzor.tuner.lightning.private import end_tuning_run
+from traenslenzor.tuner.lightning.steps import (
     cycle_batches,
     fit_dataloader,
     lr_search_step,

@@ -23,14 +23,14 @@ from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningR
 from lightning.pytorch.utilities import rank_zero_warn
 
 from traenslenzor.tuner.batch_result import BatchSizeResult
-from traenslenzor.tuner.lightning_attrs import (
+from traenslenzor.tuner.lightning.attributes import (
     MissingAttributeError,
     TunerConfigurationError,
     batch_size_holders,
     lr_holders,
 )
-from traenslenzor.tuner.lightning_batch import BatchSizeFinder
-from traenslenzor.tuner.lightning_lr import LearningRateFinder
+from traenslenzor.tuner.lightning.batch_size_finder import BatchSizeFinder
+from traenslenzor.tuner.lightning.learning_rate_finder import LearningRateFinder
 from traenslenzor.tuner.lr_result import LRFinderResult
 
 __all__ = [

@@ -28,9 +28,9 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, check_search_settings, search_batch_size
 from traenslenzor.tuner.batch_search import SEARCH_POLICIES
-from traenslenzor.tuner.lightning_attrs import AttrHolders, TunerConfigurationError, batch_size_holders
-from traenslenzor.tuner.lightning_private import end_tuning_run
-from traenslenzor.tuner.lightning_steps import search_isolation, trial_steps
+from traenslenzor.tuner.lightning.attributes import AttrHolders, TunerConfigurationError, batch_size_holders
+from traenslenzor.tuner.lightning.private import end_tuning_run
+from traenslenzor.tuner.lightning.steps import search_isolation, trial_steps
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
 from traenslenzor.tuner.batching import cycle
-from traenslenzor.tuner.lightning_attrs import TunerConfigurationError
+from traenslenzor.tuner.lightning.attributes import TunerConfigurationError
 
 # Evaluation stages: the step method of the LightningModule and the precision plugin's context for it.
 EVAL_STEPS = {
