@@ -1,4 +1,4 @@
-"""Plot of an LR range test: loss against learning rate on a log axis, with the suggested LR as a red dot and line.
+"""Plot of an LR range test: loss against learning rate on a log axis, with the suggested LR as a red dot.
 
 Reading it (see ``docs/lr_finder.md``): the loss is flat where the LR is too low, falls where training works, and
 blows up where the LR is too high; a good LR sits where the loss still falls steeply, before the bottom. The faint
@@ -78,7 +78,6 @@ def _mark_suggestion(ax: Axes, result: LRFinderResult, method: str | None) -> No
         zorder=3,
         label=f"suggested lr = {lr:.2e} ({outcome.method})",
     )
-    ax.axvline(lr, color=SUGGESTION_COLOR, linestyle="--", linewidth=1, alpha=0.6)  # visible off the y-range too
 
 
 def _mark_adaptive_range(ax: Axes, result: LRFinderResult) -> None:
