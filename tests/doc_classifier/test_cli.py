@@ -123,13 +123,13 @@ def test_run_py_tunes_batch_size_then_lr_applies_both_and_trains(
     assert batch_size in (2, 4, 8)
 
     results = json.loads((tmp_path / ".logs/tuning_results.json").read_text(encoding="utf-8"))
-    assert results["batch_size"]["found"] == batch_size
-    lr = results["learning_rate"]["suggestion"]
+    assert results["batch_size"]["values"] == {"batch_size": batch_size}
+    lr = results["learning_rate"]["values"]["learning_rate"]
     assert f"{lr:.2e}" == f"{suggested:.2e}"
     curve = LRFinderResult.from_dict(results["learning_rate"]["result"])
     assert len(curve.lrs) >= 2 and curve.lrs[0] == pytest.approx(1e-6)  # the quickstart's min_lr
     assert curve.suggestion() == pytest.approx(lr)
-    assert results["learning_rate"]["max_lr"] == pytest.approx(3.0 * lr)
+    assert results["learning_rate"]["values"]["global_batch"] == batch_size  # one process, no accumulation
 
     plot = tmp_path / ".logs/lr_finder_plot.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -201,7 +201,7 @@ def test_tune_only_does_not_train(
     assert "[ExperimentConfig::tuner]: ✓ Optimal batch size found: 8" in messages
     assert not any("Starting training" in m for m in messages)
     assert not (tmp_path / ".logs/lr_finder_plot.png").exists()
-    assert json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["found"] == 8
+    assert json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["values"]["batch_size"] == 8
 
 
 def test_stage_test_evaluates_and_lr_tuning_needs_training(
@@ -281,7 +281,7 @@ def test_tuning_passes_the_config_and_applies_results(
     config = load_config(REPO / ".configs/quickstart.toml", ["tuner_config.max_memory=0.5", "tuner_config.margin=0.1"])
     module = build_module(config)
     datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=7))
-    outcome = tuning.run_tuning(config, None, module, datamodule, batch_size=True, learning_rate=True)
+    outcome = tuning.run_tuning(config, module, datamodule, batch_size=True, learning_rate=True)
 
     (first, bs_kwargs), (second, lr_kwargs) = _FakeTuner.calls
     assert (first, second) == ("scale_batch_size", "lr_find")
@@ -307,7 +307,8 @@ def test_tuning_passes_the_config_and_applies_results(
         assert outcome.max_lr == module.hparams.max_lr == pytest.approx(6e-3)
     assert (tmp_path / ".logs/lr_finder_plot.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / ".logs/tuning_results.json").read_text())
-    assert saved["batch_size"]["found"] == 32 and saved["learning_rate"]["suggestion"] == suggestion
+    assert saved["batch_size"]["values"] == {"batch_size": 32}
+    assert saved["learning_rate"]["values"]["learning_rate"] == suggestion
     assert saved["batch_size"]["search"] == {"trials": [{"batch_size": 32, "fits": True}]}
     assert saved["learning_rate"]["diagnostics"] == ["warning: the curve is noisy; raise num_training"]
     assert outcome.diagnostics == ("warning: the curve is noisy; raise num_training",)
@@ -320,8 +321,12 @@ def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     from traenslenzor.doc_classifier.experiment import _save
 
     config = _quickstart_copy(tmp_path)
-    tuning = SimpleNamespace(batch_size=48, learning_rate=2e-3, max_lr=6e-3)
-    assert _save(config, config, tuning, stage=stage) == config
+    from traenslenzor.doc_classifier.config import load_config
+
+    tuning = SimpleNamespace(
+        batch_size=48, accumulate_grad_batches=1, learning_rate=2e-3, max_lr=6e-3, weight_decay=None
+    )
+    assert _save(config, config, tuning, load_config(config, [f"stage={stage}"])) == config
     saved = tomllib.loads(config.read_text(encoding="utf-8"))
     assert saved["datamodule_config"]["batch_size"] == written  # quickstart's own value is 32
     assert saved["module_config"]["optimizer"]["learning_rate"] == 2e-3
@@ -398,7 +403,7 @@ def test_out_of_memory_after_batch_tuning_explains_the_way_out(
     if not tuned or where == "run_tuning":
         assert errors == []
         return
-    found = json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["found"]
+    found = json.loads((tmp_path / ".logs/tuning_results.json").read_text())["batch_size"]["values"]["batch_size"]
     assert len(errors) == 1, errors
     size = int(re.search(r"Out of memory at batch size (\d+)", errors[0]).group(1))
     assert size == found == 8  # SHRINK caps the search at max_val=8, and 8 fits on this CPU

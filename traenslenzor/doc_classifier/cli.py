@@ -4,7 +4,7 @@
 
     python traenslenzor/doc_classifier/run.py --config_path .configs/quickstart.toml \\
         --tune-batch-size --tune-learning-rate [--tune-only] [--save-tuned-config [PATH]] \\
-        [--stage train|val|test] [--trainer_config.max_epochs=3 ...]
+        [--retune] [--stage train|val|test] [--trainer_config.max_epochs=3 ...]
 
 Everything is checked before anything expensive starts: the config (unknown keys, bad values), the flags, the
 pretrained-weights file and the dataset folder. A bad one exits with status 2 and one message, no traceback.
@@ -46,12 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tune-learning-rate", action="store_true", help="run the LR range test and apply it")
     parser.add_argument("--tune-only", action="store_true", help="tune, report (and save), but do not train")
     parser.add_argument(
+        "--retune",
+        action="store_true",
+        help="search again even where the tuning record (tuning_results.json) still matches the run",
+    )
+    parser.add_argument(
         "--save-tuned-config",
         nargs="?",
         const=True,
         default=None,
         metavar="PATH",
-        help="write the tuned batch_size/learning_rate/max_lr into PATH (default: the config itself)",
+        help="write the tuned batch_size, accumulate_grad_batches, learning_rate and max_lr into PATH "
+        "(default: the config itself)",
     )
     parser.add_argument(
         "--stage",
@@ -109,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_batch_size=args.tune_batch_size,
             tune_learning_rate=args.tune_learning_rate,
             tune_only=args.tune_only,
+            retune=args.retune,
             save_tuned_config=args.config_path if save is True else save,
             config_path=args.config_path,
         )

@@ -52,11 +52,21 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+# Strategies that run fit in processes started for that one call (spawn/fork): what the tuner writes there (the
+# batch size, the LR) is lost when they end, so they are refused with tuning (``experiment.preflight``).
+SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")  # and their *_find_unused_parameters_* variants
+# Strategies that shard the model: the tuner's snapshot and restore are not made for sharded parameters yet.
+SHARDING_STRATEGIES = ("fsdp", "deepspeed")  # and their variants (fsdp_cpu_offload, deepspeed_stage_3, ...)
+
+
 class TrainerConfig(_Section):
     """``[trainer_config]``: Lightning ``Trainer`` settings, callbacks and where logs go."""
 
     accelerator: str = "auto"
     devices: int | str = "auto"
+    strategy: str = "auto"  # "ddp" for several devices or nodes (docs/cli.md, "Multi-GPU and multi-node")
+    num_nodes: int = Field(1, ge=1)
+    sync_batchnorm: bool = False  # BatchNorm statistics over all processes (small per-process batches)
     precision: str = "32-true"
     max_epochs: int = Field(10, ge=-1)
     max_steps: int = Field(-1, ge=-1)
@@ -74,6 +84,17 @@ class TrainerConfig(_Section):
     cpu_threads: int | None = Field(None, ge=1)  # torch.set_num_threads; None keeps torch's default
     checkpoint: CheckpointConfig = CheckpointConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = {"auto", *StrategyRegistry.available_strategies()}
+        if value not in known:
+            common = "auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, fsdp, deepspeed"
+            raise ValueError(f"unknown strategy {value!r}; common ones: {common} (all: {', '.join(sorted(known))})")
+        return value
 
 
 class OptimizerConfig(_Section):
@@ -148,7 +169,11 @@ class TunerConfig(_Section):
     lr_mode: Literal["exponential", "linear"] = "exponential"
     early_stop_threshold: float | None = Field(4.0, gt=0)  # "none" disables
     suggestion_method: str | None = None  # None: the tuner's default rule
+    # switching tuning on from the file (the origin project's keys; equivalent to the CLI flags)
+    use_batch_size_tuning: bool = False
+    use_learning_rate_tuning: bool = False
     # applying the results
+    rescale_lr: bool = True  # a reused LR found at another global batch is rescaled (false: searched again)
     max_lr_factor: float = Field(3.0, gt=0)  # OneCycle max_lr = factor x found LR
     plot_path: Path = Path(".logs/lr_finder_plot.png")
     results_name: str = "tuning_results.json"  # written beside the plot

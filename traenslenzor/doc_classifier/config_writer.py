@@ -1,7 +1,8 @@
 """Write tuned values back into a TOML config, keeping everything the user wrote.
 
 The guide's step 3 ("Update your config") done by ``--save-tuned-config``: ``datamodule_config.batch_size``,
-``module_config.optimizer.learning_rate`` and ``module_config.scheduler.max_lr`` are set with tomlkit, which keeps
+``trainer_config.accumulate_grad_batches``, ``module_config.optimizer.learning_rate`` (and ``weight_decay`` when the
+LR rescale moved AdamW's) and ``module_config.scheduler.max_lr`` are set with tomlkit, which keeps
 comments, key order and layout; no other byte changes. The file is replaced atomically (a temporary file in the
 same directory, then ``os.replace``), so an interrupted write never leaves a half-written config behind.
 """
@@ -19,7 +20,9 @@ import tomlkit
 from tomlkit.items import Table
 
 BATCH_SIZE_KEY = ("datamodule_config", "batch_size")
+ACCUMULATION_KEY = ("trainer_config", "accumulate_grad_batches")
 LEARNING_RATE_KEY = ("module_config", "optimizer", "learning_rate")
+WEIGHT_DECAY_KEY = ("module_config", "optimizer", "weight_decay")
 MAX_LR_KEY = ("module_config", "scheduler", "max_lr")
 
 
@@ -29,14 +32,23 @@ def readable_lr(value: float) -> float:
 
 
 def tuned_values(
-    batch_size: int | None = None, learning_rate: float | None = None, max_lr: float | None = None
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    max_lr: float | None = None,
+    *,
+    accumulate_grad_batches: int | None = None,
+    weight_decay: float | None = None,
 ) -> dict[tuple[str, ...], Any]:
     """The dotted keys to write for what was tuned; ``None`` means "not tuned, leave as it is"."""
     values: dict[tuple[str, ...], Any] = {}
     if batch_size is not None:
         values[BATCH_SIZE_KEY] = int(batch_size)
+    if accumulate_grad_batches is not None:
+        values[ACCUMULATION_KEY] = int(accumulate_grad_batches)
     if learning_rate is not None:
         values[LEARNING_RATE_KEY] = readable_lr(learning_rate)
+    if weight_decay is not None:
+        values[WEIGHT_DECAY_KEY] = readable_lr(weight_decay)
     if max_lr is not None:
         values[MAX_LR_KEY] = readable_lr(max_lr)
     return values
@@ -88,11 +100,15 @@ def save_tuned_config(
     batch_size: int | None = None,
     learning_rate: float | None = None,
     max_lr: float | None = None,
+    accumulate_grad_batches: int | None = None,
+    weight_decay: float | None = None,
 ) -> Path:
     """Write ``source`` with the tuned values to ``target`` (default: ``source`` itself); returns the target."""
     source = Path(source)
     target = Path(target) if target is not None else source
-    values = tuned_values(batch_size, learning_rate, max_lr)
+    values = tuned_values(
+        batch_size, learning_rate, max_lr, accumulate_grad_batches=accumulate_grad_batches, weight_decay=weight_decay
+    )
     if not values:
         raise ValueError("Nothing was tuned, so there is nothing to save; add --tune-batch-size/--tune-learning-rate.")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,10 @@ import lightning as L
 import torch
 
 from traenslenzor.doc_classifier import config_writer
-from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
+from traenslenzor.doc_classifier.batch_plan import plan_batch
+from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STRATEGIES, ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.data import DocDataModule
-from traenslenzor.doc_classifier.log import TRAIN_PREFIX, say
+from traenslenzor.doc_classifier.log import TRAIN_PREFIX, is_rank_zero, say
 from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
@@ -59,6 +60,20 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_
             f"datamodule_config.eval_batch_size = {eval_batch_size} pins it; remove eval_batch_size (evaluation "
             "then uses batch_size, which the search sets)."
         )
+    strategy = config.trainer_config.strategy
+    if (tune_batch_size or tune_learning_rate) and strategy.startswith(SPAWNING_STRATEGIES):
+        raise ConfigError(
+            f"trainer_config.strategy = {strategy!r} cannot be tuned: it runs every fit in processes started for "
+            "that fit, and what the tuner finds there is lost when they end. Use strategy = 'ddp' (Lightning "
+            f"starts one process per device, once), or train with {strategy!r} without tuning flags."
+        )
+    if (tune_batch_size or tune_learning_rate) and strategy.startswith(SHARDING_STRATEGIES):
+        raise ConfigError(
+            f"trainer_config.strategy = {strategy!r} cannot be tuned yet: the tuner snapshots and restores each "
+            "process's whole model and optimizer, and does not handle sharded parameters. Tune with strategy = "
+            f"'ddp' (a conservative batch size: {strategy} needs less memory per process), save it with "
+            f"--save-tuned-config, then train with {strategy!r} without tuning flags."
+        )
     if config.stage != "train" and config.ckpt_path is None:
         log.warning("%sstage %r without ckpt_path evaluates an untrained model.", TRAIN_PREFIX, config.stage)
     if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
@@ -93,10 +108,14 @@ def _final_metrics(trainer: Any) -> dict[str, float]:
 
 
 def run_stage(
-    config: ExperimentConfig, module: Any, datamodule: Any, callbacks: Sequence[Any] = ()
+    config: ExperimentConfig,
+    module: Any,
+    datamodule: Any,
+    callbacks: Sequence[Any] = (),
+    accumulate_grad_batches: int | None = None,
 ) -> tuple[dict[str, float], str | None]:
     """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint."""
-    trainer = build_trainer(config, extra_callbacks=list(callbacks))
+    trainer = build_trainer(config, list(callbacks), accumulate_grad_batches)
     noun, method = _STAGE_NOUNS[config.stage], config.lightning_method
     log.info("%sStarting %s (%s)...", TRAIN_PREFIX, noun, method)
     ckpt = str(config.ckpt_path) if config.ckpt_path is not None else None
@@ -123,11 +142,18 @@ def run_experiment(
     tune_batch_size: bool = False,
     tune_learning_rate: bool = False,
     tune_only: bool = False,
+    retune: bool = False,
     save_tuned_config: str | Path | None = None,
     config_path: str | Path | None = None,
     callbacks: Sequence[Any] = (),
 ) -> ExperimentResult:
-    """Run one experiment as the guide describes. ``save_tuned_config`` needs ``config_path`` (the source file)."""
+    """Run one experiment as the guide describes. ``save_tuned_config`` needs ``config_path`` (the source file).
+
+    ``[tuner_config] use_batch_size_tuning`` / ``use_learning_rate_tuning`` switch tuning on as the flags do.
+    ``retune`` searches again even where the tuning record still matches.
+    """
+    tune_batch_size = tune_batch_size or config.tuner_config.use_batch_size_tuning
+    tune_learning_rate = tune_learning_rate or config.tuner_config.use_learning_rate_tuning
     tuning_asked = tune_batch_size or tune_learning_rate
     if (tune_only or save_tuned_config is not None) and not tuning_asked:
         raise ConfigError("--tune-only/--save-tuned-config need --tune-batch-size and/or --tune-learning-rate.")
@@ -143,27 +169,37 @@ def run_experiment(
     try:
         if tuning_asked:
             tuning = run_tuning(
-                config,
-                build_tuning_trainer(config),
-                module,
-                datamodule,
-                batch_size=tune_batch_size,
-                learning_rate=tune_learning_rate,
+                config, module, datamodule, batch_size=tune_batch_size, learning_rate=tune_learning_rate, retune=retune
             )
+            accumulation = tuning.accumulate_grad_batches
+        else:
+            accumulation = _settle_effective_batch(config, datamodule)
         saved = None
         if save_tuned_config is not None:
-            path = _save(config_path, save_tuned_config, tuning, stage=config.stage)
+            path = _save(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
             saved = None if path is None else str(path)
         if tune_only:
             log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
             return ExperimentResult(tuning=tuning, saved_config=saved)
-        metrics, best = run_stage(config, module, datamodule, callbacks)
+        metrics, best = run_stage(config, module, datamodule, callbacks, accumulation)
     except Exception as exc:
         # BatchSizeNotFoundError (nothing fitted) carries its own remedies, and the OOM text of its last trial.
         if tune_batch_size and is_oom_error(exc) and not isinstance(exc, BatchSizeNotFoundError):
             _explain_oom_after_batch_tuning(config, int(datamodule.hparams.batch_size))
         raise
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
+
+
+def _settle_effective_batch(config: ExperimentConfig, datamodule: DocDataModule) -> int:
+    """Without tuning: the accumulation (and per-process batch) that ``effective_batch_size`` asks for."""
+    effective = config.datamodule_config.effective_batch_size
+    if effective is None:
+        return config.trainer_config.accumulate_grad_batches
+    world_size = build_tuning_trainer(config).world_size  # a Trainer built, not run: it resolves "auto"
+    plan = plan_batch(int(datamodule.hparams.batch_size), world_size, 1, effective)
+    datamodule.hparams.batch_size = plan.per_process
+    say("Batch: %s (effective_batch_size %d)", plan.describe(), effective)
+    return plan.accumulation
 
 
 def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -> None:
@@ -182,13 +218,19 @@ def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -
     )
 
 
-def _save(config_path: str | Path, target: str | Path, tuning: TuningOutcome, *, stage: str = "train") -> Path | None:
-    """Write what tuning found into the TOML file (nothing, with a warning, when it found nothing).
+def _save(config_path: str | Path, target: str | Path, tuning: TuningOutcome, config: ExperimentConfig) -> Path | None:
+    """Write the values training uses into the TOML file, where they differ from the config's (nothing, with a
+    warning, when nothing does): batch size, accumulation, LR, OneCycle's peak, and AdamW's weight decay when the
+    LR rescale moved it.
 
     A batch size searched under stage val/test fits evaluation (no gradients), not training: it is not written
     as the training ``batch_size``.
     """
-    batch_size = tuning.batch_size
+    stage = config.stage
+    batch_size = tuning.batch_size if tuning.batch_size != config.datamodule_config.batch_size else None
+    accumulation = tuning.accumulate_grad_batches
+    if accumulation == config.trainer_config.accumulate_grad_batches:
+        accumulation = None
     if batch_size is not None and stage != "train":
         say(
             "The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
@@ -196,16 +238,18 @@ def _save(config_path: str | Path, target: str | Path, tuning: TuningOutcome, *,
             stage,
             level=logging.WARNING,
         )
-        batch_size = None
-    if batch_size is None and tuning.learning_rate is None:
+        batch_size = accumulation = None
+    if batch_size is None and accumulation is None and tuning.learning_rate is None:
         say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
         return None
     path = config_writer.save_tuned_config(
         config_path,
         target,
         batch_size=batch_size,
+        accumulate_grad_batches=accumulation,
         learning_rate=tuning.learning_rate,
         max_lr=tuning.max_lr,
+        weight_decay=tuning.weight_decay,
     )
     say("  Tuned values written to: %s", path)
     return path

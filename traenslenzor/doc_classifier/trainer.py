@@ -26,13 +26,19 @@ from traenslenzor.doc_classifier.log import TRAIN_PREFIX
 log = logging.getLogger(__name__)
 
 
-def _common_kwargs(config: TrainerConfig) -> dict[str, Any]:
-    """Settings that tuning must share with training: the batch size and LR found depend on them."""
+def _common_kwargs(config: TrainerConfig, accumulate_grad_batches: int | None) -> dict[str, Any]:
+    """Settings that tuning must share with training: the batch size and LR found depend on them.
+
+    ``accumulate_grad_batches`` replaces the configured one when ``effective_batch_size`` decided it.
+    """
     return {
         "accelerator": config.accelerator,
         "devices": config.devices,
+        "strategy": config.strategy,
+        "num_nodes": config.num_nodes,
+        "sync_batchnorm": config.sync_batchnorm,
         "precision": config.precision,
-        "accumulate_grad_batches": config.accumulate_grad_batches,
+        "accumulate_grad_batches": accumulate_grad_batches or config.accumulate_grad_batches,
         "gradient_clip_val": config.gradient_clip_val,
         "deterministic": config.deterministic,
         "default_root_dir": str(config.log_dir),
@@ -42,19 +48,27 @@ def _common_kwargs(config: TrainerConfig) -> dict[str, Any]:
 class EffectiveHyperparameters(Callback):
     """Logs, at the start of training, the batch size and LRs training really uses.
 
-    They are read from the live dataloader and optimizer, not from the config: the evidence that tuned values
-    were applied.
+    They are read from the live dataloader, trainer and optimizer, not from the config: the evidence that tuned
+    values were applied. With several processes every rank logs its own line, tagged with its rank: the evidence
+    that all train with the same values.
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         group = trainer.optimizers[0].param_groups[0]
         peak = group.get("max_lr")
+        batch = getattr(trainer.train_dataloader, "batch_size", None)
+        rank = f" (rank {trainer.global_rank} of {trainer.world_size})" if trainer.world_size > 1 else ""
         log.info(
-            "%sIn effect: batch_size=%s, learning_rate=%.6g, optimizer LR now=%.6g, OneCycle max_lr=%s",
+            "%sIn effect%s: batch_size=%s, accumulate_grad_batches=%d, global batch=%s, learning_rate=%.6g, "
+            "optimizer LR now=%.6g, weight_decay=%.6g, OneCycle max_lr=%s",
             TRAIN_PREFIX,
-            getattr(trainer.train_dataloader, "batch_size", None),
+            rank,
+            batch,
+            trainer.accumulate_grad_batches,
+            "?" if batch is None else batch * trainer.world_size * trainer.accumulate_grad_batches,
             pl_module.hparams.get("learning_rate", float("nan")),
             group["lr"],
+            group["weight_decay"],
             "none" if peak is None else f"{peak:.6g}",
         )
 
@@ -86,7 +100,11 @@ def build_callbacks(config: TrainerConfig) -> list[Callback]:
     return callbacks
 
 
-def build_trainer(config: ExperimentConfig, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
+def build_trainer(
+    config: ExperimentConfig,
+    extra_callbacks: list[Callback] | None = None,
+    accumulate_grad_batches: int | None = None,
+) -> L.Trainer:
     """The training/evaluation trainer: checkpointing, early stopping, LR monitor, progress bar, CSV + TensorBoard."""
     tc = config.trainer_config
     loggers = [
@@ -94,7 +112,7 @@ def build_trainer(config: ExperimentConfig, extra_callbacks: list[Callback] | No
         TensorBoardLogger(save_dir=str(tc.log_dir / "tensorboard"), name=config.run_name),
     ]
     return L.Trainer(
-        **_common_kwargs(tc),
+        **_common_kwargs(tc, accumulate_grad_batches),
         max_epochs=tc.max_epochs,
         max_steps=tc.max_steps,
         limit_train_batches=tc.limit_train_batches,
@@ -110,7 +128,7 @@ def build_trainer(config: ExperimentConfig, extra_callbacks: list[Callback] | No
     )
 
 
-def build_tuning_trainer(config: ExperimentConfig) -> L.Trainer:
+def build_tuning_trainer(config: ExperimentConfig, accumulate_grad_batches: int | None = None) -> L.Trainer:
     """A bare trainer for the tuner: same precision/devices/accumulation, no loggers, checkpoints or validation.
 
     Tuning runs on its own trainer so that nothing it does (step counters, callbacks' state, a search cut short
@@ -120,7 +138,7 @@ def build_tuning_trainer(config: ExperimentConfig) -> L.Trainer:
     tc = config.trainer_config
     evaluating = config.stage != "train"
     return L.Trainer(
-        **_common_kwargs(tc),
+        **_common_kwargs(tc, accumulate_grad_batches),
         max_epochs=1000,
         limit_val_batches=tc.limit_val_batches if evaluating else 0,
         limit_test_batches=tc.limit_test_batches,

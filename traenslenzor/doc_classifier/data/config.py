@@ -37,6 +37,12 @@ class DataModuleConfig(BaseModel):
         1, description="1 = grayscale; 3 = the gray page repeated to RGB, for ImageNet-pretrained backbones."
     )
     batch_size: int = Field(32, ge=1, description="Training batch size (the batch-size tuner overwrites it).")
+    effective_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Global batch per optimizer step; when the batch that fits is smaller, gradient accumulation "
+        "makes up the rest (accumulate_grad_batches = ceil(effective / (batch_size x processes))).",
+    )
     eval_batch_size: int | None = Field(
         None, ge=1, description="Batch size for validation/test; None = same as batch_size."
     )

@@ -1,0 +1,84 @@
+"""The batch that training sees, and the LR that goes with it: pure arithmetic, no model.
+
+Under data parallelism the guide's "batch size" is per process; one optimizer step averages the gradients of
+``per-process x world size x accumulation`` samples, the *global batch*. The LR is found for, and applied to, that
+global batch. Two rules follow:
+
+- ``[datamodule_config] effective_batch_size`` asks for a global batch: when the per-process batch that fits is
+  smaller, ``accumulate_grad_batches = ceil(effective / (found x world))`` (the guide's "use gradient accumulation
+  instead", done for the user), and the per-process batch is evened out so that the global batch comes as close
+  to the request as that accumulation allows;
+- an LR found at one global batch, used at another, is rescaled: linear for SGD-family optimizers, square root for
+  Adam-family (``traenslenzor.tuner.rescale_lr``), and for AdamW the weight decay keeps ``lr x weight_decay``
+  (``rescale_weight_decay``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from traenslenzor.tuner import rescale_lr, rescale_weight_decay, rule_for_optimizer
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Per-process batch, processes and accumulation; their product is the global batch."""
+
+    per_process: int
+    world_size: int
+    accumulation: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.per_process * self.world_size * self.accumulation
+
+    def describe(self) -> str:
+        return (
+            f"{self.per_process} per process x {self.world_size} process{'es' if self.world_size != 1 else ''} "
+            f"x {self.accumulation} accumulation = global batch {self.global_batch}"
+        )
+
+
+def plan_batch(per_process: int, world_size: int, accumulation: int, effective: int | None) -> BatchPlan:
+    """The plan for a per-process batch that fits; ``effective`` (a global batch) decides the accumulation.
+
+    >>> plan_batch(64, 1, 1, effective=256)
+    BatchPlan(per_process=64, world_size=1, accumulation=4)
+    >>> plan_batch(48, 1, 1, effective=128)  # ceil(128 / 48) = 3 steps of ceil(128 / 3) = 43
+    BatchPlan(per_process=43, world_size=1, accumulation=3)
+    >>> plan_batch(64, 2, 1, effective=64)  # 64 fits, 32 per process is enough
+    BatchPlan(per_process=32, world_size=2, accumulation=1)
+    """
+    if effective is None:
+        return BatchPlan(per_process, world_size, accumulation)
+    accumulation = math.ceil(effective / (per_process * world_size))
+    evened = math.ceil(effective / (accumulation * world_size))
+    return BatchPlan(min(per_process, evened), world_size, accumulation)
+
+
+@dataclass(frozen=True)
+class Rescaled:
+    """An LR carried from one global batch to another, and the weight decay that goes with it."""
+
+    learning_rate: float
+    weight_decay: float
+    rule: str
+
+
+def rescale_for_batch(
+    learning_rate: float, weight_decay: float, *, from_batch: int, to_batch: int, optimizer: str
+) -> Rescaled:
+    """``learning_rate`` found at global batch ``from_batch`` carried to ``to_batch`` by the optimizer's rule.
+
+    AdamW's decoupled weight decay is moved so that ``lr x weight_decay`` stays (Wang & Aitchison 2024); any
+    other optimizer keeps its weight decay.
+
+    >>> rescale_for_batch(1e-3, 0.01, from_batch=64, to_batch=256, optimizer="adamw")
+    Rescaled(learning_rate=0.002, weight_decay=0.005, rule='sqrt')
+    """
+    rule = rule_for_optimizer(optimizer)
+    new_lr = rescale_lr(learning_rate, from_batch=from_batch, to_batch=to_batch, rule=rule)
+    if optimizer.lower() == "adamw":
+        weight_decay = rescale_weight_decay(weight_decay, old_lr=learning_rate, new_lr=new_lr)
+    return Rescaled(new_lr, weight_decay, rule)
