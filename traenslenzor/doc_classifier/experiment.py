@@ -20,13 +20,12 @@ from traenslenzor.doc_classifier import config_writer
 from traenslenzor.doc_classifier.batch_plan import plan_batch
 from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STRATEGIES, ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.data import DocDataModule
-from traenslenzor.doc_classifier.log import TRAIN_PREFIX, is_rank_zero, say
+from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
 from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error
 
-log = logging.getLogger(__name__)
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
 
 
@@ -75,7 +74,7 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_
             f"--save-tuned-config, then train with {strategy!r} without tuning flags."
         )
     if config.stage != "train" and config.ckpt_path is None:
-        log.warning("%sstage %r without ckpt_path evaluates an untrained model.", TRAIN_PREFIX, config.stage)
+        tell("stage %r without ckpt_path evaluates an untrained model.", config.stage, level=logging.WARNING)
     if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
         raise ConfigError(
             f"ckpt_path = {str(config.ckpt_path)!r}: checkpoint file not found. Point it at a saved .ckpt "
@@ -117,18 +116,17 @@ def run_stage(
     """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint."""
     trainer = build_trainer(config, list(callbacks), accumulate_grad_batches)
     noun, method = _STAGE_NOUNS[config.stage], config.lightning_method
-    log.info("%sStarting %s (%s)...", TRAIN_PREFIX, noun, method)
+    tell("Starting %s (%s)...", noun, method)
     ckpt = str(config.ckpt_path) if config.ckpt_path is not None else None
     getattr(trainer, method)(module, datamodule=datamodule, ckpt_path=ckpt)  # fit, validate or test
     metrics = _final_metrics(trainer)
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val/", "test/")))
-    log.info("%sFinished %s: %s", TRAIN_PREFIX, noun, shown or "no metrics")
+    tell("Finished %s: %s", noun, shown or "no metrics")
     if best:
         score = trainer.checkpoint_callback.best_model_score
-        log.info(
-            "%sBest checkpoint (%s=%s): %s",
-            TRAIN_PREFIX,
+        tell(
+            "Best checkpoint (%s=%s): %s",
             trainer.checkpoint_callback.monitor,
             "n/a" if score is None else f"{float(score):.4f}",
             best,
@@ -179,7 +177,7 @@ def run_experiment(
             path = _save(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
             saved = None if path is None else str(path)
         if tune_only:
-            log.info("%sTuning only (--tune-only): not training.", TRAIN_PREFIX)
+            tell("Tuning only (--tune-only): not training.")
             return ExperimentResult(tuning=tuning, saved_config=saved)
         metrics, best = run_stage(config, module, datamodule, callbacks, accumulation)
     except Exception as exc:

@@ -31,6 +31,12 @@ def is_rank_zero() -> bool:
     return os.environ.get("NODE_RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
+def tell(message: str, *args: Any, level: int = logging.INFO) -> None:
+    """Log one training line, ``[ExperimentConfig::train]: <message>``, %-formatted with ``args``; on rank 0 only."""
+    if is_rank_zero():
+        log.log(level, TRAIN_PREFIX + message, *args)
+
+
 def say(message: str, *args: Any, level: int = logging.INFO) -> None:
     """Log one tuner line, ``[ExperimentConfig::tuner]: <message>``, %-formatted with ``args``; on rank 0 only."""
     if is_rank_zero():

@@ -96,7 +96,17 @@ class DocClassifier(L.LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        # Under DDP the evaluation loss is averaged over the processes (the metrics sync themselves); the training
+        # loss stays per process, to spare an all-reduce per step.
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(labels),
+            sync_dist=not on_step,
+        )
         metrics = self.stage_metrics[f"{stage}_metrics"]
         metrics.update(logits.detach(), labels)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
