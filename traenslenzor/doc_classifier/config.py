@@ -17,6 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from traenslenzor.doc_classifier.data import DataModuleConfig
+from traenslenzor.tuner import SweepSettings
+
+_SWEEP = SweepSettings()
 
 # The batch-size search policies a config may name: those of ``traenslenzor.tuner.SEARCH_POLICIES`` (a test keeps
 # the two equal). A Literal, so that a typo is refused when the config loads, naming the allowed values, before any
@@ -163,11 +166,12 @@ class TunerConfig(_Section):
     max_val: int = Field(8192, ge=1)
     max_memory: int | float | None = Field(None, gt=0)  # bytes (an int) or a fraction of device memory (a float)
     # learning rate (lr_find)
-    min_lr: float = Field(1e-8, gt=0)
-    max_lr: float = Field(1.0, gt=0)
-    num_training: int = Field(100, ge=2)
-    lr_mode: Literal["exponential", "linear"] = "exponential"
-    early_stop_threshold: float | None = Field(4.0, gt=0)  # "none" disables
+    # (the sweep's defaults are the tuner's own, written once in traenslenzor.tuner.SweepSettings)
+    min_lr: float = Field(_SWEEP.min_lr, gt=0)
+    max_lr: float = Field(_SWEEP.max_lr, gt=0)
+    num_training: int = Field(_SWEEP.num_training, ge=2)
+    lr_mode: Literal["exponential", "linear"] = _SWEEP.mode
+    early_stop_threshold: float | None = Field(_SWEEP.early_stop_threshold, gt=0)  # "none" disables
     suggestion_method: str | None = None  # None: the tuner's default rule
     # switching tuning on from the file (the origin project's keys; equivalent to the CLI flags)
     use_batch_size_tuning: bool = False
