@@ -181,8 +181,13 @@ def test_retune_searches_again(fake: type[_FakeTuner], caplog: pytest.LogCapture
             '{"format": "traenslenzor.tuning_record/2", "batch_size": {"values": {}}}',
             "its 'batch_size' entry is incomplete",
         ),
+        (
+            '{"format": "traenslenzor.tuning_record/2", "learning_rate": {"values": {"learning_rate": 0.1},'
+            ' "fingerprint": {}, "tuned_at": "2026-01-01T00:00:00+00:00"}}',
+            "its 'learning_rate' entry is incomplete (KeyError: 'global_batch, weight_decay')",
+        ),
     ],
-    ids=["corrupt", "older-format", "incomplete"],
+    ids=["corrupt", "older-format", "incomplete", "lr-values-missing"],
 )
 def test_an_unreadable_or_stale_record_is_ignored_with_a_warning(
     fake: type[_FakeTuner], caplog: pytest.LogCaptureFixture, content: str, cause: str

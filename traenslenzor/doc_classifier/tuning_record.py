@@ -38,6 +38,8 @@ LR_SEARCH_KEYS = ("min_lr", "max_lr", "num_training", "lr_mode", "early_stop_thr
 
 Fingerprint = dict[str, Any]
 _ENTRY_KEYS = frozenset({"values", "fingerprint", "tuned_at"})
+# The values each search's entry must hold to be used.
+_VALUE_KEYS = {"batch_size": {"batch_size"}, "learning_rate": {"learning_rate", "weight_decay", "global_batch"}}
 
 
 # --- the triggers --------------------------------------------------------------------------------------------------
@@ -180,6 +182,9 @@ def load_record(path: Path) -> dict[str, Entry]:
         if raw is None:
             continue
         try:
+            missing = _VALUE_KEYS[name] - set(raw["values"])
+            if missing:
+                raise KeyError(", ".join(sorted(missing)))
             details = {key: value for key, value in raw.items() if key not in _ENTRY_KEYS}
             entries[name] = Entry(dict(raw["values"]), dict(raw["fingerprint"]), str(raw["tuned_at"]), details)
         except (KeyError, TypeError, ValueError) as exc:
