@@ -168,7 +168,66 @@ DESIGN_TASKS: tuple[HorizonTask, ...] = (
     ),
 )
 
-HOLDOUT_TASKS: tuple[HorizonTask, ...] = ()
+# Hold-out tasks, committed (2026-12-02) before any of them was measured; never used to tune anything: another
+# loss (MSE) and plain-MLP SGD momentum, a deeper AdamW MLP, BatchNorm in an MLP, a CNN without normalisation with
+# Adam, and the app's SGD recipe on tiny_cnn at another resolution.
+HOLDOUT_TASKS: tuple[HorizonTask, ...] = (
+    HorizonTask(
+        "long_mlp_sgdm_mse",
+        "long",
+        "holdout",
+        "mlp",
+        "regression",
+        "mse",
+        "sgd_momentum",
+        steps=3000,
+        finder_range=(1e-8, 10.0),
+        lattice=SGD_RANGE,
+    ),
+    HorizonTask(
+        "long_mlp_deep_adamw", "long", "holdout", "mlp_deep", "blobs", "ce", "adamw", steps=3000, lattice=ADAM_RANGE
+    ),
+    HorizonTask(
+        "oc_mlp_bn_sgdm",
+        "onecycle",
+        "holdout",
+        "mlp_bn",
+        "blobs",
+        "ce",
+        "sgd_momentum",
+        steps=2000,
+        schedule="onecycle",
+        finder_range=(1e-8, 10.0),
+        lattice=SGD_RANGE,
+    ),
+    HorizonTask(
+        "oc_cnn_adam",
+        "onecycle",
+        "holdout",
+        "cnn",
+        "images",
+        "ce",
+        "adam",
+        steps=2000,
+        schedule="onecycle",
+        lattice=ADAM_RANGE,
+    ),
+    HorizonTask(
+        "app_tiny_cnn_sgd_80",
+        "app",
+        "holdout",
+        "tiny_cnn",
+        "documents",
+        "ce",
+        "sgd",
+        steps=400,
+        schedule="onecycle",
+        image_size=80,
+        n_train=4096,
+        n_eval=1024,
+        lattice=SGD_RANGE,
+    ),
+)
 
 TASKS = DESIGN_TASKS + HOLDOUT_TASKS
 TASKS_BY_NAME = {t.name: t for t in TASKS}
