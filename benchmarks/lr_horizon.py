@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -97,16 +98,25 @@ class Oracle:
         self.path = path
         self.cache: dict = json.loads(path.read_text()) if path.exists() else {}
 
+        self.touched: set[str] = set()  # the tasks this process writes; others' entries are re-read on save
+
     def save(self) -> None:
+        """Writes this process's task entries over the file's current content (runs on other tasks may share it)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".tmp")  # renamed over the cache: never a half-written cache
-        partial.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
+        merged = json.loads(self.path.read_text()) if self.path.exists() else {}
+        merged.update({key: self.cache[key] for key in self.touched if key in self.cache})
+        for key in self.touched - set(self.cache):
+            merged.pop(key, None)
+        partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp")  # renamed: never a half-written cache
+        partial.write_text(json.dumps(merged, indent=1, sort_keys=True))
         partial.replace(self.path)
 
     def refresh(self, task: HorizonTask) -> None:
+        self.touched.add(task.key())
         self.cache.pop(task.key(), None)
 
     def entry(self, task: HorizonTask) -> dict:
+        self.touched.add(task.key())
         return self.cache.setdefault(task.key(), {"name": task.name, "points": {}, "exact": {}, "instead": {}})
 
     def _runs(self, task: HorizonTask, data, store: dict, key: str, **how) -> tuple[float, float | None]:
