@@ -220,12 +220,13 @@ HOLDOUT_TASKS: tuple[HorizonTask, ...] = (
         "documents",
         "ce",
         "sgd",
-        steps=400,
+        steps=300,
         schedule="onecycle",
         image_size=80,
         n_train=4096,
         n_eval=1024,
         lattice=SGD_RANGE,
+        oracle_seeds=1,
     ),
 )
 

@@ -17,7 +17,8 @@ For each task of ``horizon_tasks`` (groups ``long``, ``onecycle``, ``app``; desi
   optimizer at a fixed default LR (Adam-family 1e-3, SGD-family 0.1), Prodigy (lr = 1) and Schedule-Free AdamW
   (its defaults); see ``horizon_tasks`` for how each meets the task's schedule.
 * **Score** of a suggested LR s: L(s) by linear interpolation in log LR between the nearest evaluated lattice
-  points (a point is trained when s lies outside them; s is trained directly when a neighbour diverged); gap =
+  points (when s lies outside them, the lattice point at s, rounded outwards, is trained; s itself is trained
+  when a neighbour diverged); gap =
   (L(s) - L*) / (L(untrained) - L*), at most 1; no suggestion = 1. A method that is not an LR (Prodigy, ...) may
   score below 0: it beat the best constant/OneCycle LR of the grid. Accuracy gap likewise with A.
 * **Spread**: max - min of log10(suggestion) over finder seeds, in decades. **Cost**: the model's forward calls
@@ -181,11 +182,11 @@ class Oracle:
         """(loss, accuracy) at base LR ``lr``: interpolated between evaluated lattice points (see module doc)."""
         x = 4 * math.log10(lr)
         points = self.evaluated(task)
-        while x < min(points):
-            self.point(task, data, min(points) - task.coarse)
+        if x < min(points):  # one point at (or just below) s, not a walk of grid points down to it
+            self.point(task, data, math.floor(x + 1e-9))
             points = self.evaluated(task)
-        while x > max(points):
-            self.point(task, data, max(points) + task.coarse)
+        if x > max(points):
+            self.point(task, data, math.ceil(x - 1e-9))
             points = self.evaluated(task)
         ks = sorted(points)
         j = int(np.searchsorted(ks, x))

@@ -41,18 +41,20 @@ from traenslenzor.tuner.lr_rescale import rescale_lr, rule_for_optimizer
 log = logging.getLogger("lr_rescale")
 CACHE_PATH = RESULTS / "lr_rescale_oracle_cache.json"
 BASE_BATCH = 32
-BASE_STEPS = 1000
+BASE_STEPS = 500  # one epoch of the 16384 training samples at batch 32
 FACTORS = (4, 0.25)
 
 _SGD, _ADAM = (-12, 0), (-18, -6)
+_N = 16384
 TASKS: tuple[HorizonTask, ...] = (
     HorizonTask("rs_mlp_sgdm", "rescale", "design", "mlp", "blobs", "ce", "sgd_momentum", BASE_STEPS,
-                finder_range=(1e-8, 10.0), lattice=_SGD),
+                n_train=_N, finder_range=(1e-8, 10.0), lattice=_SGD),
     HorizonTask("rs_cnn_bn_sgdm", "rescale", "design", "cnn_bn", "images", "ce", "sgd_momentum", BASE_STEPS,
-                finder_range=(1e-8, 10.0), lattice=_SGD),
-    HorizonTask("rs_mlp_adam", "rescale", "design", "mlp", "blobs", "ce", "adam", BASE_STEPS, lattice=_ADAM),
-    HorizonTask("rs_cnn_bn_adamw", "rescale", "design", "cnn_bn", "images", "ce", "adamw", BASE_STEPS,
+                n_train=_N, finder_range=(1e-8, 10.0), lattice=_SGD),
+    HorizonTask("rs_mlp_adam", "rescale", "design", "mlp", "blobs", "ce", "adam", BASE_STEPS, n_train=_N,
                 lattice=_ADAM),
+    HorizonTask("rs_cnn_bn_adamw", "rescale", "design", "cnn_bn", "images", "ce", "adamw", BASE_STEPS,
+                n_train=_N, lattice=_ADAM),
 )  # fmt: skip
 TASKS_BY_NAME = {t.name: t for t in TASKS}
 
