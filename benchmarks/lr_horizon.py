@@ -503,23 +503,16 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(100, 100 + args.seeds))
     started = time.perf_counter()
     results = []
+    command = "python benchmarks/lr_horizon.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = args.out or RESULTS / ("lr_horizon_holdout.json" if args.holdout else "lr_horizon.json")
     for i, task in enumerate(tasks, 1):
         log.info("[%d/%d] %s", i, len(tasks), task.name)
         results.append(run_task(task, oracle, seeds))
-    text = report(results)
-    seconds = time.perf_counter() - started
+        text, seconds = report(results), time.perf_counter() - started
+        record = {"command": command, "seconds": seconds, "finder_seeds": seeds, "tables": text, "tasks": results}
+        out.write_text(json.dumps(record, indent=1))  # after every task: an interrupted run keeps what it measured
     print(text)
-    command = "python benchmarks/lr_horizon.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"\n`{command}`: {seconds:.0f} s wall")
-    name = "lr_horizon_holdout.json" if args.holdout else "lr_horizon.json"
-    out = args.out or RESULTS / name
-    if args.tasks:
-        out = args.out or RESULTS / f"lr_horizon_{'_'.join(sorted(t.name for t in tasks))[:80]}.json"
-    out.write_text(
-        json.dumps(
-            {"command": command, "seconds": seconds, "finder_seeds": seeds, "tables": text, "tasks": results}, indent=1
-        )
-    )
     print(f"wrote {out}")
 
 
