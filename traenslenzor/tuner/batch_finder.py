@@ -167,7 +167,7 @@ def _drive(
     while True:
         fitted = sum(t.fits for t in policy.trials)
         if fitted >= max_trials or len(policy.trials) >= 2 * max_trials + 8:
-            policy.reason = f"stopped after max_trials={max_trials} ({len(policy.trials)} trials)"
+            policy.stop_at_cap(f"stopped after max_trials={max_trials} ({len(policy.trials)} trials)")
             return
         if budget_now is not None and policy.trials:
             policy.budget = budget_now()

@@ -17,18 +17,24 @@ What differs from Lightning (each a Lightning defect, each with a regression tes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, check_search_settings, search_batch_size
 from traenslenzor.tuner.batch_search import SEARCH_POLICIES
-from traenslenzor.tuner.lightning.attributes import AttrHolders, TunerConfigurationError, batch_size_holders
+from traenslenzor.tuner.lightning.attributes import (
+    AttrHolders,
+    MissingAttributeError,
+    TunerConfigurationError,
+    batch_size_holders,
+)
 from traenslenzor.tuner.lightning.private import end_tuning_run
 from traenslenzor.tuner.lightning.steps import search_isolation, trial_steps
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -42,6 +48,7 @@ LOADER_HOOKS = {
     "test": "test_dataloader",
     "predict": "predict_dataloader",
 }
+STAGE_NAMES = {"fit": "train", "validate": "validation", "test": "test", "predict": "predict"}
 
 
 def _check_settings(mode: str, supported: tuple[str, ...], **settings: Any) -> None:
@@ -109,8 +116,14 @@ class BatchSizeFinder(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str | None = None) -> None:
         # Fail before any training: the attribute and a rebuildable dataloader must exist.
-        batch_size_holders(pl_module, trainer.datamodule, self._batch_arg_name)
-        _loader_factory(trainer, pl_module, _fn(trainer))
+        stage_fn = _fn(trainer)
+        make_loader = _loader_factory(trainer, pl_module, stage_fn)
+        try:
+            batch_size_holders(pl_module, trainer.datamodule, self._batch_arg_name, warn_duplicates=True)
+        except MissingAttributeError:
+            if stage_fn != "fit":
+                _dataset_len(make_loader(), stage_fn)  # several evaluation loaders is the first thing to fix
+            raise
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.scale_batch_size(trainer, pl_module)
@@ -133,12 +146,14 @@ class BatchSizeFinder(Callback):
             self.optimal_batch_size = None
         else:
             self.optimal_batch_size = self._search_and_apply(trainer, pl_module)
-            if not self._early_exit and _loader_already_built(trainer):
-                rank_zero_warn(
-                    f"The batch size finder set {self._batch_arg_name}={self.optimal_batch_size}, but this "
-                    f"`trainer.{_fn(trainer)}` call has built its dataloader already; the new size applies from the "
-                    "next call. Run the finder at `on_fit_start` (before other finders) or via Tuner.scale_batch_size."
-                )
+            if self._early_exit:
+                # The Tuner ends this call now: the loaders are built only so that `trainer.*_dataloader(s)` show
+                # the found size. Building one starts its iterator, which draws a shuffle seed; the user's
+                # generator gets its state back (in callback mode that draw is the stage's own, and stays).
+                with preserved_loader_generators(_loader_factory(trainer, pl_module, _fn(trainer))()):
+                    _rebuild_stage_loaders(trainer, reset_loop=False, name=self._batch_arg_name)
+            else:
+                _rebuild_stage_loaders(trainer, reset_loop=True, name=self._batch_arg_name)
         if self._early_exit:
             end_tuning_run()
         return self.optimal_batch_size
@@ -190,7 +205,7 @@ class BatchSizeFinder(Callback):
             return search_batch_size(
                 run_trial,
                 steps_per_trial=steps,
-                dataset_len=_dataset_len(make_loader()),
+                dataset_len=_dataset_len(make_loader(), stage),
                 device=trainer.strategy.root_device,
                 between_trials=state.restore,  # every trial starts from the user's weights and optimizer state
                 progress_bar=self._progress_bar and trainer.is_global_zero,
@@ -204,12 +219,33 @@ def _fn(trainer: pl.Trainer) -> str:
     return str(getattr(fn, "value", fn))
 
 
-def _loader_already_built(trainer: pl.Trainer) -> bool:
-    """Whether the running stage holds a dataloader built before the search (it keeps the old batch size)."""
-    if _fn(trainer) == "fit":
-        return trainer.train_dataloader is not None
-    # Evaluation loops build their dataloaders before the stage's start hook.
-    return True
+def _rebuild_stage_loaders(trainer: pl.Trainer, *, reset_loop: bool, name: str) -> None:
+    """Let the running stage's loop build its dataloaders at the found size (as Lightning's finder does).
+
+    ``fit`` at ``on_fit_start``: the loop has not built them yet, so ``setup_data()`` builds them now, from the
+    hooks that read the new size (``trainer.train_dataloader`` then shows it, also after a Tuner call). The
+    evaluation loops built theirs before the stage's start hook; ``setup_data()`` builds them again and, when the
+    stage goes on (callback mode), ``reset()`` hands the new loader to the loop's fetcher before its first batch.
+    Only public loop methods are used. A fit loader built before the search (another finder ran first, or the
+    finder runs mid-fit) cannot be swapped: a warning says the size applies from the next call.
+    """
+    stage = _fn(trainer)
+    if stage == "fit":
+        if trainer.train_dataloader is not None:
+            if reset_loop:
+                rank_zero_warn(
+                    f"The batch size finder set {name}, but this `trainer.fit` call has built its dataloader "
+                    "already; the new size applies from the next call. Run the finder at `on_fit_start` (before "
+                    "other finders) or via Tuner.scale_batch_size."
+                )
+            return
+        trainer.fit_loop.setup_data()
+        trainer.fit_loop.epoch_loop.val_loop.setup_data()
+        return
+    loop = getattr(trainer, f"{stage}_loop")
+    loop.setup_data()
+    if reset_loop:
+        loop.reset()
 
 
 def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> Callable[[], Any]:
@@ -227,10 +263,17 @@ def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str)
     )
 
 
-def _dataset_len(loader: Any) -> int | None:
+def _dataset_len(loader: Any, stage: str) -> int | None:
+    if isinstance(loader, list | tuple | Mapping | CombinedLoader):
+        # "Batch size finder cannot be used with multiple ... dataloaders" is Lightning's wording, kept.
+        raise TunerConfigurationError(
+            f"Batch size finder cannot be used with multiple {STAGE_NAMES[stage]} dataloaders: `{LOADER_HOOKS[stage]}"
+            f"()` returned a {type(loader).__name__}. Return one DataLoader while searching (the found size then "
+            "applies to every loader that reads the attribute)."
+        )
     if not isinstance(loader, torch.utils.data.DataLoader):
         raise TunerConfigurationError(
-            f"The batch size finder needs one DataLoader from the dataloader hook, got {type(loader).__name__}."
+            f"The batch size finder needs one DataLoader from `{LOADER_HOOKS[stage]}()`, got {type(loader).__name__}."
         )
     dataset = loader.dataset
     return len(dataset) if isinstance(dataset, Sized) else None

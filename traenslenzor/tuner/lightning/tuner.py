@@ -99,10 +99,13 @@ class Tuner:
         )
         if _is_dataloader_arg(train_dataloaders) or _is_dataloader_arg(dataloaders):
             raise TunerConfigurationError(
-                "The batch size finder cannot be used with dataloaders passed directly: it rebuilds the dataloader "
-                "at each size. Pass a datamodule, or define the *_dataloader hook on the model."
+                "Batch size finder cannot be used with dataloaders passed directly: it rebuilds the dataloader at "
+                "each size. Pass a datamodule, or define the *_dataloader hook on the model."
             )
-        batch_size_holders(model, _datamodule_of(train_dataloaders, datamodule), batch_arg_name)
+        if method == "fit":
+            # Evaluation stages check in BatchSizeFinder.setup, where a hook returning several loaders is named
+            # first (as Lightning does); both before any step.
+            batch_size_holders(model, _datamodule_of(train_dataloaders, datamodule), batch_arg_name)
         if self._trainer.fast_dev_run:
             rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
             return None
