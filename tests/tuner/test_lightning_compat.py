@@ -505,3 +505,23 @@ def test_accumulation_records_one_point_per_optimizer_step(accumulate, tmp_path)
     windows = [model.seen_lrs[i : i + accumulate] for i in range(0, len(model.seen_lrs), accumulate)]
     assert all(len(set(w)) == 1 for w in windows)
     assert [w[0] for w in windows] == pytest.approx(lrs)
+
+
+def test_the_tuners_settings_reach_the_runner_as_one_object(monkeypatch, tmp_path) -> None:
+    # Built (and validated) once, in BatchSizeFinder.__init__ from the Tuner call's arguments; read unchanged below.
+    import traenslenzor.tuner.lightning.batch_size_finder as adapter
+    from traenslenzor.tuner.batch_runner import BatchSearchSettings
+
+    seen = []
+    real = adapter.run_search
+
+    def spy(run_trial, settings, **kwargs):
+        seen.append(settings)
+        return real(run_trial, settings, **kwargs)
+
+    monkeypatch.setattr(adapter, "run_search", spy)
+    model = NoValModel(batch_size=2, n=64)
+    OurTuner(trainer(tmp_path)).scale_batch_size(
+        model, mode="BinSearch", steps_per_trial=2, init_val=4, max_trials=3, max_val=64, progress_bar=False
+    )
+    assert seen == [BatchSearchSettings("binsearch", 4, 3, 64, 0.05, 2, None)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 from .batch_result import BatchSizeTrial
 
@@ -380,6 +381,10 @@ class ThroughputSearch(PowerSearch):
         top = max(t.samples_per_sec for t in measured)
         return min(t.batch_size for t in measured if t.samples_per_sec >= (1.0 - THROUGHPUT_TOLERANCE) * top)
 
+
+# The registered policies' names, as a type: a config field or argument of this type names the allowed values
+# (tests/tuner/test_batch_search.py holds it equal to the registry's keys).
+BatchSizeMode = Literal["power", "binsearch", "auto", "throughput"]
 
 SEARCH_POLICIES: dict[str, type[SearchPolicy]] = {
     "power": PowerSearch,

@@ -1,7 +1,7 @@
 """``BatchSizeFinder``: the largest batch size that fits, as a Lightning callback.
 
 Same parameters and hooks as ``lightning.pytorch.callbacks.BatchSizeFinder``. The search policy, OOM handling and
-memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch_finder.search_batch_size`); this module
+memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch_runner.run_search`); this module
 only says how one trial runs in a Lightning project: write the size to every holder of ``batch_arg_name``, rebuild
 the dataloader from the datamodule's (or model's) hook, and run ``steps_per_trial`` steps of the stage.
 
@@ -27,8 +27,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, check_search_settings, search_batch_size
-from traenslenzor.tuner.batch_search import SEARCH_POLICIES
+from traenslenzor.tuner.batch_runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
+from traenslenzor.tuner.batch_search import SEARCH_POLICIES, BatchSizeMode
 from traenslenzor.tuner.lightning.attributes import (
     AttrHolders,
     MissingAttributeError,
@@ -51,14 +51,9 @@ LOADER_HOOKS = {
 STAGE_NAMES = {"fit": "train", "validate": "validation", "test": "test", "predict": "predict"}
 
 
-def _check_settings(mode: str, supported: tuple[str, ...], **settings: Any) -> None:
-    """The engine's checks (:func:`check_search_settings`), raised as Lightning's configuration error."""
-    if mode not in supported:
-        raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {supported}.")
-    try:
-        check_search_settings(mode, **settings)
-    except ValueError as exc:
-        raise TunerConfigurationError(str(exc)) from None
+# Lightning's default margin, kept so that the adapter stays a drop-in (the core's is DEFAULTS.margin; see
+# docs/batch_size.md for why it can be smaller there).
+LIGHTNING_MARGIN = 0.05
 
 
 class BatchSizeFinder(Callback):
@@ -86,28 +81,27 @@ class BatchSizeFinder(Callback):
 
     def __init__(
         self,
-        mode: str = "power",
-        steps_per_trial: int = 3,
-        init_val: int = 2,
-        max_trials: int = 25,
+        mode: BatchSizeMode = DEFAULTS.mode,
+        steps_per_trial: int = DEFAULTS.steps_per_trial,
+        init_val: int = DEFAULTS.init_val,
+        max_trials: int = DEFAULTS.max_trials,
         batch_arg_name: str = "batch_size",
-        margin: float = 0.05,
-        max_val: int = 8192,
+        margin: float = LIGHTNING_MARGIN,
+        max_val: int = DEFAULTS.max_val,
         *,
-        max_memory: int | float | None = None,
+        max_memory: int | float | None = DEFAULTS.max_memory,
         progress_bar: bool = True,
     ) -> None:
-        mode = mode.lower() if isinstance(mode, str) else mode
-        self._settings = {
-            "mode": mode,
-            "init_val": init_val,
-            "max_trials": max_trials,
-            "max_val": max_val,
-            "margin": margin,
-            "steps_per_trial": steps_per_trial,
-            "max_memory": max_memory,
-        }
-        _check_settings(supported=self.SUPPORTED_MODES, **self._settings)
+        mode = mode.lower() if isinstance(mode, str) else mode  # Lightning accepts "Power"
+        if mode not in self.SUPPORTED_MODES:
+            raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
+        try:
+            # The search's settings, validated once here and passed to the runner unchanged.
+            self.settings = BatchSearchSettings(
+                mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory
+            )
+        except ValueError as exc:
+            raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         self._batch_arg_name = batch_arg_name
         self._progress_bar = progress_bar
         self._early_exit = False  # set by Tuner: end the trainer call once the search is done
@@ -184,8 +178,7 @@ class BatchSizeFinder(Callback):
     def _search(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str, holders: AttrHolders) -> Any:
         """Run the engine's search; each trial writes its size, rebuilds the dataloader and runs the stage's steps."""
         make_loader = _loader_factory(trainer, module, stage)
-        settings = dict(self._settings)
-        steps = settings.pop("steps_per_trial")
+        steps = self.settings.steps_per_trial
 
         def run_trial(batch_size: int) -> float | None:
             holders.write(batch_size)
@@ -202,14 +195,13 @@ class BatchSizeFinder(Callback):
             search_isolation(trainer, module),
             torch.enable_grad() if fit else torch.no_grad(),
         ):
-            return search_batch_size(
+            return run_search(
                 run_trial,
-                steps_per_trial=steps,
+                self.settings,
                 dataset_len=_dataset_len(make_loader(), stage),
                 device=trainer.strategy.root_device,
                 between_trials=state.restore,  # every trial starts from the user's weights and optimizer state
                 progress_bar=self._progress_bar and trainer.is_global_zero,
-                **settings,
             )
 
 
