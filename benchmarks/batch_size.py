@@ -168,7 +168,7 @@ def _sim_lightning(model: SimModel, mode: str) -> dict:
 
 
 def _sim_ours(model: SimModel, mode: str, margin: float | None = None) -> dict:
-    from traenslenzor.tuner.batch_finder import search_batch_size
+    from traenslenzor.tuner.batch_runner import search_batch_size
 
     device = SimDevice(model)
     start = time.perf_counter()

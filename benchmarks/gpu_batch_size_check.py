@@ -55,7 +55,7 @@ def _trial_fn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, counter:
 
 
 def _search(run_trial, state, **kwargs):
-    from traenslenzor.tuner.batch_finder import search_batch_size
+    from traenslenzor.tuner.batch_runner import search_batch_size
 
     return search_batch_size(
         run_trial, device="cuda", steps_per_trial=STEPS, between_trials=state.restore, progress_bar=False, **kwargs

@@ -250,3 +250,39 @@ def test_pure_helpers() -> None:
     assert predict_max_size(1000.0, 0.0, 10990) is None
     with pytest.raises(ValueError):
         fit_affine([4, 4], [1, 2])
+
+
+def _capped(mode: str, outcomes: list[tuple[int, bool]], **kwargs):
+    """A policy fed ``outcomes`` (size, fits) as its proposals, then stopped at the runner's trial cap."""
+    policy = SEARCH_POLICIES[mode](**kwargs)
+    for size, fits in outcomes:
+        assert policy.propose() == size
+        policy.observe(BatchSizeTrial(size, fits, None, None, 0.1, None if fits else "out of memory"))
+    policy.stop_at_cap("stopped after max_trials")
+    return policy
+
+
+def test_binsearch_stopped_by_the_trial_cap_cuts_below_the_largest_fit() -> None:
+    # Lightning's figures (int(8 * 0.95) = 7, int(4 * 0.9) = 3): not run, but below a size that ran and fitted.
+    assert _capped("binsearch", [(4, True), (8, True)], init_val=4, margin=0.05).best == 7
+    assert _capped("binsearch", [(2, True), (4, True)], margin=0.1).best == 3
+    assert _capped("binsearch", [(2, True), (4, True)], margin=0.0).best == 4
+    # Not stopped by the cap: the cut rounds up and is verified, as before (ceil(8 * 0.95) = 8 ran).
+    policy = SEARCH_POLICIES["binsearch"](init_val=4, max_val=8, margin=0.05)
+    for size in (4, 8):
+        assert policy.propose() == size
+        policy.observe(BatchSizeTrial(size, True, None, None, 0.1, None))
+    assert policy.propose() is None and policy.best == 8
+
+
+def test_binsearch_cap_cut_needs_memory_that_grew_with_the_size() -> None:
+    # Bracket closed to 12 (16 failed), the cap comes before the margin trial at ceil(12 * 0.75) = 9: the cut
+    # int(12 * 0.75) = 9 is below a fit and every size below 12 fitted, so it is returned.
+    outcomes = [(2, True), (4, True), (8, True), (16, False), (12, True), (14, False), (13, True)]
+    assert _capped("binsearch", outcomes[:5], margin=0.25).best == 9
+    # The margin trial at ceil(13 * 0.75) = 10 failed although 13 fitted: memory did not grow with the size here,
+    # so no untested cut; the largest fit below it (8) is returned, as without the cap.
+    policy = _capped("binsearch", [*outcomes, (10, False)], margin=0.25)
+    assert policy.best == 8
+    # The margin trial passed before the cap: that tested size stands.
+    assert _capped("binsearch", [*outcomes, (10, True)], margin=0.25).best == 10

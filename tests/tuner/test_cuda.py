@@ -9,10 +9,10 @@ from contextlib import contextmanager
 import lightning.pytorch as pl
 import pytest
 import torch
-from test_lightning_models import trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.helpers.lightning_models import trainer
 from traenslenzor.tuner.batch_finder import find_batch_size
 from traenslenzor.tuner.lightning import Tuner
 from traenslenzor.tuner.lr_finder import find_lr

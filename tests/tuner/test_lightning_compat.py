@@ -5,6 +5,7 @@ sequences with faked out-of-memory errors, errors raised)."""
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -12,7 +13,9 @@ from lightning.pytorch.callbacks import BatchSizeFinder as LightningBatchSizeFin
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from lightning.pytorch.tuner import Tuner as LightningTuner
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from test_lightning_models import (
+from torch.utils.data import DataLoader
+
+from tests.helpers.lightning_models import (
     TUNERS,
     NoValModel,
     OneCycleModel,
@@ -21,7 +24,6 @@ from test_lightning_models import (
     trainer,
     trial_sizes,
 )
-
 from traenslenzor.tuner.lightning import BatchSizeFinder as OurBatchSizeFinder
 from traenslenzor.tuner.lightning import LearningRateFinder as OurLearningRateFinder
 from traenslenzor.tuner.lightning import Tuner as OurTuner
@@ -333,3 +335,193 @@ def test_callback_started_mid_training_warns_that_schedulers_keep_the_old_lr(tmp
         fit.fit(model)
     assert model.lr == finder.optimal_lr.suggestion()
     assert fit.optimizers[0].param_groups[0]["max_lr"] == 1e-4  # not rebuilt mid-training
+
+
+# -- Lightning 2.6.5's own tuner tests (benchmarks/lightning_suite.sh): what was fixed, what differs on purpose ------
+
+
+@pytest.mark.parametrize("tuner", sorted(TUNERS))
+def test_trainer_dataloader_after_the_search_has_the_found_size(tuner, tmp_path) -> None:
+    # Lightning's test_auto_scale_batch_size_set_*_attribute read `trainer.train_dataloader` after the call.
+    model = NoValModel(batch_size=2, n=32, oom_above=10)
+    t = trainer(tmp_path)
+    size = TUNERS[tuner](t).scale_batch_size(model, **QUIET[tuner])
+    assert size == 8
+    assert t.train_dataloader is not None and t.train_dataloader.batch_size == 8
+
+
+def test_binsearch_stopped_by_the_trial_cap_returns_lightnings_cut(tmp_path) -> None:
+    # Lightning's test_scale_batch_size_method_with_model_or_datamodule: 4 and 8 fit, the cap ends the search,
+    # int(8 * 0.95) = 7 -- not run, but below 8, which ran and fitted.
+    runs = {}
+    for name, tuner in TUNERS.items():
+        model = NoValModel(batch_size=2, n=64)
+        size = tuner(trainer(tmp_path / name)).scale_batch_size(
+            model, mode="binsearch", init_val=4, max_trials=2, **QUIET[name]
+        )
+        runs[name] = (size, model.hparams.batch_size, trial_sizes(model.batch_sizes, 3))
+    assert runs["ours"] == (7, 7, [4, 8])
+    assert runs["lightning"][:2] == (7, 7)
+
+
+@pytest.mark.parametrize("tuner", sorted(TUNERS))
+def test_duplicate_batch_size_attribute_warns_with_lightnings_sentence(tuner, tmp_path) -> None:
+    model = NoValModel(batch_size=2, n=32)
+    model.batch_size = 2  # model.batch_size and model.hparams.batch_size
+    expected = "Field `model.batch_size` and `model.hparams.batch_size` are mutually exclusive!"
+    with pytest.warns(UserWarning, match=expected):
+        TUNERS[tuner](trainer(tmp_path)).scale_batch_size(model, max_trials=2, **QUIET[tuner])
+    if tuner == "ours":
+        assert model.batch_size == model.hparams.batch_size == 4  # both copies written
+
+
+@pytest.mark.parametrize("tuner", sorted(TUNERS))
+@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
+def test_batch_size_finder_callback_runs_the_evaluation_stage_at_the_found_size(tuner, stage, tmp_path) -> None:
+    # Lightning's test_batch_size_finder_callback[validate/test/predict]: the stage goes on at the new size.
+    finder = {"ours": OurBatchSizeFinder, "lightning": LightningBatchSizeFinder}[tuner]
+    model = TinyModel(batch_size=2, n=32)
+    t = trainer(tmp_path, callbacks=[finder(max_trials=3, steps_per_trial=1, **QUIET[tuner])])
+    getattr(t, stage)(model)
+    assert model.hparams.batch_size == 8
+    loop = getattr(t, f"{stage}_loop")
+    assert loop.batch_progress.current.completed == 32 // 8
+    assert model.batch_sizes[-4:] == [8, 8, 8, 8]
+
+
+@pytest.mark.parametrize(
+    ("call", "setup", "phrase"),
+    [
+        ("lr_find", "two_optimizers", "only works with single optimizer"),
+        ("lr_find", "no_lr", "should have one of these fields"),
+        ("scale_batch_size", "loader_passed", "Batch size finder cannot be used with dataloaders passed directly"),
+        ("scale_batch_size", "two_val_loaders", "Batch size finder cannot be used with multiple .* dataloaders"),
+    ],
+)
+def test_errors_keep_lightnings_phrase(call, setup, phrase, tmp_path) -> None:
+    # A user who matches Lightning's wording still matches ours (inside a message that says what to do).
+    model = NoValModel(batch_size=2, n=32)
+    kwargs: dict = {"progress_bar": False}
+    if setup == "two_optimizers":
+        model.automatic_optimization = False
+        model.configure_optimizers = lambda: [torch.optim.SGD(model.parameters()), torch.optim.Adam(model.parameters())]
+    elif setup == "no_lr":
+        del model.hparams["learning_rate"]
+    elif setup == "loader_passed":
+        kwargs["train_dataloaders"] = model.train_dataloader()
+    else:
+        model = TinyModel(batch_size=2, n=32)
+        model.val_dataloader = lambda: [DataLoader(model.data, batch_size=2), DataLoader(model.data, batch_size=2)]
+        del model.hparams["batch_size"]  # named second: several loaders is the first thing to fix, as in Lightning
+        kwargs["method"] = "validate"
+    with pytest.raises(MisconfigurationException, match=phrase):
+        getattr(OurTuner(trainer(tmp_path)), call)(model, **kwargs)
+    assert model.batch_sizes == []
+
+
+def test_zero_trials_is_refused_before_any_step(tmp_path) -> None:
+    # Documented difference: Lightning returns init_val after no trial at all (an untested answer).
+    model = NoValModel(batch_size=2, n=32)
+    with pytest.raises(ValueError, match="max_trials must be an integer >= 1"):
+        OurTuner(trainer(tmp_path)).scale_batch_size(model, max_trials=0, progress_bar=False)
+    assert model.batch_sizes == [] and model.hparams.batch_size == 2
+    lightning_model = NoValModel(batch_size=2, n=32)
+    assert LightningTuner(trainer(tmp_path)).scale_batch_size(lightning_model, max_trials=0) == 2
+    assert lightning_model.batch_sizes == []  # Lightning's answer: never run
+
+
+def test_one_step_sweep_is_refused_before_any_step(tmp_path) -> None:
+    # Documented difference: Lightning runs one step and then has no suggestion; a curve needs two points.
+    model = NoValModel()
+    with pytest.raises(ValueError, match="num_training=1"):
+        OurTuner(trainer(tmp_path)).lr_find(model, num_training=1, progress_bar=False)
+    assert model.batch_sizes == []
+
+
+def test_skip_begin_moves_the_steepest_suggestion() -> None:
+    # Documented difference: the default rule is "stable", which Lightning's test_suggestion_parameters_work
+    # (skip_begin=10 vs 70 must differ) does not describe -- there ours gives the same LR for both. skip_begin still
+    # bounds every rule's window: with Lightning's rule (steepest slope) on a curve with a steep drop at point 20 and
+    # a gentler one at point 80, skipping 70 points moves the answer from the first drop to the second.
+    from traenslenzor.tuner import DEFAULT_SUGGESTION, LRFinderResult
+
+    assert DEFAULT_SUGGESTION == "stable"
+    lrs = [1e-6 * 10 ** (5 * i / 99) for i in range(100)]
+    losses = [3.0 - 1.0 * (i > 20) - 0.5 * (i > 80) for i in range(100)]
+    result = LRFinderResult(lrs, losses, losses, min_lr=1e-6, max_lr=0.1, num_training=100)
+    first = result.suggestion(method="steepest", skip_begin=10)
+    later = result.suggestion(method="steepest", skip_begin=70)
+    assert lrs[19] <= first <= lrs[21]
+    assert lrs[79] <= later <= lrs[81]
+
+
+class _SometimesNone(NoValModel):
+    """``training_step`` returns None on its 3rd and 8th call (Lightning: the batch is skipped)."""
+
+    def __init__(self) -> None:
+        super().__init__(n=64)
+        self.calls = 0
+
+    def training_step(self, batch, batch_idx):
+        self.calls += 1
+        if self.calls in (3, 8):
+            return None
+        return super().training_step(batch, batch_idx)
+
+
+def test_none_training_step_is_skipped_not_recorded(tmp_path) -> None:
+    # Documented difference: Lightning records NaN for such a step (and counts it); ours retries on the next batch,
+    # so the curve has num_training real points (a NaN in ours means training broke, and ends the search).
+    model = _SometimesNone()
+    t = trainer(tmp_path)
+    result = OurTuner(t).lr_find(model, num_training=20, early_stop_threshold=None, progress_bar=False)
+    assert len(result.results["lr"]) == len(result.results["loss"]) == 20
+    assert all(math.isfinite(loss) for loss in result.results["loss"])
+    assert model.calls == 22
+    assert t.global_step == 0  # the search runs no loop: the fit that follows starts at step 0
+
+
+class _RecordsLr(NoValModel):
+    def __init__(self) -> None:
+        super().__init__(n=64)
+        self.seen_lrs: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen_lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return super().training_step(batch, batch_idx)
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_accumulation_records_one_point_per_optimizer_step(accumulate, tmp_path) -> None:
+    # Lightning's test_accumulation_and_early_stopping, public part: 100 points with accumulate_grad_batches=2
+    # (it also reads the private _total_batch_idx). Each point is one optimizer step of `accumulate` micro-batches
+    # at one LR, and no partial window is flushed at the end: exactly accumulate x points training steps.
+    model = _RecordsLr()
+    t = trainer(tmp_path, accumulate_grad_batches=accumulate)
+    result = OurTuner(t).lr_find(model, num_training=10, early_stop_threshold=None, progress_bar=False)
+    lrs = result.results["lr"]
+    assert len(lrs) == len(result.results["loss"]) == 10
+    assert len(model.seen_lrs) == accumulate * 10
+    windows = [model.seen_lrs[i : i + accumulate] for i in range(0, len(model.seen_lrs), accumulate)]
+    assert all(len(set(w)) == 1 for w in windows)
+    assert [w[0] for w in windows] == pytest.approx(lrs)
+
+
+def test_the_tuners_settings_reach_the_runner_as_one_object(monkeypatch, tmp_path) -> None:
+    # Built (and validated) once, in BatchSizeFinder.__init__ from the Tuner call's arguments; read unchanged below.
+    import traenslenzor.tuner.lightning.batch_size_finder as adapter
+    from traenslenzor.tuner.batch_runner import BatchSearchSettings
+
+    seen = []
+    real = adapter.run_search
+
+    def spy(run_trial, settings, **kwargs):
+        seen.append(settings)
+        return real(run_trial, settings, **kwargs)
+
+    monkeypatch.setattr(adapter, "run_search", spy)
+    model = NoValModel(batch_size=2, n=64)
+    OurTuner(trainer(tmp_path)).scale_batch_size(
+        model, mode="BinSearch", steps_per_trial=2, init_val=4, max_trials=3, max_val=64, progress_bar=False
+    )
+    assert seen == [BatchSearchSettings("binsearch", 4, 3, 64, 0.05, 2, None)]

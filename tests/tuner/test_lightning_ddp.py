@@ -1,6 +1,9 @@
-"""Two processes, gloo, CPU: ``benchmarks/ddp_check.py`` run as Lightning's DDP launcher runs it (rank 1 re-runs the
-script). lr_find gives both ranks the same curve and LR; scale_batch_size lets each rank measure (32 and 8 fit) and
-both adopt the smallest (8); nothing is left on disk."""
+"""Two processes, gloo, CPU: ``tests/helpers/ddp_two_ranks.py`` run as Lightning's DDP launcher runs it (rank 1
+re-runs the script). lr_find gives both ranks the same curve and LR; scale_batch_size lets each rank measure (32
+and 8 fit) and both adopt the smallest (8); nothing is left on disk.
+
+Marked ``ddp`` (about 40 s): deselected by default (pyproject ``addopts``); CI runs it on its own with
+``python -m pytest -q -m ddp``."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ddp_check.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "ddp_two_ranks.py"
 
 
+@pytest.mark.ddp
 @pytest.mark.slow
 def test_two_rank_ddp_tuning(tmp_path) -> None:
     out = tmp_path / "ddp_check.json"

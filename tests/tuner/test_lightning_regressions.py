@@ -7,7 +7,8 @@ import math
 
 import pytest
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
-from test_lightning_models import (
+
+from tests.helpers.lightning_models import (
     MPS_OOM,
     TUNERS,
     NoValModel,
@@ -17,7 +18,6 @@ from test_lightning_models import (
     trainer,
     trial_sizes,
 )
-
 from traenslenzor.tuner.lightning import LearningRateFinder as OurLearningRateFinder
 
 LIGHTNING_FAILS = pytest.mark.xfail(strict=True, reason="Lightning's defect")

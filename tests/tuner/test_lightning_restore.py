@@ -8,12 +8,12 @@ import signal
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from test_lightning_models import (
+
+from tests.helpers.lightning_models import (
     NoValModel,
     files_under,
     trainer,
 )
-
 from traenslenzor.tuner.lightning import BatchSizeFinder, LearningRateFinder, Tuner
 
 

@@ -31,9 +31,11 @@ _EXPORTS = {
     "rule_for_optimizer": "lr_rescale",
     # batch-size finder
     "find_batch_size": "batch_finder",
-    "search_batch_size": "batch_finder",
-    "BatchSizeNotFoundError": "batch_finder",
+    "search_batch_size": "batch_runner",
+    "BatchSearchSettings": "batch_runner",
+    "BatchSizeNotFoundError": "batch_runner",
     "SEARCH_POLICIES": "batch_search",
+    "BatchSizeMode": "batch_search",
     "BatchSizeResult": "batch_result",
     "BatchSizeTrial": "batch_result",
     "is_oom_error": "oom",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -69,8 +70,20 @@ class BatchSizeResult:
         data["trials"] = [asdict(t) for t in self.trials]
         return data
 
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text; with ``path``, also written there (UTF-8, trailing newline).
+
+        The same convention as :meth:`LRFinderResult.to_json <traenslenzor.tuner.LRFinderResult.to_json>`.
+        """
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> BatchSizeResult:
+        """Load a result written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchSizeResult:

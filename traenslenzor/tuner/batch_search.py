@@ -6,12 +6,14 @@ for a size with :meth:`SearchPolicy.propose`, runs the trial, and feeds the outc
 holds the answer. Policies never touch a model, so their size sequences are tested with plain lists of outcomes.
 
 Every policy honours the same rules: the first trial is ``init_val`` (capped at ``max_val``), no size above
-``max_val`` is proposed, and ``best`` is always a size that was run and fitted.
+``max_val`` is proposed, and ``best`` is always a size that was run and fitted -- or, for ``binsearch`` stopped
+by the trial cap, the margin cut of such a size (smaller than one that fitted, so safe).
 
 Policies:
     ``power``: double from ``init_val`` until a size fails or ``max_val`` is reached (as Lightning's ``power``).
     ``binsearch``: ``power``, then bisection between the last fit and the first failure, then the ``margin``
         safety reduction, itself verified by a trial (as Lightning's ``binsearch``, which returns it untested).
+        If the trial cap ends the search first, Lightning's cut of the largest fit: below a size that fitted.
     ``auto``: fit an affine memory model ``peak(b) = a + c*b`` to the peaks measured at small sizes, jump to the
         largest size the model puts under the memory budget, verify, and close the gap to ``min(margin, 2 %)``
         (galloping down from a failure, then bisection). Falls back to ``binsearch`` growth while no budget or
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 from .batch_result import BatchSizeTrial
 
@@ -92,6 +95,12 @@ class SearchPolicy:
         self.adaptive_peaks = adaptive_peaks
         self.trials: list[BatchSizeTrial] = []
         self.reason = "not started"
+        self.capped = False  # the runner's trial cap (max_trials) ended the search, not the policy
+
+    def stop_at_cap(self, reason: str) -> None:
+        """The runner stops the search at its trial cap; :attr:`best` may read that (``binsearch`` does)."""
+        self.capped = True
+        self.reason = reason
 
     def observe(self, trial: BatchSizeTrial) -> None:
         self.trials.append(trial)
@@ -197,15 +206,25 @@ class BinarySearch(SearchPolicy):
 
     @property
     def best(self) -> int | None:
-        """The margin-reduced size once verified; before that (or if it failed) the largest fit below it."""
+        """The margin-reduced size once verified; before that (or if it failed) the largest fit below it.
+
+        When the trial cap ended the search before the margin trial passed: Lightning's cut of the largest fit,
+        ``int(low * (1 - margin))`` (Lightning's figure). It did not run, but it lies below a size that ran and
+        fitted, which is safe while memory grew with the batch size in every trial -- so only if no size below the
+        largest fit failed (a failure there, e.g. a margin trial hit by fragmentation, disproves that, and the
+        largest fit below the cut is returned instead, as without the cap).
+        """
         low = self.low
         if low == 0:
             return None
         target = margin_target(low, self.margin)
         fits_below = [t.batch_size for t in self.trials if t.fits and t.batch_size <= target]
-        if not fits_below:
-            return low
-        return max(fits_below)
+        margin_passed = target < low and any(t.fits and t.batch_size == target for t in self.trials)
+        if self.capped and self.margin > 0 and not margin_passed:
+            monotone = not any(not t.fits and t.batch_size < low for t in self.trials)
+            if monotone:
+                return max(1, int(low * (1.0 - self.margin)))
+        return max(fits_below) if fits_below else low
 
 
 class AutoSearch(SearchPolicy):
@@ -362,6 +381,10 @@ class ThroughputSearch(PowerSearch):
         top = max(t.samples_per_sec for t in measured)
         return min(t.batch_size for t in measured if t.samples_per_sec >= (1.0 - THROUGHPUT_TOLERANCE) * top)
 
+
+# The registered policies' names, as a type: a config field or argument of this type names the allowed values
+# (tests/tuner/test_batch_search.py holds it equal to the registry's keys).
+BatchSizeMode = Literal["power", "binsearch", "auto", "throughput"]
 
 SEARCH_POLICIES: dict[str, type[SearchPolicy]] = {
     "power": PowerSearch,

@@ -63,24 +63,6 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
     )
 
 
-def batch_size_of(batch: Any) -> int:
-    """The number of samples in ``batch`` (the leading dimension of its first tensor)."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() > 0 else 1
-    if isinstance(batch, Mapping):
-        values = list(batch.values())
-    elif isinstance(batch, Sequence) and not isinstance(batch, str):
-        values = list(batch)
-    else:
-        raise ValueError(f"Cannot tell the batch size of a {type(batch).__name__}.")
-    for value in values:
-        try:
-            return batch_size_of(value)
-        except ValueError:
-            continue
-    raise ValueError("Cannot tell the batch size: the batch holds no tensor.")
-
-
 def cycle(loader: Iterable[Any], error: type[Exception] = ValueError) -> Iterator[Any]:
     """Batches of ``loader`` without end, re-iterated at each epoch boundary: a search is never cut short by the
     end of an epoch. Raises ``error`` when a pass yields nothing (an empty loader, or a one-shot iterator)."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 LR_ATTR_NAMES = ("lr", "learning_rate")
@@ -97,16 +98,22 @@ def lr_holders(model: Any, datamodule: Any | None, attr_name: str = "") -> AttrH
             f"lr_find(attr_name={attr_name!r}): no attribute {attr_name!r} on {where}. Fix the name, or add it "
             f"(e.g. `self.{attr_name} = 1e-3` or `self.save_hyperparameters()` in __init__)."
         )
+    # "should have one of these fields" is Lightning's wording, kept for code that matches on it.
     raise MissingAttributeError(
-        f"lr_find needs the learning rate in one of {LR_ATTR_NAMES} on {where}, and found none. Add one "
-        "(e.g. `self.learning_rate = 1e-3`, or an __init__ argument `learning_rate` with "
+        f"lr_find needs the learning rate: {where} should have one of these fields: {list(LR_ATTR_NAMES)}, and "
+        "none does. Add one (e.g. `self.learning_rate = 1e-3`, or an __init__ argument `learning_rate` with "
         "`self.save_hyperparameters()`) and read it in configure_optimizers, or pass attr_name='<your name>'; "
         "or pass update_attr=False to only run the search."
     )
 
 
-def batch_size_holders(model: Any, datamodule: Any | None, batch_arg_name: str) -> AttrHolders:
+def batch_size_holders(
+    model: Any, datamodule: Any | None, batch_arg_name: str, *, warn_duplicates: bool = False
+) -> AttrHolders:
     """The holders of the batch size ``batch_arg_name``.
+
+    ``warn_duplicates``: warn (once per search, so the caller at the search's start asks) when both ``model.<name>``
+    and ``model.hparams.<name>`` exist -- two copies that the dataloader hook may read either of.
 
     Raises:
         MissingAttributeError: no holder has the name; raised before any training.
@@ -118,5 +125,13 @@ def batch_size_holders(model: Any, datamodule: Any | None, batch_arg_name: str) 
             "`model.hparams`, the datamodule or `datamodule.hparams`. Store the batch size there (e.g. "
             f"`self.{batch_arg_name} = 32` or `self.save_hyperparameters()`) and read it in your *_dataloader "
             "hook, or pass batch_arg_name='<your name>'."
+        )
+    hparams = _hparams(model)
+    if warn_duplicates and model in holders.holders and hparams is not None and hparams in holders.holders:
+        # Lightning's sentence first (code may match on it); then what the tuner does about it.
+        rank_zero_warn(
+            f"Field `model.{batch_arg_name}` and `model.hparams.{batch_arg_name}` are mutually exclusive! The "
+            "batch size finder writes the found size to both; keep only one of them, so that the dataloader hook "
+            "cannot read a stale copy."
         )
     return holders

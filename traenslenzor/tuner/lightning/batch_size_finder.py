@@ -1,7 +1,7 @@
 """``BatchSizeFinder``: the largest batch size that fits, as a Lightning callback.
 
 Same parameters and hooks as ``lightning.pytorch.callbacks.BatchSizeFinder``. The search policy, OOM handling and
-memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch_finder.search_batch_size`); this module
+memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch_runner.run_search`); this module
 only says how one trial runs in a Lightning project: write the size to every holder of ``batch_arg_name``, rebuild
 the dataloader from the datamodule's (or model's) hook, and run ``steps_per_trial`` steps of the stage.
 
@@ -17,18 +17,24 @@ What differs from Lightning (each a Lightning defect, each with a regression tes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from traenslenzor.tuner.batch_finder import BatchSizeNotFoundError, check_search_settings, search_batch_size
-from traenslenzor.tuner.batch_search import SEARCH_POLICIES
-from traenslenzor.tuner.lightning.attributes import AttrHolders, TunerConfigurationError, batch_size_holders
+from traenslenzor.tuner.batch_runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
+from traenslenzor.tuner.batch_search import SEARCH_POLICIES, BatchSizeMode
+from traenslenzor.tuner.lightning.attributes import (
+    AttrHolders,
+    MissingAttributeError,
+    TunerConfigurationError,
+    batch_size_holders,
+)
 from traenslenzor.tuner.lightning.private import end_tuning_run
 from traenslenzor.tuner.lightning.steps import search_isolation, trial_steps
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -42,16 +48,12 @@ LOADER_HOOKS = {
     "test": "test_dataloader",
     "predict": "predict_dataloader",
 }
+STAGE_NAMES = {"fit": "train", "validate": "validation", "test": "test", "predict": "predict"}
 
 
-def _check_settings(mode: str, supported: tuple[str, ...], **settings: Any) -> None:
-    """The engine's checks (:func:`check_search_settings`), raised as Lightning's configuration error."""
-    if mode not in supported:
-        raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {supported}.")
-    try:
-        check_search_settings(mode, **settings)
-    except ValueError as exc:
-        raise TunerConfigurationError(str(exc)) from None
+# Lightning's default margin, kept so that the adapter stays a drop-in (the core's is DEFAULTS.margin; see
+# docs/batch_size.md for why it can be smaller there).
+LIGHTNING_MARGIN = 0.05
 
 
 class BatchSizeFinder(Callback):
@@ -79,28 +81,27 @@ class BatchSizeFinder(Callback):
 
     def __init__(
         self,
-        mode: str = "power",
-        steps_per_trial: int = 3,
-        init_val: int = 2,
-        max_trials: int = 25,
+        mode: BatchSizeMode = DEFAULTS.mode,
+        steps_per_trial: int = DEFAULTS.steps_per_trial,
+        init_val: int = DEFAULTS.init_val,
+        max_trials: int = DEFAULTS.max_trials,
         batch_arg_name: str = "batch_size",
-        margin: float = 0.05,
-        max_val: int = 8192,
+        margin: float = LIGHTNING_MARGIN,
+        max_val: int = DEFAULTS.max_val,
         *,
-        max_memory: int | float | None = None,
+        max_memory: int | float | None = DEFAULTS.max_memory,
         progress_bar: bool = True,
     ) -> None:
-        mode = mode.lower() if isinstance(mode, str) else mode
-        self._settings = {
-            "mode": mode,
-            "init_val": init_val,
-            "max_trials": max_trials,
-            "max_val": max_val,
-            "margin": margin,
-            "steps_per_trial": steps_per_trial,
-            "max_memory": max_memory,
-        }
-        _check_settings(supported=self.SUPPORTED_MODES, **self._settings)
+        mode = mode.lower() if isinstance(mode, str) else mode  # Lightning accepts "Power"
+        if mode not in self.SUPPORTED_MODES:
+            raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
+        try:
+            # The search's settings, validated once here and passed to the runner unchanged.
+            self.settings = BatchSearchSettings(
+                mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory
+            )
+        except ValueError as exc:
+            raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         self._batch_arg_name = batch_arg_name
         self._progress_bar = progress_bar
         self._early_exit = False  # set by Tuner: end the trainer call once the search is done
@@ -109,8 +110,14 @@ class BatchSizeFinder(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str | None = None) -> None:
         # Fail before any training: the attribute and a rebuildable dataloader must exist.
-        batch_size_holders(pl_module, trainer.datamodule, self._batch_arg_name)
-        _loader_factory(trainer, pl_module, _fn(trainer))
+        stage_fn = _fn(trainer)
+        make_loader = _loader_factory(trainer, pl_module, stage_fn)
+        try:
+            batch_size_holders(pl_module, trainer.datamodule, self._batch_arg_name, warn_duplicates=True)
+        except MissingAttributeError:
+            if stage_fn != "fit":
+                _dataset_len(make_loader(), stage_fn)  # several evaluation loaders is the first thing to fix
+            raise
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.scale_batch_size(trainer, pl_module)
@@ -133,12 +140,14 @@ class BatchSizeFinder(Callback):
             self.optimal_batch_size = None
         else:
             self.optimal_batch_size = self._search_and_apply(trainer, pl_module)
-            if not self._early_exit and _loader_already_built(trainer):
-                rank_zero_warn(
-                    f"The batch size finder set {self._batch_arg_name}={self.optimal_batch_size}, but this "
-                    f"`trainer.{_fn(trainer)}` call has built its dataloader already; the new size applies from the "
-                    "next call. Run the finder at `on_fit_start` (before other finders) or via Tuner.scale_batch_size."
-                )
+            if self._early_exit:
+                # The Tuner ends this call now: the loaders are built only so that `trainer.*_dataloader(s)` show
+                # the found size. Building one starts its iterator, which draws a shuffle seed; the user's
+                # generator gets its state back (in callback mode that draw is the stage's own, and stays).
+                with preserved_loader_generators(_loader_factory(trainer, pl_module, _fn(trainer))()):
+                    _rebuild_stage_loaders(trainer, reset_loop=False, name=self._batch_arg_name)
+            else:
+                _rebuild_stage_loaders(trainer, reset_loop=True, name=self._batch_arg_name)
         if self._early_exit:
             end_tuning_run()
         return self.optimal_batch_size
@@ -169,8 +178,7 @@ class BatchSizeFinder(Callback):
     def _search(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str, holders: AttrHolders) -> Any:
         """Run the engine's search; each trial writes its size, rebuilds the dataloader and runs the stage's steps."""
         make_loader = _loader_factory(trainer, module, stage)
-        settings = dict(self._settings)
-        steps = settings.pop("steps_per_trial")
+        steps = self.settings.steps_per_trial
 
         def run_trial(batch_size: int) -> float | None:
             holders.write(batch_size)
@@ -187,14 +195,13 @@ class BatchSizeFinder(Callback):
             search_isolation(trainer, module),
             torch.enable_grad() if fit else torch.no_grad(),
         ):
-            return search_batch_size(
+            return run_search(
                 run_trial,
-                steps_per_trial=steps,
-                dataset_len=_dataset_len(make_loader()),
+                self.settings,
+                dataset_len=_dataset_len(make_loader(), stage),
                 device=trainer.strategy.root_device,
                 between_trials=state.restore,  # every trial starts from the user's weights and optimizer state
                 progress_bar=self._progress_bar and trainer.is_global_zero,
-                **settings,
             )
 
 
@@ -204,12 +211,33 @@ def _fn(trainer: pl.Trainer) -> str:
     return str(getattr(fn, "value", fn))
 
 
-def _loader_already_built(trainer: pl.Trainer) -> bool:
-    """Whether the running stage holds a dataloader built before the search (it keeps the old batch size)."""
-    if _fn(trainer) == "fit":
-        return trainer.train_dataloader is not None
-    # Evaluation loops build their dataloaders before the stage's start hook.
-    return True
+def _rebuild_stage_loaders(trainer: pl.Trainer, *, reset_loop: bool, name: str) -> None:
+    """Let the running stage's loop build its dataloaders at the found size (as Lightning's finder does).
+
+    ``fit`` at ``on_fit_start``: the loop has not built them yet, so ``setup_data()`` builds them now, from the
+    hooks that read the new size (``trainer.train_dataloader`` then shows it, also after a Tuner call). The
+    evaluation loops built theirs before the stage's start hook; ``setup_data()`` builds them again and, when the
+    stage goes on (callback mode), ``reset()`` hands the new loader to the loop's fetcher before its first batch.
+    Only public loop methods are used. A fit loader built before the search (another finder ran first, or the
+    finder runs mid-fit) cannot be swapped: a warning says the size applies from the next call.
+    """
+    stage = _fn(trainer)
+    if stage == "fit":
+        if trainer.train_dataloader is not None:
+            if reset_loop:
+                rank_zero_warn(
+                    f"The batch size finder set {name}, but this `trainer.fit` call has built its dataloader "
+                    "already; the new size applies from the next call. Run the finder at `on_fit_start` (before "
+                    "other finders) or via Tuner.scale_batch_size."
+                )
+            return
+        trainer.fit_loop.setup_data()
+        trainer.fit_loop.epoch_loop.val_loop.setup_data()
+        return
+    loop = getattr(trainer, f"{stage}_loop")
+    loop.setup_data()
+    if reset_loop:
+        loop.reset()
 
 
 def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> Callable[[], Any]:
@@ -227,10 +255,17 @@ def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str)
     )
 
 
-def _dataset_len(loader: Any) -> int | None:
+def _dataset_len(loader: Any, stage: str) -> int | None:
+    if isinstance(loader, list | tuple | Mapping | CombinedLoader):
+        # "Batch size finder cannot be used with multiple ... dataloaders" is Lightning's wording, kept.
+        raise TunerConfigurationError(
+            f"Batch size finder cannot be used with multiple {STAGE_NAMES[stage]} dataloaders: `{LOADER_HOOKS[stage]}"
+            f"()` returned a {type(loader).__name__}. Return one DataLoader while searching (the found size then "
+            "applies to every loader that reads the attribute)."
+        )
     if not isinstance(loader, torch.utils.data.DataLoader):
         raise TunerConfigurationError(
-            f"The batch size finder needs one DataLoader from the dataloader hook, got {type(loader).__name__}."
+            f"The batch size finder needs one DataLoader from `{LOADER_HOOKS[stage]}()`, got {type(loader).__name__}."
         )
     dataset = loader.dataset
     return len(dataset) if isinstance(dataset, Sized) else None

@@ -155,7 +155,8 @@ def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
     if len(optimizers) != 1:
         raise TunerConfigurationError(
             f"`model.configure_optimizers()` returned {len(optimizers)} optimizers, but the learning rate finder "
-            "works with exactly one."
+            "only works with single optimizer: return one optimizer (with parameter groups for parts that need "
+            "other LRs), or call the finder on a module that has one."
         )
     return optimizers[0]
 

@@ -23,13 +23,15 @@ from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningR
 from lightning.pytorch.utilities import rank_zero_warn
 
 from traenslenzor.tuner.batch_result import BatchSizeResult
+from traenslenzor.tuner.batch_runner import DEFAULTS
+from traenslenzor.tuner.batch_search import BatchSizeMode
 from traenslenzor.tuner.lightning.attributes import (
     MissingAttributeError,
     TunerConfigurationError,
     batch_size_holders,
     lr_holders,
 )
-from traenslenzor.tuner.lightning.batch_size_finder import BatchSizeFinder
+from traenslenzor.tuner.lightning.batch_size_finder import LIGHTNING_MARGIN, BatchSizeFinder
 from traenslenzor.tuner.lightning.learning_rate_finder import LearningRateFinder
 from traenslenzor.tuner.lr_result import LRFinderResult
 
@@ -66,15 +68,15 @@ class Tuner:
         dataloaders: Any = None,
         datamodule: pl.LightningDataModule | None = None,
         method: Literal["fit", "validate", "test", "predict"] = "fit",
-        mode: str = "power",
-        steps_per_trial: int = 3,
-        init_val: int = 2,
-        max_trials: int = 25,
+        mode: BatchSizeMode = DEFAULTS.mode,
+        steps_per_trial: int = DEFAULTS.steps_per_trial,
+        init_val: int = DEFAULTS.init_val,
+        max_trials: int = DEFAULTS.max_trials,
         batch_arg_name: str = "batch_size",
-        margin: float = 0.05,
-        max_val: int = 8192,
+        margin: float = LIGHTNING_MARGIN,
+        max_val: int = DEFAULTS.max_val,
         *,
-        max_memory: int | float | None = None,
+        max_memory: int | float | None = DEFAULTS.max_memory,
         progress_bar: bool = True,
     ) -> int | None:
         """Find the largest batch size that fits, write it to every holder of ``batch_arg_name``, and return it.
@@ -86,6 +88,7 @@ class Tuner:
         """
         _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
         _check_no_finder(self._trainer, (BatchSizeFinder, LightningBatchSizeFinder), "BatchSizeFinder")
+        # The finder builds (and validates) the search's one settings object; the search reads it unchanged.
         finder = BatchSizeFinder(
             mode,
             steps_per_trial,
@@ -99,10 +102,13 @@ class Tuner:
         )
         if _is_dataloader_arg(train_dataloaders) or _is_dataloader_arg(dataloaders):
             raise TunerConfigurationError(
-                "The batch size finder cannot be used with dataloaders passed directly: it rebuilds the dataloader "
-                "at each size. Pass a datamodule, or define the *_dataloader hook on the model."
+                "Batch size finder cannot be used with dataloaders passed directly: it rebuilds the dataloader at "
+                "each size. Pass a datamodule, or define the *_dataloader hook on the model."
             )
-        batch_size_holders(model, _datamodule_of(train_dataloaders, datamodule), batch_arg_name)
+        if method == "fit":
+            # Evaluation stages check in BatchSizeFinder.setup, where a hook returning several loaders is named
+            # first (as Lightning does); both before any step.
+            batch_size_holders(model, _datamodule_of(train_dataloaders, datamodule), batch_arg_name)
         if self._trainer.fast_dev_run:
             rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
             return None

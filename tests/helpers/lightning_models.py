@@ -1,4 +1,4 @@
-"""Tiny LightningModules/DataModules shared by the Lightning adapter tests (and sanity tests of the fakes).
+"""Tiny LightningModules/DataModules shared by the Lightning adapter tests (their own checks: test_lightning_fakes.py).
 
 ``TinyModel`` records what the trainer made it do (batch sizes per step, validation batches, epochs), can fake an
 out-of-memory error above a batch size (with any backend's message) and a NaN loss above an LR.
@@ -10,7 +10,6 @@ import os
 import warnings
 
 import lightning.pytorch as pl
-import pytest
 import torch
 from lightning.pytorch.tuner import Tuner as LightningTuner
 from torch import nn
@@ -178,16 +177,3 @@ def trial_sizes(seen: list[int], steps_per_trial: int) -> list[int]:
         sizes.append(size)
         i += run
     return sizes
-
-
-def test_fake_oom_raises_the_given_message_above_the_limit() -> None:
-    model = TinyModel(oom_above=3, oom_message=MPS_OOM)
-    x, y = dataset(4).tensors
-    assert model._step((x[:3], y[:3])).ndim == 0
-    with pytest.raises(RuntimeError, match="MPS backend out of memory"):
-        model._step((x, y))
-
-
-def test_trial_sizes_splits_runs_of_steps() -> None:
-    # 2 ok (3 steps), 4 ok (3 steps), 8 fails at once, 6 ok (3 steps)
-    assert trial_sizes([2, 2, 2, 4, 4, 4, 8, 6, 6, 6], 3) == [2, 4, 8, 6]

@@ -11,9 +11,10 @@ Checks, with ``Trainer(accelerator="cpu", devices=2, strategy="ddp")``:
 * when one rank fits no batch size at all, every rank raises ``BatchSizeNotFoundError`` (none waits forever in a
   collective) and keeps its batch size.
 
-Run: ``python benchmarks/ddp_check.py`` (Lightning's launcher starts rank 1 by re-running this script; about 30 s on
-2 cores). Prints a markdown table on rank 0 and writes ``benchmarks/results/ddp_check.json`` (or ``$DDP_CHECK_OUT``);
-exit status 1 if a check fails. ``tests/tuner/test_lightning_ddp.py`` runs it.
+Run: ``python tests/helpers/ddp_two_ranks.py`` (Lightning's launcher starts rank 1 by re-running this script; about
+30 s on 2 cores). Prints a markdown table on rank 0 and writes ``benchmarks/results/ddp_check.json`` (or
+``$DDP_CHECK_OUT``); exit status 1 if a check fails. ``tests/tuner/test_lightning_ddp.py`` runs it (marked ``ddp``:
+deselected by default, run on its own with ``python -m pytest -m ddp``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from traenslenzor.tuner.lightning import Tuner
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 FITS_UP_TO = {0: 40, 1: 12}  # per rank: larger batches raise a faked CUDA out-of-memory error
 
 

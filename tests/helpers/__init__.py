@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (not collected: no file here is named like a test)."""
