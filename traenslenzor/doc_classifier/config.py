@@ -173,6 +173,7 @@ class TunerConfig(_Section):
     lr_mode: Literal["exponential", "linear"] = _SWEEP.mode
     early_stop_threshold: float | None = Field(_SWEEP.early_stop_threshold, gt=0)  # "none" disables
     suggestion_method: str | None = None  # None: the tuner's default rule
+    adaptive_range: bool = True  # widen the sweep past max_lr / below min_lr when the curve shows no edge
     # switching tuning on from the file (the origin project's keys; equivalent to the CLI flags)
     use_batch_size_tuning: bool = False
     use_learning_rate_tuning: bool = False

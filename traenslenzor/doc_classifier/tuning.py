@@ -40,7 +40,7 @@ from traenslenzor.doc_classifier.tuning_record import (
     new_entry,
     record_text,
 )
-from traenslenzor.tuner import LRFinderResult, Tuner
+from traenslenzor.tuner import AdaptiveRange, LRFinderResult, Tuner
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ def tune_learning_rate(
         early_stop_threshold=tc.early_stop_threshold,
         update_attr=False,  # apply_learning_rate is the one writer: it also sets OneCycle's peak
         attr_name="learning_rate",
+        adaptive_range=AdaptiveRange() if tc.adaptive_range else None,  # Tuner's own default is Lightning's fixed range
     )
     if result is None:
         say("LR finder did not run (fast_dev_run?); keeping %.2e.", module.hparams.learning_rate, level=logging.WARNING)

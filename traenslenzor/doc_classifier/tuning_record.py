@@ -34,7 +34,15 @@ RECORD_FORMAT = "traenslenzor.tuning_record/2"
 
 # The [tuner_config] keys each search reads: changing one re-runs that search.
 BATCH_SEARCH_KEYS = ("batch_size_mode", "init_val", "max_trials", "steps_per_trial", "margin", "max_val", "max_memory")
-LR_SEARCH_KEYS = ("min_lr", "max_lr", "num_training", "lr_mode", "early_stop_threshold", "suggestion_method")
+LR_SEARCH_KEYS = (
+    "min_lr",
+    "max_lr",
+    "num_training",
+    "lr_mode",
+    "early_stop_threshold",
+    "suggestion_method",
+    "adaptive_range",
+)
 
 Fingerprint = dict[str, Any]
 _ENTRY_KEYS = frozenset({"values", "fingerprint", "tuned_at"})

@@ -87,3 +87,34 @@ def extension_lrs(settings: SweepSettings, decades: float) -> list[float]:
 def restart_settings(settings: SweepSettings, decades: float) -> SweepSettings:
     """The same sweep, started ``decades`` below ``min_lr``."""
     return replace(settings, min_lr=settings.min_lr / 10**decades)
+
+
+def extension_event(settings: SweepSettings, more: list[float]) -> dict[str, object]:
+    """The record (and log line) of a sweep continued past ``max_lr`` to ``more[-1]``."""
+    return {
+        "action": "extend",
+        "reason": f"the loss never turned up before max_lr={settings.max_lr:.2e}; continued the sweep from the "
+        f"current state up to {more[-1]:.2e} ({len(more)} more steps at most)",
+        "cap": more[-1],
+    }
+
+
+def restart_event(settings: SweepSettings, test: RangeTest, lower: SweepSettings) -> dict[str, object]:
+    """The record (and log line) of a sweep that blew up at once and restarts at ``lower.min_lr``."""
+    return {
+        "action": "restart",
+        "reason": f"the loss blew up after {len(test.lrs)} of {settings.num_training} steps "
+        f"(at lr={test.lrs[-1]:.2e}): min_lr={settings.min_lr:.2e} was already too high; "
+        f"restarted at {lower.min_lr:.2e} from the restored state",
+        "steps": len(test.lrs),
+    }
+
+
+def adaptive_metadata(settings: SweepSettings, events: list[dict[str, object]], test: RangeTest) -> dict[str, object]:
+    """What a result records about its adaptive range: the events, the range asked for, the steps spent in all."""
+    spent = sum(int(event.get("steps", 0)) for event in events)  # type: ignore[call-overload]
+    return {
+        "adaptive_range": events,
+        "requested_range": [settings.min_lr, settings.max_lr],
+        "total_steps": spent + len(test.lrs),
+    }

@@ -26,9 +26,12 @@ from traenslenzor.tuner.batching import cycle, model_device, move_to_device, spl
 from traenslenzor.tuner.lr_adaptive import (
     DEFAULT_ADAPTIVE_RANGE,
     AdaptiveRange,
+    adaptive_metadata,
     blew_up_at_once,
+    extension_event,
     extension_lrs,
     needs_extension,
+    restart_event,
     restart_settings,
 )
 from traenslenzor.tuner.lr_result import LRFinderResult
@@ -116,15 +119,7 @@ def find_lr(
         test = run(settings, adaptive_range, events)
         if adaptive_range is not None and blew_up_at_once(test, adaptive_range):
             lower = restart_settings(settings, adaptive_range.restart_decades)
-            events.append(
-                _event(
-                    "restart",
-                    f"the loss blew up after {len(test.lrs)} of {settings.num_training} steps (at lr="
-                    f"{test.lrs[-1]:.2e}): min_lr={settings.min_lr:.2e} was already too high; restarted at "
-                    f"{lower.min_lr:.2e} from the restored state",
-                    steps=len(test.lrs),
-                )
-            )
+            events.append(restart_event(settings, test, lower))
             log.warning("LR range test: %s.", events[-1]["reason"])
             state.restore()
             test = run(lower, adaptive_range, events)
@@ -136,14 +131,8 @@ def find_lr(
         "device": str(device),
     }
     if adaptive_range is not None:
-        metadata["adaptive_range"] = events
-        metadata["requested_range"] = [settings.min_lr, settings.max_lr]
-        metadata["total_steps"] = sum(event.get("steps", 0) for event in events) + len(test.lrs)
+        metadata.update(adaptive_metadata(settings, events, test))
     return test.result(**metadata)
-
-
-def _event(action: str, reason: str, **extra: Any) -> dict[str, Any]:
-    return {"action": action, "reason": reason, **extra}
 
 
 def _run_sweep(
@@ -181,14 +170,7 @@ def _run_sweep(
             if adaptive is not None and needs_extension(test, adaptive):
                 more = extension_lrs(settings, adaptive.extend_decades)
                 if more:
-                    events.append(
-                        _event(
-                            "extend",
-                            f"the loss never turned up before max_lr={settings.max_lr:.2e}; continued the sweep "
-                            f"from the current state up to {more[-1]:.2e} ({len(more)} more steps at most)",
-                            cap=more[-1],
-                        )
-                    )
+                    events.append(extension_event(settings, more))
                     log.info("LR range test: %s.", events[-1]["reason"])
                     test.extend(more)
                     sweep()

@@ -35,8 +35,18 @@ from traenslenzor.tuner.lightning.steps import (
     lr_search_step,
     search_isolation,
 )
+from traenslenzor.tuner.lr_adaptive import (
+    AdaptiveRange,
+    adaptive_metadata,
+    blew_up_at_once,
+    extension_event,
+    extension_lrs,
+    needs_extension,
+    restart_event,
+    restart_settings,
+)
 from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import StopReason, SweepSettings
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr_sweep import RangeTest
 from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
@@ -67,15 +77,16 @@ class LearningRateFinder(Callback):
 
     def __init__(
         self,
-        min_lr: float = 1e-8,
-        max_lr: float = 1,
-        num_training_steps: int = 100,
-        mode: str = "exponential",
-        early_stop_threshold: float | None = 4.0,
+        min_lr: float = DEFAULT_SWEEP.min_lr,
+        max_lr: float = DEFAULT_SWEEP.max_lr,
+        num_training_steps: int = DEFAULT_SWEEP.num_training,
+        mode: str = DEFAULT_SWEEP.mode,
+        early_stop_threshold: float | None = DEFAULT_SWEEP.early_stop_threshold,
         update_attr: bool = True,
         attr_name: str = "",
         *,
         progress_bar: bool = True,
+        adaptive_range: AdaptiveRange | None = None,
     ) -> None:
         mode = mode.lower() if isinstance(mode, str) else mode
         if mode not in self.SUPPORTED_MODES:
@@ -84,6 +95,11 @@ class LearningRateFinder(Callback):
             self._settings = SweepSettings(min_lr, max_lr, num_training_steps, mode, early_stop_threshold)
         except ValueError as exc:
             raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
+        if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
+            raise TunerConfigurationError(
+                f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}."
+            )
+        self._adaptive = adaptive_range
         self._update_attr = update_attr
         self._attr_name = attr_name
         self._progress_bar = progress_bar
@@ -107,14 +123,27 @@ class LearningRateFinder(Callback):
     def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> LRFinderResult:
         holders = lr_holders(module, trainer.datamodule, self._attr_name) if self._update_attr else None
         optimizer = _single_optimizer(trainer)
-        test = RangeTest(self._settings)
         start_step = trainer.global_step
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
-        with preserved_training_state(module, trainer.optimizers, schedulers), search_isolation(trainer, module):
+        settings, adaptive, bar = self._settings, self._adaptive, self._progress_bar and trainer.is_global_zero
+        events: list[dict[str, Any]] = []
+        with (
+            preserved_training_state(module, trainer.optimizers, schedulers) as state,
+            search_isolation(trainer, module),
+        ):
             module.train()
             with torch.enable_grad():
-                _run_range_test(trainer, optimizer, test, self._progress_bar and trainer.is_global_zero)
-        result = test.result(source="lightning", optimizer=type(optimizer).__name__, start_global_step=start_step)
+                test = _run_range_test(trainer, optimizer, RangeTest(settings), bar, adaptive, events)
+                if adaptive is not None and blew_up_at_once(test, adaptive):
+                    lower = restart_settings(settings, adaptive.restart_decades)
+                    events.append(restart_event(settings, test, lower))
+                    log.warning("LR range test: %s.", events[-1]["reason"])
+                    state.restore()
+                    test = _run_range_test(trainer, optimizer, RangeTest(lower), bar, adaptive, events)
+        metadata: dict[str, Any] = {"optimizer": type(optimizer).__name__, "start_global_step": start_step}
+        if adaptive is not None:
+            metadata.update(adaptive_metadata(settings, events, test))
+        result = test.result(source="lightning", **metadata)
         if test.stop_reason != StopReason.COMPLETED:
             log.info(
                 "LR finder stopped after %d of %d steps: %s.", len(result.lrs), test.num_training, test.stop_reason
@@ -161,8 +190,20 @@ def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
     return optimizers[0]
 
 
-def _run_range_test(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool) -> None:
-    """Drive ``test`` to its end: set the LR, take one real training step, record the loss."""
+def _run_range_test(
+    trainer: pl.Trainer,
+    optimizer: torch.optim.Optimizer,
+    test: RangeTest,
+    bar: bool,
+    adaptive: AdaptiveRange | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> RangeTest:
+    """Drive ``test`` to its end: set the LR, take one real training step, record the loss.
+
+    With ``adaptive``, a sweep that completes without the loss turning up continues once past ``max_lr`` from the
+    current state and data position (``lr_adaptive``), as ``find_lr`` does; the extension goes to ``events``.
+    """
+    extended = adaptive is None
     ratios = group_lr_ratios(optimizer)
     loader = fit_dataloader(trainer)
     batches = cycle_batches(loader)
@@ -183,3 +224,13 @@ def _run_range_test(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test:
                 continue
             test.record(lr, loss)
             progress.update()
+            if test.done and not extended:
+                extended = True
+                more = extension_lrs(test.settings, adaptive.extend_decades) if needs_extension(test, adaptive) else []
+                if more and events is not None:
+                    events.append(extension_event(test.settings, more))
+                    log.info("LR range test: %s.", events[-1]["reason"])
+                    test.extend(more)
+                    progress.total = test.num_training
+                    progress.refresh()
+    return test

@@ -33,7 +33,9 @@ from traenslenzor.tuner.lightning.attributes import (
 )
 from traenslenzor.tuner.lightning.batch_size_finder import LIGHTNING_MARGIN, BatchSizeFinder
 from traenslenzor.tuner.lightning.learning_rate_finder import LearningRateFinder
+from traenslenzor.tuner.lr_adaptive import AdaptiveRange
 from traenslenzor.tuner.lr_result import LRFinderResult
+from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP
 
 __all__ = [
     "BatchSizeFinder",
@@ -126,20 +128,24 @@ class Tuner:
         dataloaders: Any = None,
         datamodule: pl.LightningDataModule | None = None,
         method: Literal["fit", "validate", "test", "predict"] = "fit",
-        min_lr: float = 1e-8,
-        max_lr: float = 1,
-        num_training: int = 100,
-        mode: str = "exponential",
-        early_stop_threshold: float | None = 4.0,
+        min_lr: float = DEFAULT_SWEEP.min_lr,
+        max_lr: float = DEFAULT_SWEEP.max_lr,
+        num_training: int = DEFAULT_SWEEP.num_training,
+        mode: str = DEFAULT_SWEEP.mode,
+        early_stop_threshold: float | None = DEFAULT_SWEEP.early_stop_threshold,
         update_attr: bool = True,
         attr_name: str = "",
         *,
         progress_bar: bool = True,
+        adaptive_range: AdaptiveRange | None = None,
     ) -> LRFinderResult | None:
         """Run the LR range test and return its :class:`LRFinderResult` (``.results``, ``.suggestion()``,
         ``.plot()``); with ``update_attr`` the suggestion is written to every LR holder and the live optimizer.
 
         Arguments as Lightning's ``Tuner.lr_find``. Returns None (with a warning) under ``fast_dev_run``.
+        The range is Lightning's fixed ``[min_lr, max_lr]`` unless ``adaptive_range`` is given: then a sweep whose
+        loss never turns up continues past ``max_lr``, and one that blows up at once restarts below ``min_lr``, as
+        ``find_lr`` does by default (docs/lightning.md says why the default differs).
         """
         _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
         if method != "fit":
@@ -148,7 +154,15 @@ class Tuner:
             )
         _check_no_finder(self._trainer, (LearningRateFinder, LightningLearningRateFinder), "LearningRateFinder")
         finder = LearningRateFinder(
-            min_lr, max_lr, num_training, mode, early_stop_threshold, update_attr, attr_name, progress_bar=progress_bar
+            min_lr,
+            max_lr,
+            num_training,
+            mode,
+            early_stop_threshold,
+            update_attr,
+            attr_name,
+            progress_bar=progress_bar,
+            adaptive_range=adaptive_range,
         )
         if update_attr:
             lr_holders(model, _datamodule_of(train_dataloaders, datamodule), attr_name)
