@@ -8,16 +8,19 @@ A range test can only read an LR out of a curve that shows where training breaks
 * **The loss blew up at once** (within the first quarter of the steps, from a finite first loss): ``min_lr`` is
   already too high. The state is restored and the sweep *restarts* ``restart_decades`` below ``min_lr`` (once).
 
-``find_lr`` records both in the result (``metadata["adaptive_range"]``) and logs them. Another loop (the Lightning
-adapter) can use the same pure decisions: ``needs_extension`` then ``RangeTest.extend(extension_lrs(...))``, or
-``blew_up_at_once`` then a restored state and ``RangeTest(restart_settings(...))``. Cost: an extension adds
+``find_lr`` records both in the result (``metadata["adaptive_range"]``) and logs them. Both sweep loops (``find_lr``
+and the Lightning adapter) call the same two steps: ``extend_past_max_lr`` when their sweep completes, and
+``sweep_with_restart`` around a whole sweep; the pure decisions under them (``needs_extension``,
+``blew_up_at_once``, ...) stay callable on their own. Cost: an extension adds
 ``extend_decades`` worth of steps (24 at the default sweep), a restart at most a quarter of ``num_training`` plus
 one full sweep; the total stays under 3 x ``num_training``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from traenslenzor.tuner.lr_diagnostics import never_turned_up
@@ -118,3 +121,38 @@ def adaptive_metadata(settings: SweepSettings, events: list[dict[str, object]], 
         "requested_range": [settings.min_lr, settings.max_lr],
         "total_steps": spent + len(test.lrs),
     }
+
+
+def extend_past_max_lr(
+    test: RangeTest, adaptive: AdaptiveRange, events: list[dict[str, object]], log: logging.Logger
+) -> bool:
+    """Where ``needs_extension``, extend ``test`` past ``max_lr`` (logged, recorded in ``events``); whether it did.
+
+    The caller then drives the extended ``test`` on from its current state, as it drove the sweep so far.
+    """
+    more = extension_lrs(test.settings, adaptive.extend_decades) if needs_extension(test, adaptive) else []
+    if not more:
+        return False
+    events.append(extension_event(test.settings, more))
+    log.info("LR range test: %s.", events[-1]["reason"])
+    test.extend(more)
+    return True
+
+
+def sweep_with_restart(
+    run: Callable[[SweepSettings], RangeTest],
+    settings: SweepSettings,
+    adaptive: AdaptiveRange | None,
+    events: list[dict[str, object]],
+    restore: Callable[[], None],
+    log: logging.Logger,
+) -> RangeTest:
+    """``run(settings)``; where it ``blew_up_at_once``, ``restore()`` the state and run once from below ``min_lr``."""
+    test = run(settings)
+    if adaptive is not None and blew_up_at_once(test, adaptive):
+        lower = restart_settings(settings, adaptive.restart_decades)
+        events.append(restart_event(settings, test, lower))
+        log.warning("LR range test: %s.", events[-1]["reason"])
+        restore()
+        test = run(lower)
+    return test

@@ -27,12 +27,8 @@ from traenslenzor.tuner.lr_adaptive import (
     DEFAULT_ADAPTIVE_RANGE,
     AdaptiveRange,
     adaptive_metadata,
-    blew_up_at_once,
-    extension_event,
-    extension_lrs,
-    needs_extension,
-    restart_event,
-    restart_settings,
+    extend_past_max_lr,
+    sweep_with_restart,
 )
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, SweepSettings
@@ -116,13 +112,9 @@ def find_lr(
     )
     events: list[dict[str, Any]] = []
     with preserved_training_state(model, [optimizer]) as state:
-        test = run(settings, adaptive_range, events)
-        if adaptive_range is not None and blew_up_at_once(test, adaptive_range):
-            lower = restart_settings(settings, adaptive_range.restart_decades)
-            events.append(restart_event(settings, test, lower))
-            log.warning("LR range test: %s.", events[-1]["reason"])
-            state.restore()
-            test = run(lower, adaptive_range, events)
+        test = sweep_with_restart(
+            lambda s: run(s, adaptive_range, events), settings, adaptive_range, events, state.restore, log
+        )
     log.info("LR range test stopped after %d steps: %s", len(test.lrs), test.stop_reason)
     metadata: dict[str, Any] = {
         "optimizer": type(optimizer).__name__,
@@ -167,13 +159,8 @@ def _run_sweep(
                 _sweep, test, model, optimizer, compute_loss, batches, move, device, accumulate, amp, progress_bar
             )
             sweep()
-            if adaptive is not None and needs_extension(test, adaptive):
-                more = extension_lrs(settings, adaptive.extend_decades)
-                if more:
-                    events.append(extension_event(settings, more))
-                    log.info("LR range test: %s.", events[-1]["reason"])
-                    test.extend(more)
-                    sweep()
+            if adaptive is not None and extend_past_max_lr(test, adaptive, events, log):
+                sweep()
         finally:
             batches.close()  # type: ignore[attr-defined]  # releases the loader's iterator (and its workers)
     return test

@@ -35,16 +35,7 @@ from traenslenzor.tuner.lightning.steps import (
     lr_search_step,
     search_isolation,
 )
-from traenslenzor.tuner.lr_adaptive import (
-    AdaptiveRange,
-    adaptive_metadata,
-    blew_up_at_once,
-    extension_event,
-    extension_lrs,
-    needs_extension,
-    restart_event,
-    restart_settings,
-)
+from traenslenzor.tuner.lr_adaptive import AdaptiveRange, adaptive_metadata, extend_past_max_lr, sweep_with_restart
 from traenslenzor.tuner.lr_result import LRFinderResult
 from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr_sweep import RangeTest
@@ -133,13 +124,14 @@ class LearningRateFinder(Callback):
         ):
             module.train()
             with torch.enable_grad():
-                test = _run_range_test(trainer, optimizer, RangeTest(settings), bar, adaptive, events)
-                if adaptive is not None and blew_up_at_once(test, adaptive):
-                    lower = restart_settings(settings, adaptive.restart_decades)
-                    events.append(restart_event(settings, test, lower))
-                    log.warning("LR range test: %s.", events[-1]["reason"])
-                    state.restore()
-                    test = _run_range_test(trainer, optimizer, RangeTest(lower), bar, adaptive, events)
+                test = sweep_with_restart(
+                    lambda s: _run_range_test(trainer, optimizer, RangeTest(s), bar, adaptive, events),
+                    settings,
+                    adaptive,
+                    events,
+                    state.restore,
+                    log,
+                )
         metadata: dict[str, Any] = {"optimizer": type(optimizer).__name__, "start_global_step": start_step}
         if adaptive is not None:
             metadata.update(adaptive_metadata(settings, events, test))
@@ -195,8 +187,8 @@ def _run_range_test(
     optimizer: torch.optim.Optimizer,
     test: RangeTest,
     bar: bool,
-    adaptive: AdaptiveRange | None = None,
-    events: list[dict[str, Any]] | None = None,
+    adaptive: AdaptiveRange | None,
+    events: list[dict[str, Any]],
 ) -> RangeTest:
     """Drive ``test`` to its end: set the LR, take one real training step, record the loss.
 
@@ -226,11 +218,7 @@ def _run_range_test(
             progress.update()
             if test.done and not extended:
                 extended = True
-                more = extension_lrs(test.settings, adaptive.extend_decades) if needs_extension(test, adaptive) else []
-                if more and events is not None:
-                    events.append(extension_event(test.settings, more))
-                    log.info("LR range test: %s.", events[-1]["reason"])
-                    test.extend(more)
+                if extend_past_max_lr(test, adaptive, events, log):
                     progress.total = test.num_training
                     progress.refresh()
     return test
