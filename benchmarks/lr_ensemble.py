@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lr_quality import Oracle, grid_gap
+from lr_quality import Oracle, grid_gap, oracle_grid
 from lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
 
 from traenslenzor.tuner import find_lr
@@ -62,9 +62,7 @@ def main() -> None:
     per_task: dict = {}
     for task in TASKS:
         data = make_data(task)
-        lrs, losses = oracle.grid(task, data)
-        grid = {"lr": lrs, "loss": [v if math.isfinite(v) else None for v in losses]}
-        grid["untrained"] = oracle.untrained(task, data)
+        grid = oracle_grid(oracle, task, data)
         curves, singles = [], []
         for seed in SEEDS:
             model = make_model(task, seed)

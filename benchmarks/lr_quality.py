@@ -392,6 +392,16 @@ SWEEP_VARIANTS = {
 }
 
 
+def oracle_grid(oracle: Oracle, task: Task, data: TaskData) -> dict:
+    """The oracle's grid as ``grid_gap`` reads it: ``lr``, ``loss`` (None where training diverged), ``untrained``."""
+    lrs, losses = oracle.grid(task, data)
+    return {
+        "lr": lrs,
+        "loss": [v if math.isfinite(v) else None for v in losses],
+        "untrained": oracle.untrained(task, data),
+    }
+
+
 def grid_gap(grid: dict, lr: float | None) -> float:
     """Gap of ``lr`` by linear interpolation of the oracle grid in log-LR (no training; 1 if a neighbour diverged)."""
     if lr is None:
@@ -410,9 +420,7 @@ def robustness_table(tasks: list[Task], oracle: Oracle, seeds: list[int]) -> tup
     gaps: dict = {}
     for task in tasks:
         data = make_data(task)
-        lrs, losses = oracle.grid(task, data)
-        grid = {"lr": lrs, "loss": [v if math.isfinite(v) else None for v in losses]}
-        grid["untrained"] = oracle.untrained(task, data)
+        grid = oracle_grid(oracle, task, data)
         for variant, change in SWEEP_VARIANTS.items():
             low = change.get("min_lr", task.finder_range[0])
             swept = replace(task, num_training=change.get("num_training", task.num_training),
