@@ -168,7 +168,7 @@ def _sim_lightning(model: SimModel, mode: str) -> dict:
 
 
 def _sim_ours(model: SimModel, mode: str, margin: float | None = None) -> dict:
-    from traenslenzor.tuner.batch_runner import search_batch_size
+    from traenslenzor.tuner.batch.runner import search_batch_size
 
     device = SimDevice(model)
     start = time.perf_counter()
@@ -295,7 +295,7 @@ def _train_steps(model, optimizer, loader_iter, counter: list[int]) -> None:
 
 def _probe_fresh(spec: CpuModel, headroom: int, b: int, pinned: bool) -> bool:
     """Whether ``b`` trains ``STEPS`` steps in a fresh forked process under the limit."""
-    from traenslenzor.tuner.oom import pin_mmap_threshold
+    from traenslenzor.tuner.batch.oom import pin_mmap_threshold
 
     model, optimizer = _build(spec)
     loader = torch.utils.data.DataLoader(Images(spec.image), batch_size=b)
@@ -344,7 +344,7 @@ def _worker_truth(spec: CpuModel, headroom: int) -> dict:
 
 
 def _worker_ours(spec: CpuModel, headroom: int, mode: str) -> dict:
-    from traenslenzor.tuner.batch_finder import find_batch_size
+    from traenslenzor.tuner.batch.finder import find_batch_size
 
     model, optimizer = _build(spec)
     counter = [0]

@@ -55,7 +55,7 @@ def _trial_fn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, counter:
 
 
 def _search(run_trial, state, **kwargs):
-    from traenslenzor.tuner.batch_runner import search_batch_size
+    from traenslenzor.tuner.batch.runner import search_batch_size
 
     return search_batch_size(
         run_trial, device="cuda", steps_per_trial=STEPS, between_trials=state.restore, progress_bar=False, **kwargs
@@ -65,8 +65,8 @@ def _search(run_trial, state, **kwargs):
 def check_model(name: str, budget: int) -> dict:
     import torchvision
 
-    from traenslenzor.tuner.batch_search import fit_affine, predict_max_size
-    from traenslenzor.tuner.memory import PeakMemoryMeter
+    from traenslenzor.tuner.batch.memory import PeakMemoryMeter
+    from traenslenzor.tuner.batch.search import fit_affine, predict_max_size
     from traenslenzor.tuner.state import TrainingState
 
     model = getattr(torchvision.models, name)(weights=None).cuda().train()

@@ -37,7 +37,7 @@ from lr_quality import Oracle, grid_gap, oracle_grid
 from lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
 
 from traenslenzor.tuner import find_lr
-from traenslenzor.tuner.suggestion import suggest
+from traenslenzor.tuner.lr.suggestion import suggest
 
 SEEDS = range(100, 115)
 OUT = Path(__file__).parent / "results" / "lr_ensemble.json"

@@ -11,7 +11,7 @@ For each task of ``horizon_tasks`` (groups ``long``, ``onecycle``, ``app``; desi
 * **Finders**, per finder seed (model init + batch order), each on a freshly initialised model with the task's
   optimizer, the same loader, LR range and ``num_training``: ours (``traenslenzor.tuner.find_lr``, its default
   suggestion), fastai's ``valley`` rule on our curve (re-implemented from fastai's description in
-  ``traenslenzor.tuner.suggestion``), Lightning (``Tuner.lr_find().suggestion()``) and torch-lr-finder
+  ``traenslenzor.tuner.lr.suggestion``), Lightning (``Tuner.lr_find().suggestion()``) and torch-lr-finder
   (``range_test`` + its steepest-gradient suggestion).
 * **Not tuning**, trained on the same budget and scored the same way (mean over the oracle seeds): the task's
   optimizer at a fixed default LR (Adam-family 1e-3, SGD-family 0.1), Prodigy (lr = 1) and Schedule-Free AdamW
@@ -66,7 +66,7 @@ from horizon_tasks import (
     untrained,
 )
 
-from traenslenzor.tuner.suggestion import suggest
+from traenslenzor.tuner.lr.suggestion import suggest
 
 log = logging.getLogger("lr_horizon")
 RESULTS = Path(__file__).resolve().parent / "results"

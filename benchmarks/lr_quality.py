@@ -59,7 +59,7 @@ from lr_tasks import (
     untrained_loss,
 )
 
-from traenslenzor.tuner.suggestion import DEFAULT_SUGGESTION, SUGGESTIONS, suggest
+from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION, SUGGESTIONS, suggest
 
 log = logging.getLogger("lr_quality")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from horizon_tasks import HorizonTask, make_data, make_model, make_optimizer
 from lr_horizon import RESULTS, Oracle, run_ours, score_lr
 
-from traenslenzor.tuner.lr_rescale import rescale_lr, rule_for_optimizer
+from traenslenzor.tuner.lr.rescale import rescale_lr, rule_for_optimizer
 
 log = logging.getLogger("lr_rescale")
 CACHE_PATH = RESULTS / "lr_rescale_oracle_cache.json"

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "traenslenzor"
 TUNER = PACKAGE / "tuner"
 ADAPTER = TUNER / "lightning"
+WINGS = {"lr": TUNER / "lr", "batch": TUNER / "batch"}
 APP = PACKAGE / "doc_classifier"
 LIGHTNING_ROOTS = {"lightning", "pytorch_lightning", "lightning_fabric"}
 
@@ -68,17 +69,17 @@ def rel(path: Path) -> str:
 
 def test_the_reader_sees_function_local_relative_and_type_only_imports():
     # The rules are only as good as the reader: a lazy import inside a function, a relative one, a type-only one.
-    probe = TUNER / "lr_finder.py"  # any tuner module: only its location matters for the relative import
+    probe = TUNER / "lr" / "finder.py"  # any module of a wing: only its location matters for the relative import
     source = (
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from .batch_result import BatchSizeResult\n"
-        "def f():\n    import lightning.pytorch as pl\n    from .lightning import Tuner\n"
+        "if TYPE_CHECKING:\n    from ..batch.result import BatchSizeResult\n"
+        "def f():\n    import lightning.pytorch as pl\n    from ..lightning import Tuner\n"
     )
     names = {name for _, name in imported_modules(probe, source=source)}
     assert {"lightning.pytorch", "traenslenzor.tuner.lightning", "traenslenzor.tuner.lightning.Tuner"} <= names
-    assert "traenslenzor.tuner.batch_result" in names
+    assert "traenslenzor.tuner.batch.result" in names
     runtime = {name for _, name in imported_modules(probe, source=source, type_only=False)}
-    assert "traenslenzor.tuner.batch_result" not in runtime
+    assert "traenslenzor.tuner.batch.result" not in runtime
     assert "traenslenzor.tuner.lightning" in runtime
 
 
@@ -100,6 +101,25 @@ def test_the_adapter_is_where_lightning_is_imported():
     assert any(
         name.split(".")[0] in LIGHTNING_ROOTS for path in python_files(ADAPTER) for _, name in imported_modules(path)
     )
+
+
+def test_the_two_wings_never_import_each_other():
+    # lr/ and batch/ share only what sits at tuner/ (state, batching, torch_loop); the face and the adapter join them.
+    offenders = [
+        f"{rel(path)}:{line} imports {name}"
+        for wing, folder in WINGS.items()
+        for other in WINGS.keys() - {wing}
+        for path in python_files(folder)
+        for line, name in imported_modules(path)
+        if name == f"traenslenzor.tuner.{other}" or name.startswith(f"traenslenzor.tuner.{other}.")
+    ]
+    assert not offenders, "tuner/lr/ and tuner/batch/ must not import each other:\n" + "\n".join(offenders)
+
+
+def test_the_wings_hold_their_modules():
+    # Guards the rule above against an empty or renamed wing.
+    assert {path.stem for path in python_files(WINGS["lr"])} >= {"finder", "result", "suggestion", "sweep"}
+    assert {path.stem for path in python_files(WINGS["batch"])} >= {"finder", "result", "search", "runner", "oom"}
 
 
 def test_the_tuner_never_imports_the_app():

@@ -13,8 +13,8 @@ Checks, with ``Trainer(accelerator="cpu", devices=2, strategy="ddp")``:
 
 Run: ``python tests/helpers/ddp_two_ranks.py`` (Lightning's launcher starts rank 1 by re-running this script; about
 30 s on 2 cores). Prints a markdown table on rank 0 and writes ``benchmarks/results/ddp_check.json`` (or
-``$DDP_CHECK_OUT``); exit status 1 if a check fails. ``tests/tuner/test_lightning_ddp.py`` runs it (marked ``ddp``:
-deselected by default, run on its own with ``python -m pytest -m ddp``).
+``$DDP_CHECK_OUT``); exit status 1 if a check fails. ``tests/tuner/lightning/test_lightning_ddp.py`` runs it
+(marked ``ddp``: deselected by default, run on its own with ``python -m pytest -m ddp``).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.helpers.lightning_models import trainer
-from traenslenzor.tuner.batch_finder import find_batch_size
+from traenslenzor.tuner.batch.finder import find_batch_size
 from traenslenzor.tuner.lightning import Tuner
-from traenslenzor.tuner.lr_finder import find_lr
+from traenslenzor.tuner.lr.finder import find_lr
 
 pytestmark = pytest.mark.gpu
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import traenslenzor.tuner as tuner
 
@@ -28,9 +31,53 @@ def test_find_lr_signature_is_the_pinned_one() -> None:
 def test_core_imports_no_lightning() -> None:
     code = (
         "import sys; from traenslenzor.tuner import find_lr, find_batch_size, LRFinderResult, SUGGESTIONS; "
-        "import traenslenzor.tuner.lr_plot, traenslenzor.tuner.batch_plot; "
+        "import traenslenzor.tuner.lr.plot, traenslenzor.tuner.batch.plot; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'matplotlib')); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _type_checking_names() -> dict[str, str]:
+    """name -> module of every import under the face's ``if TYPE_CHECKING:`` block, read with ``ast``."""
+    tree = ast.parse(Path(tuner.__file__).read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom), ast.unparse(stmt)
+                found.update({alias.name: stmt.module or "" for alias in stmt.names})
+    return found
+
+
+def test_the_type_checking_imports_agree_with_the_lazy_table() -> None:
+    # IDEs read the TYPE_CHECKING block, the interpreter the table: the two must name the same objects.
+    typed = _type_checking_names()
+    assert set(typed) == set(tuner.__all__)
+    for name, module in typed.items():
+        assert getattr(importlib.import_module(module), name) is getattr(tuner, name), name
+
+
+def test_the_face_keeps_round_two_names() -> None:
+    # Round 3 moved the modules into lr/ and batch/; what users import from the face did not move.
+    kept = {
+        "Tuner",
+        "find_lr",
+        "find_batch_size",
+        "LRFinderResult",
+        "BatchSizeResult",
+        "SweepSettings",
+        "BatchSearchSettings",
+        "RangeTest",
+        "AdaptiveRange",
+        "SUGGESTIONS",
+        "DEFAULT_SUGGESTION",
+        "Finding",
+        "is_oom_error",
+        "preserved_training_state",
+        "rescale_lr",
+        "group_lr_ratios",
+        "set_group_lrs",
+    }
+    assert kept <= set(tuner.__all__)

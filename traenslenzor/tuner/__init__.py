@@ -7,7 +7,31 @@ Names are imported lazily so that ``from traenslenzor.tuner import find_lr`` nev
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what IDEs and type checkers follow; at run time the table below imports on first use
+    from traenslenzor.tuner.batch.finder import find_batch_size
+    from traenslenzor.tuner.batch.oom import is_oom_error
+    from traenslenzor.tuner.batch.result import BatchSizeResult, BatchSizeTrial
+    from traenslenzor.tuner.batch.runner import BatchSearchSettings, BatchSizeNotFoundError, search_batch_size
+    from traenslenzor.tuner.batch.search import SEARCH_POLICIES, BatchSizeMode
+    from traenslenzor.tuner.lightning import (
+        BatchSizeFinder,
+        LearningRateFinder,
+        MissingAttributeError,
+        Tuner,
+        TunerConfigurationError,
+    )
+    from traenslenzor.tuner.lr.adaptive import AdaptiveRange
+    from traenslenzor.tuner.lr.diagnostics import Finding
+    from traenslenzor.tuner.lr.finder import find_lr
+    from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
+    from traenslenzor.tuner.lr.rescale import rescale_lr, rescale_weight_decay, rule_for_optimizer
+    from traenslenzor.tuner.lr.result import LRFinderResult
+    from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
+    from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION, SUGGESTIONS
+    from traenslenzor.tuner.lr.sweep import RangeTest
+    from traenslenzor.tuner.state import TrainingState, preserved_training_state
 
 _EXPORTS = {
     # Lightning adapter (imports lightning)
@@ -17,28 +41,30 @@ _EXPORTS = {
     "MissingAttributeError": "lightning",
     "TunerConfigurationError": "lightning",
     # LR range test on plain PyTorch
-    "find_lr": "lr_finder",
-    "LRFinderResult": "lr_result",
-    "RangeTest": "lr_sweep",
-    "SweepSettings": "lr_settings",
-    "StopReason": "lr_settings",
-    "AdaptiveRange": "lr_adaptive",
-    "SUGGESTIONS": "suggestion",
-    "DEFAULT_SUGGESTION": "suggestion",
-    "Finding": "lr_diagnostics",
-    "rescale_lr": "lr_rescale",
-    "rescale_weight_decay": "lr_rescale",
-    "rule_for_optimizer": "lr_rescale",
+    "find_lr": "lr.finder",
+    "LRFinderResult": "lr.result",
+    "RangeTest": "lr.sweep",
+    "SweepSettings": "lr.settings",
+    "StopReason": "lr.settings",
+    "AdaptiveRange": "lr.adaptive",
+    "SUGGESTIONS": "lr.suggestion",
+    "DEFAULT_SUGGESTION": "lr.suggestion",
+    "Finding": "lr.diagnostics",
+    "rescale_lr": "lr.rescale",
+    "rescale_weight_decay": "lr.rescale",
+    "rule_for_optimizer": "lr.rescale",
+    "group_lr_ratios": "lr.param_groups",
+    "set_group_lrs": "lr.param_groups",
     # batch-size finder
-    "find_batch_size": "batch_finder",
-    "search_batch_size": "batch_runner",
-    "BatchSearchSettings": "batch_runner",
-    "BatchSizeNotFoundError": "batch_runner",
-    "SEARCH_POLICIES": "batch_search",
-    "BatchSizeMode": "batch_search",
-    "BatchSizeResult": "batch_result",
-    "BatchSizeTrial": "batch_result",
-    "is_oom_error": "oom",
+    "find_batch_size": "batch.finder",
+    "search_batch_size": "batch.runner",
+    "BatchSearchSettings": "batch.runner",
+    "BatchSizeNotFoundError": "batch.runner",
+    "SEARCH_POLICIES": "batch.search",
+    "BatchSizeMode": "batch.search",
+    "BatchSizeResult": "batch.result",
+    "BatchSizeTrial": "batch.result",
+    "is_oom_error": "batch.oom",
     # shared
     "TrainingState": "state",
     "preserved_training_state": "state",

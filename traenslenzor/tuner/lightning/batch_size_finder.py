@@ -1,7 +1,7 @@
 """``BatchSizeFinder``: the largest batch size that fits, as a Lightning callback.
 
 Same parameters and hooks as ``lightning.pytorch.callbacks.BatchSizeFinder``. The search policy, OOM handling and
-memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch_runner.run_search`); this module
+memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch.runner.run_search`); this module
 only says how one trial runs in a Lightning project: write the size to every holder of ``batch_arg_name``, rebuild
 the dataloader from the datamodule's (or model's) hook, and run ``steps_per_trial`` steps of the stage.
 
@@ -27,8 +27,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from traenslenzor.tuner.batch_runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
-from traenslenzor.tuner.batch_search import SEARCH_POLICIES, BatchSizeMode
+from traenslenzor.tuner.batch.runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
+from traenslenzor.tuner.batch.search import SEARCH_POLICIES, BatchSizeMode
 from traenslenzor.tuner.lightning.attributes import (
     AttrHolders,
     MissingAttributeError,
@@ -61,7 +61,7 @@ class BatchSizeFinder(Callback):
 
     Args:
         mode: ``"power"`` (double until out of memory), ``"binsearch"`` (then bisect, then apply ``margin``), or
-            one of the engine's other policies (``traenslenzor.tuner.batch_search.SEARCH_POLICIES``).
+            one of the engine's other policies (``traenslenzor.tuner.batch.search.SEARCH_POLICIES``).
         steps_per_trial: steps run at each size.
         init_val: the first size tried.
         max_trials: at most this many trials.

@@ -1,7 +1,7 @@
 """``LearningRateFinder``: the LR range test (Smith 2015/2017) as a Lightning callback.
 
 Same parameters and hooks as ``lightning.pytorch.callbacks.LearningRateFinder``; the sweep, smoothing and stop rules
-are :class:`~traenslenzor.tuner.lr_sweep.RangeTest`'s, the steps run through the trainer's strategy
+are :class:`~traenslenzor.tuner.lr.sweep.RangeTest`'s, the steps run through the trainer's strategy
 (:mod:`steps`), and the model, optimizer, schedulers and RNGs are restored from an in-memory snapshot.
 
 What differs from Lightning (each a Lightning defect, each with a regression test):
@@ -35,11 +35,11 @@ from traenslenzor.tuner.lightning.steps import (
     lr_search_step,
     search_isolation,
 )
-from traenslenzor.tuner.lr_adaptive import AdaptiveRange, adaptive_metadata, extend_past_max_lr, sweep_with_restart
-from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
-from traenslenzor.tuner.lr_sweep import RangeTest
-from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr.adaptive import AdaptiveRange, adaptive_metadata, extend_past_max_lr, sweep_with_restart
+from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr.result import LRFinderResult
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.lr.sweep import RangeTest
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)

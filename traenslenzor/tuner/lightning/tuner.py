@@ -22,9 +22,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from lightning.pytorch.utilities import rank_zero_warn
 
-from traenslenzor.tuner.batch_result import BatchSizeResult
-from traenslenzor.tuner.batch_runner import DEFAULTS
-from traenslenzor.tuner.batch_search import BatchSizeMode
+from traenslenzor.tuner.batch.result import BatchSizeResult
+from traenslenzor.tuner.batch.runner import DEFAULTS
+from traenslenzor.tuner.batch.search import BatchSizeMode
 from traenslenzor.tuner.lightning.attributes import (
     MissingAttributeError,
     TunerConfigurationError,
@@ -33,9 +33,9 @@ from traenslenzor.tuner.lightning.attributes import (
 )
 from traenslenzor.tuner.lightning.batch_size_finder import LIGHTNING_MARGIN, BatchSizeFinder
 from traenslenzor.tuner.lightning.learning_rate_finder import LearningRateFinder
-from traenslenzor.tuner.lr_adaptive import AdaptiveRange
-from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP
+from traenslenzor.tuner.lr.adaptive import AdaptiveRange
+from traenslenzor.tuner.lr.result import LRFinderResult
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP
 
 __all__ = [
     "BatchSizeFinder",

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from traenslenzor.tuner.lr_adaptive import AdaptiveRange
-from traenslenzor.tuner.lr_finder import find_lr
-from traenslenzor.tuner.schedule import lr_schedule
+from traenslenzor.tuner.lr.adaptive import AdaptiveRange
+from traenslenzor.tuner.lr.finder import find_lr
+from traenslenzor.tuner.lr.schedule import lr_schedule
 
 
 def _model() -> nn.Module:
@@ -397,7 +397,7 @@ def test_sweep_restarts_below_min_lr_when_the_loss_blew_up_at_once(caplog) -> No
     kwargs = {"min_lr": 3.0, "max_lr": 1000.0, "num_training": 40, "progress_bar": False}
     fixed = find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range=None, **kwargs)
     assert "diverged_early" in [f.code for f in fixed.diagnostics()]
-    with caplog.at_level("WARNING", logger="traenslenzor.tuner.lr_finder"):
+    with caplog.at_level("WARNING", logger="traenslenzor.tuner.lr.finder"):
         result = find_lr(model, optimizer, nn.MSELoss(), loader, **kwargs)
     (event,) = result.metadata["adaptive_range"]
     assert event["action"] == "restart" and event["steps"] == len(fixed.lrs) and "restarted" in caplog.text

@@ -4,7 +4,7 @@
 PyTorch loop (:func:`traenslenzor.tuner.find_lr`) and the Lightning callback both drive it the same way::
 
     test = RangeTest(SweepSettings(min_lr=1e-7, max_lr=1.0, num_training=100))
-    ratios = group_lr_ratios(optimizer)  # traenslenzor.tuner.param_groups
+    ratios = group_lr_ratios(optimizer)  # traenslenzor.tuner.lr.param_groups
     for step in range(test.num_training):
         set_group_lrs(optimizer, test.lr_at(step), ratios)
         loss = train_one_optimizer_step()
@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
-from traenslenzor.tuner.schedule import lr_schedule
-from traenslenzor.tuner.smoothing import EmaSmoother, has_diverged
+from traenslenzor.tuner.lr.result import LRFinderResult
+from traenslenzor.tuner.lr.schedule import lr_schedule
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.lr.smoothing import EmaSmoother, has_diverged
 
 __all__ = ["DEFAULT_SWEEP", "RangeTest", "StopReason", "SweepSettings"]
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from traenslenzor.tuner.batch_result import BatchSizeTrial
-from traenslenzor.tuner.batch_search import (
+from traenslenzor.tuner.batch.result import BatchSizeTrial
+from traenslenzor.tuner.batch.search import (
     DEFAULT_MARGIN,
     SEARCH_POLICIES,
     fit_affine,

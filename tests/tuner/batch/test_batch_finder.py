@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from traenslenzor.tuner.batch_finder import find_batch_size
-from traenslenzor.tuner.batch_result import BatchSizeResult
-from traenslenzor.tuner.batch_runner import BatchSearchSettings, BatchSizeNotFoundError, search_batch_size
-from traenslenzor.tuner.batch_search import SEARCH_POLICIES, BatchSizeMode
-from traenslenzor.tuner.memory import _status_kib, cpu_peak_supported
-from traenslenzor.tuner.oom import free_memory
+from traenslenzor.tuner.batch.finder import find_batch_size
+from traenslenzor.tuner.batch.memory import _status_kib, cpu_peak_supported
+from traenslenzor.tuner.batch.oom import free_memory
+from traenslenzor.tuner.batch.result import BatchSizeResult
+from traenslenzor.tuner.batch.runner import BatchSearchSettings, BatchSizeNotFoundError, search_batch_size
+from traenslenzor.tuner.batch.search import SEARCH_POLICIES, BatchSizeMode
 
 MIB = 2**20
 
@@ -249,7 +249,7 @@ def test_result_serialises_and_plots() -> None:
 
 
 def test_address_space_limit_pins_the_mmap_threshold_and_budget_is_reread(monkeypatch) -> None:
-    import traenslenzor.tuner.batch_runner as finder
+    import traenslenzor.tuner.batch.runner as finder
 
     pinned, budgets = [], iter(range(10 * 2**30, 20 * 2**30, 2**30))
     monkeypatch.setattr(finder, "address_space_limited", lambda: True)
@@ -262,7 +262,7 @@ def test_address_space_limit_pins_the_mmap_threshold_and_budget_is_reread(monkey
 
 
 def test_address_space_limit_warns_while_onednn_caches_primitives(monkeypatch, caplog) -> None:
-    import traenslenzor.tuner.batch_runner as finder
+    import traenslenzor.tuner.batch.runner as finder
 
     monkeypatch.setattr(finder, "address_space_limited", lambda: True)
     monkeypatch.setattr(finder, "pin_mmap_threshold", lambda: True)
@@ -385,7 +385,7 @@ def test_clean_up_runs_after_each_out_of_memory_trial_and_at_the_end() -> None:
 
 
 def test_find_batch_size_passes_one_settings_object_to_the_runner(monkeypatch) -> None:
-    import traenslenzor.tuner.batch_finder as finder
+    import traenslenzor.tuner.batch.finder as finder
 
     seen = []
     real = finder.run_search

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from traenslenzor.tuner.smoothing import EmaSmoother, ema_smooth, has_diverged
+from traenslenzor.tuner.lr.smoothing import EmaSmoother, ema_smooth, has_diverged
 
 
 def test_ema_first_points_by_hand() -> None:

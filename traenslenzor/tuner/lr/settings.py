@@ -1,7 +1,7 @@
 """The LR sweep's settings and stop reasons: written once, validated once, passed down unchanged.
 
 :class:`SweepSettings` is built at the boundary (``find_lr``, the Lightning ``LearningRateFinder``, the app's
-``TunerConfig``) and handed as is to :class:`~traenslenzor.tuner.lr_sweep.RangeTest`; nothing below the boundary
+``TunerConfig``) and handed as is to :class:`~traenslenzor.tuner.lr.sweep.RangeTest`; nothing below the boundary
 checks it again. Its field defaults are the only place the sweep defaults are written; the public signatures read
 them from :data:`DEFAULT_SWEEP`.
 """
@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from traenslenzor.tuner.schedule import validate_range
-from traenslenzor.tuner.smoothing import check_beta
+from traenslenzor.tuner.lr.schedule import validate_range
+from traenslenzor.tuner.lr.smoothing import check_beta
 
 
 class StopReason(StrEnum):

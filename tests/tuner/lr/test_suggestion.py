@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from traenslenzor.tuner.smoothing import ema_smooth
-from traenslenzor.tuner.suggestion import (
+from traenslenzor.tuner.lr.smoothing import ema_smooth
+from traenslenzor.tuner.lr.suggestion import (
     DEFAULT_SUGGESTION,
     STABLE_DECADES_BELOW,
     SUGGESTIONS,
@@ -214,12 +214,12 @@ def test_suggest_drops_non_finite_points() -> None:
 
 
 def test_suggest_none_with_reason_when_too_few_points(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="traenslenzor.tuner.suggestion"):
+    with caplog.at_level(logging.DEBUG, logger="traenslenzor.tuner.lr.suggestion"):
         out = suggest(LRS10, np.arange(10.0), method="steepest", skip_begin=9, skip_end=0)
     assert out.index is None and out.lr is None
     assert "needs 2" in out.reason
     # logged once, at DEBUG: LRFinderResult.suggestion() is the one that warns
-    records = [r for r in caplog.records if r.name == "traenslenzor.tuner.suggestion"]
+    records = [r for r in caplog.records if r.name == "traenslenzor.tuner.lr.suggestion"]
     assert [r.levelno for r in records] == [logging.DEBUG] and "No learning-rate suggestion" in records[0].message
 
 
@@ -250,7 +250,7 @@ def test_benchmark_task_suite_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "lr_tasks.py"
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "lr_tasks.py"
     spec = importlib.util.spec_from_file_location("lr_tasks", path)
     lr_tasks = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "lr_tasks", lr_tasks)  # dataclasses look their module up there
@@ -274,8 +274,8 @@ def test_smoothed_noise_is_right_for_the_curves_own_beta(beta: float) -> None:
 
 
 def test_result_suggestion_reads_the_curves_beta(monkeypatch: pytest.MonkeyPatch) -> None:
-    from traenslenzor.tuner import suggestion as module
-    from traenslenzor.tuner.lr_result import LRFinderResult
+    from traenslenzor.tuner.lr import suggestion as module
+    from traenslenzor.tuner.lr.result import LRFinderResult
 
     seen = []
     real = module.smoothed_noise

@@ -8,7 +8,6 @@ batches ``move_to_device`` cannot move, ``amp`` for mixed precision.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
@@ -16,15 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .batch_result import BatchSizeResult
-from .batch_runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
-from .batch_search import BatchSizeMode
-from .batching import cycle, model_device, move_to_device, split_batch
-from .memory import PeakMemoryMeter, as_device
-from .oom import free_memory
-from .state import preserved_training_state
-
-StepFn = Callable[[nn.Module, Any], torch.Tensor]
+from traenslenzor.tuner.batch.memory import PeakMemoryMeter, as_device
+from traenslenzor.tuner.batch.oom import free_memory
+from traenslenzor.tuner.batch.result import BatchSizeResult
+from traenslenzor.tuner.batch.runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
+from traenslenzor.tuner.batch.search import BatchSizeMode
+from traenslenzor.tuner.batching import cycle, model_device, move_to_device
+from traenslenzor.tuner.state import preserved_training_state
+from traenslenzor.tuner.torch_loop import StepFn, default_step, precision
 
 
 def _sync(device: torch.device) -> None:
@@ -38,23 +36,6 @@ def _batches(dataset: Any, size: int, collate_fn: Callable | None, num_workers: 
         dataset, batch_size=size, shuffle=False, collate_fn=collate_fn, num_workers=num_workers
     )
     return cycle(loader)
-
-
-def _precision(device: torch.device, amp: bool) -> tuple[Callable[[], Any], Any]:
-    """The autocast context factory and GradScaler (CUDA only) for ``amp``, as ``find_lr`` uses them."""
-    if not amp:
-        return contextlib.nullcontext, None
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16), None
-
-
-def _default_step(loss_fn: Callable[[Any, Any], torch.Tensor]) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        inputs, targets = split_batch(batch)
-        return loss_fn(model(inputs), targets)
-
-    return step
 
 
 def _make_trial(
@@ -71,7 +52,7 @@ def _make_trial(
 ) -> Callable[[int], float]:
     def run_trial(size: int) -> float:
         model.train()
-        autocast, scaler = _precision(device, amp)  # a fresh scaler per trial: its scale is state of the trial
+        autocast, scaler = precision(device, amp)  # a fresh scaler per trial: its scale is state of the trial
         batches = _batches(dataset, size, collate_fn, num_workers)
         timed = 0.0
         for step in range(steps):
@@ -132,13 +113,13 @@ def find_batch_size(
         dataset: a map-style or iterable ``torch.utils.data.Dataset`` whose items the ``DataLoader`` (with
             ``collate_fn``, ``num_workers``) turns into ``(inputs, targets)`` batches or dicts (see :mod:`batching`).
         mode, steps_per_trial, init_val, max_trials, max_val, margin, max_memory: the search, see
-            :class:`~traenslenzor.tuner.batch_runner.BatchSearchSettings`; ``mode`` defaults to ``"auto"`` here.
+            :class:`~traenslenzor.tuner.batch.runner.BatchSearchSettings`; ``mode`` defaults to ``"auto"`` here.
         device: where to train; default the device of the model's first parameter.
         schedulers: LR schedulers to restore along with the optimizer.
         amp: mixed precision (float16 autocast + GradScaler on CUDA, bfloat16 autocast elsewhere), as ``find_lr``.
         step_fn: ``step_fn(model, batch) -> loss`` for batches ``split_batch`` cannot read.
         to_device: ``to_device(batch, device) -> batch`` for batches ``move_to_device`` cannot move.
-        progress_bar, meter, clean_up: see :func:`~traenslenzor.tuner.batch_runner.run_search`.
+        progress_bar, meter, clean_up: see :func:`~traenslenzor.tuner.batch.runner.run_search`.
 
     Raises:
         ValueError: bad settings, an empty dataset, no loss function (before the model is touched).
@@ -150,7 +131,7 @@ def find_batch_size(
     device = as_device(device) if device is not None else model_device(model)
     dataset_len = len(dataset) if isinstance(dataset, Sized) else None
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
-    compute_loss = step_fn or _default_step(loss_fn)
+    compute_loss = step_fn or default_step(loss_fn)
     run_trial = _make_trial(
         model, optimizer, compute_loss, dataset, steps_per_trial, device, move, amp, collate_fn, num_workers
     )

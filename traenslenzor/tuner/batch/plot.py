@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .batch_result import BatchSizeResult
+    from traenslenzor.tuner.batch.result import BatchSizeResult
 
 _MIB = 2**20
 

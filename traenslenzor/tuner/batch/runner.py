@@ -1,15 +1,15 @@
 """The batch-size search runner: runs trials for a search policy, catches out-of-memory, measures, cleans up.
 
 It knows nothing of models: a trial is a callable ``run_trial(batch_size)``. The plain-PyTorch driver
-(:func:`traenslenzor.tuner.batch_finder.find_batch_size`) and the Lightning adapter build their trials and call
+(:func:`traenslenzor.tuner.batch.finder.find_batch_size`) and the Lightning adapter build their trials and call
 :func:`run_search` with one :class:`BatchSearchSettings`, validated once where the user's call came in;
 :func:`search_batch_size` is that boundary for a trial callable of your own.
 
 The policy (which size next, see :mod:`batch_search`) is apart from the execution here: catching only
 :func:`is_oom_error` errors, cleaning up after one (the injectable ``clean_up``, by default
-:func:`~traenslenzor.tuner.oom.free_memory`), measuring each trial's peak memory (the injectable ``meter``),
+:func:`~traenslenzor.tuner.batch.oom.free_memory`), measuring each trial's peak memory (the injectable ``meter``),
 holding trials to the memory budget, and never returning a size that was not run successfully (binsearch stopped
-by the trial cap: see :class:`~traenslenzor.tuner.batch_search.BinarySearch`).
+by the trial cap: see :class:`~traenslenzor.tuner.batch.search.BinarySearch`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,16 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .batch_result import BatchSizeResult, BatchSizeTrial
-from .batch_search import DEFAULT_MARGIN, SEARCH_POLICIES, BatchSizeMode, SearchPolicy
-from .memory import PeakMemoryMeter, address_space_limited, as_device, check_max_memory, resolve_budget
-from .oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
+from traenslenzor.tuner.batch.memory import (
+    PeakMemoryMeter,
+    address_space_limited,
+    as_device,
+    check_max_memory,
+    resolve_budget,
+)
+from traenslenzor.tuner.batch.oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
+from traenslenzor.tuner.batch.result import BatchSizeResult, BatchSizeTrial
+from traenslenzor.tuner.batch.search import DEFAULT_MARGIN, SEARCH_POLICIES, BatchSizeMode, SearchPolicy
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +310,7 @@ def run_search(
             :class:`PeakMemoryMeter` for ``device``. Pass your own for devices without allocator statistics or a
             simulated device.
         clean_up: frees memory after an out-of-memory trial and at the end of the search; default
-            :func:`~traenslenzor.tuner.oom.free_memory` (garbage collection, device caches, the C heap). A
+            :func:`~traenslenzor.tuner.batch.oom.free_memory` (garbage collection, device caches, the C heap). A
             simulated device that holds no real memory can pass a no-op.
 
     Raises:

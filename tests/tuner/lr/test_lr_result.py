@@ -8,11 +8,11 @@ import math
 
 import pytest
 
-from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import StopReason
-from traenslenzor.tuner.schedule import lr_schedule
-from traenslenzor.tuner.smoothing import ema_smooth
-from traenslenzor.tuner.suggestion import SUGGESTIONS, suggest
+from traenslenzor.tuner.lr.result import LRFinderResult
+from traenslenzor.tuner.lr.schedule import lr_schedule
+from traenslenzor.tuner.lr.settings import StopReason
+from traenslenzor.tuner.lr.smoothing import ema_smooth
+from traenslenzor.tuner.lr.suggestion import SUGGESTIONS, suggest
 
 
 def _result(raw: list[float], stop_reason: str = "completed", **kwargs) -> LRFinderResult:
@@ -45,9 +45,9 @@ def test_suggestion_delegates_to_suggest() -> None:
 
 def test_no_suggestion_logs_reason(caplog) -> None:
     result = _result([1.0, 1.0, 1.0])
-    with caplog.at_level(logging.WARNING, logger="traenslenzor.tuner.lr_result"):
+    with caplog.at_level(logging.WARNING, logger="traenslenzor.tuner.lr.result"):
         assert result.suggestion() is None
-    assert any("no suggestion" in r.getMessage() for r in caplog.records if r.name.endswith("lr_result"))
+    assert any("no suggestion" in r.getMessage() for r in caplog.records if r.name == "traenslenzor.tuner.lr.result")
 
 
 def test_json_round_trip_with_nan(tmp_path) -> None:
@@ -118,7 +118,7 @@ def test_importing_the_finder_does_not_import_matplotlib() -> None:
     import subprocess
     import sys
 
-    code = "import sys, traenslenzor.tuner.lr_finder, traenslenzor.tuner.lr_result; print('matplotlib' in sys.modules)"
+    code = "import sys, traenslenzor.tuner.lr.finder, traenslenzor.tuner.lr.result; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

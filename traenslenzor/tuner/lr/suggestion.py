@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from traenslenzor.tuner.lr_diagnostics import never_turned_up
-from traenslenzor.tuner.lr_settings import StopReason, SweepSettings
-from traenslenzor.tuner.lr_sweep import RangeTest
+from traenslenzor.tuner.lr.diagnostics import never_turned_up
+from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
+from traenslenzor.tuner.lr.sweep import RangeTest
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from traenslenzor.tuner.schedule import SCHEDULES, exponential_lr, linear_lr, lr_schedule, validate_range
+from traenslenzor.tuner.lr.schedule import SCHEDULES, exponential_lr, linear_lr, lr_schedule, validate_range
 
 
 def test_exponential_by_hand() -> None:

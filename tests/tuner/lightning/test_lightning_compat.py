@@ -510,7 +510,7 @@ def test_accumulation_records_one_point_per_optimizer_step(accumulate, tmp_path)
 def test_the_tuners_settings_reach_the_runner_as_one_object(monkeypatch, tmp_path) -> None:
     # Built (and validated) once, in BatchSizeFinder.__init__ from the Tuner call's arguments; read unchanged below.
     import traenslenzor.tuner.lightning.batch_size_finder as adapter
-    from traenslenzor.tuner.batch_runner import BatchSearchSettings
+    from traenslenzor.tuner.batch.runner import BatchSearchSettings
 
     seen = []
     real = adapter.run_search

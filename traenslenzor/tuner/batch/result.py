@@ -92,6 +92,6 @@ class BatchSizeResult:
 
     def plot(self, ax: Any = None, show: bool = False) -> Any:
         """Peak memory and throughput against batch size, with the budget and the chosen size; a Figure."""
-        from .batch_plot import plot_batch_size_result
+        from traenslenzor.tuner.batch.plot import plot_batch_size_result
 
         return plot_batch_size_result(self, ax=ax, show=show)

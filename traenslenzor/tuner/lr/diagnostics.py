@@ -1,6 +1,6 @@
 """Automatic advice on an LR range-test curve: the users' guide's troubleshooting, applied by a program.
 
-Each check is a pure function of an :class:`~traenslenzor.tuner.lr_result.LRFinderResult` that returns a
+Each check is a pure function of an :class:`~traenslenzor.tuner.lr.result.LRFinderResult` that returns a
 :class:`Finding` or None; :func:`diagnose` runs them all. An empty list means the curve looks like a textbook
 range test (Smith 2015/2017): flat, then falling, then blowing up, with the suggestion inside the fall.
 """
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from traenslenzor.tuner.lr_settings import StopReason
-from traenslenzor.tuner.suggestion import SKIP_BEGIN, SKIP_END, final_valley, smoothed_noise
+from traenslenzor.tuner.lr.settings import StopReason
+from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END, final_valley, smoothed_noise
 
 if TYPE_CHECKING:
-    from traenslenzor.tuner.lr_result import LRFinderResult
+    from traenslenzor.tuner.lr.result import LRFinderResult
 
 MIN_POINTS = 20  # fewer finite points than this make any suggestion a guess
 EARLY_STOP_FRACTION = 0.25  # a blow-up within this share of num_training counts as "at once"

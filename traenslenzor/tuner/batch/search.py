@@ -1,6 +1,6 @@
 """Batch-size search policies: which size to try next, given the outcomes so far.
 
-A policy is a small pure object. The runner (:func:`traenslenzor.tuner.batch_finder.search_batch_size`) asks it
+A policy is a small pure object. The runner (:func:`traenslenzor.tuner.batch.finder.search_batch_size`) asks it
 for a size with :meth:`SearchPolicy.propose`, runs the trial, and feeds the outcome back with
 :meth:`SearchPolicy.observe`; ``propose`` returning None means the search is over and :attr:`SearchPolicy.best`
 holds the answer. Policies never touch a model, so their size sequences are tested with plain lists of outcomes.
@@ -28,7 +28,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from .batch_result import BatchSizeTrial
+from traenslenzor.tuner.batch.result import BatchSizeTrial
 
 THROUGHPUT_TOLERANCE = 0.05  # "within 5 % of the best throughput"
 
@@ -383,7 +383,7 @@ class ThroughputSearch(PowerSearch):
 
 
 # The registered policies' names, as a type: a config field or argument of this type names the allowed values
-# (tests/tuner/test_batch_search.py holds it equal to the registry's keys).
+# (tests/tuner/batch/test_batch_search.py holds it equal to the registry's keys).
 BatchSizeMode = Literal["power", "binsearch", "auto", "throughput"]
 
 SEARCH_POLICIES: dict[str, type[SearchPolicy]] = {

@@ -1,7 +1,7 @@
 """``find_lr``: the LR range test on a plain PyTorch model, optimizer, loss and data loader (Smith 2015/2017).
 
 The loop trains the real model with the real optimizer for up to ``num_training`` optimizer steps while the LR
-sweeps from ``min_lr`` to ``max_lr``; :class:`~traenslenzor.tuner.lr_sweep.RangeTest` records the curve and
+sweeps from ``min_lr`` to ``max_lr``; :class:`~traenslenzor.tuner.lr.sweep.RangeTest` records the curve and
 decides when to stop. Everything the search changes (weights, buffers, optimizer state, RNGs, train/eval modes, the
 loader's sampler generator) is captured once in memory before the first step and restored afterwards -- also when
 the search raises or is interrupted.
@@ -22,23 +22,22 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.batching import cycle, model_device, move_to_device, split_batch
-from traenslenzor.tuner.lr_adaptive import (
+from traenslenzor.tuner.batching import cycle, model_device, move_to_device
+from traenslenzor.tuner.lr.adaptive import (
     DEFAULT_ADAPTIVE_RANGE,
     AdaptiveRange,
     adaptive_metadata,
     extend_past_max_lr,
     sweep_with_restart,
 )
-from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, SweepSettings
-from traenslenzor.tuner.lr_sweep import RangeTest
-from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr.result import LRFinderResult
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, SweepSettings
+from traenslenzor.tuner.lr.sweep import RangeTest
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
+from traenslenzor.tuner.torch_loop import StepFn, default_step, precision
 
 log = logging.getLogger(__name__)
-
-StepFn = Callable[[nn.Module, Any], torch.Tensor]
 
 
 def find_lr(
@@ -80,7 +79,7 @@ def find_lr(
         step_fn: ``step_fn(model, batch) -> loss`` for batches ``split_batch`` cannot read.
         to_device: ``to_device(batch, device) -> batch`` for batches ``move_to_device`` cannot move.
         progress_bar: show a tqdm bar with the current LR and loss.
-        adaptive_range: widen the sweep where the curve shows no edge (:class:`~traenslenzor.tuner.lr_adaptive.
+        adaptive_range: widen the sweep where the curve shows no edge (:class:`~traenslenzor.tuner.lr.adaptive.
             AdaptiveRange`): continue past ``max_lr`` when the loss never turned up, restart below ``min_lr`` when
             it blew up at once; recorded in ``metadata["adaptive_range"]``. None keeps the range fixed.
 
@@ -96,7 +95,7 @@ def find_lr(
         raise TypeError(f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}.")
     _validate(model, optimizer, loss_fn, train_loader, accumulate_grad_batches, step_fn)
     device = torch.device(device) if device is not None else model_device(model)
-    compute_loss = step_fn or _default_step(loss_fn)
+    compute_loss = step_fn or default_step(loss_fn)
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
     run = functools.partial(
         _run_sweep,
@@ -180,7 +179,7 @@ def _sweep(
 ) -> None:
     """The training loop from the test's next step: one recorded point per optimizer step until it says stop."""
     ratios = group_lr_ratios(optimizer)
-    autocast, scaler = _precision(device, amp)
+    autocast, scaler = precision(device, amp)
     first = len(test.lrs)
     with tqdm(total=test.num_training - first, desc="LR range test", disable=not progress_bar, leave=False) as bar:
         for step in range(first, test.num_training):
@@ -244,14 +243,6 @@ def _validate(
         )
 
 
-def _default_step(loss_fn: Callable[[Any, Any], torch.Tensor]) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        inputs, targets = split_batch(batch)
-        return loss_fn(model(inputs), targets)
-
-    return step
-
-
 def _check_scalar(loss: Any) -> torch.Tensor:
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
@@ -260,13 +251,3 @@ def _check_scalar(loss: Any) -> torch.Tensor:
             "or return loss.mean() from step_fn."
         )
     return loss
-
-
-def _precision(device: torch.device, amp: bool) -> tuple[Callable[[], Any], Any]:
-    """The autocast context factory and GradScaler (CUDA only) for ``amp``."""
-    if not amp:
-        return contextlib.nullcontext, None
-    if device.type == "cuda":
-        scaler = torch.amp.GradScaler("cuda")
-        return lambda: torch.autocast("cuda", dtype=torch.float16), scaler
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16), None

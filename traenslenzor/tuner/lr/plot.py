@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from traenslenzor.tuner.lr_result import LRFinderResult
+    from traenslenzor.tuner.lr.result import LRFinderResult
 
 SUGGESTION_COLOR = "red"
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from traenslenzor.tuner.lr_diagnostics import Finding, diagnose, never_turned_up
-from traenslenzor.tuner.lr_result import LRFinderResult
-from traenslenzor.tuner.schedule import lr_schedule
-from traenslenzor.tuner.smoothing import ema_smooth
+from traenslenzor.tuner.lr.diagnostics import Finding, diagnose, never_turned_up
+from traenslenzor.tuner.lr.result import LRFinderResult
+from traenslenzor.tuner.lr.schedule import lr_schedule
+from traenslenzor.tuner.lr.smoothing import ema_smooth
 
 
 def _result(raw: list[float], stop_reason: str, num_training: int | None = None, beta: float = 0.0):

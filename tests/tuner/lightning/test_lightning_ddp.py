@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "ddp_two_ranks.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "helpers" / "ddp_two_ranks.py"
 
 
 @pytest.mark.ddp

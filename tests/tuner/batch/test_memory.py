@@ -7,7 +7,7 @@ import resource
 import pytest
 import torch
 
-from traenslenzor.tuner.memory import (
+from traenslenzor.tuner.batch.memory import (
     PeakMemoryMeter,
     _status_kib,
     as_device,

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
-from traenslenzor.tuner.lr_sweep import RangeTest
-from traenslenzor.tuner.param_groups import group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.lr.sweep import RangeTest
 
 
 def _run(test: RangeTest, losses: list[float]) -> int:

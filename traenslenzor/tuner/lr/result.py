@@ -15,15 +15,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traenslenzor.tuner.lr_settings import DEFAULT_SWEEP, StopReason, SweepSettings
-from traenslenzor.tuner.suggestion import SKIP_BEGIN, SKIP_END
+from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
+from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from traenslenzor.tuner.lr_diagnostics import Finding
-    from traenslenzor.tuner.suggestion import SuggestionOutcome
+    from traenslenzor.tuner.lr.diagnostics import Finding
+    from traenslenzor.tuner.lr.suggestion import SuggestionOutcome
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class LRFinderResult:
         raw_losses: the loss of each step as measured (NaN/inf where training broke).
         min_lr, max_lr, num_training, mode, early_stop_threshold, beta: the sweep as requested
             (:attr:`settings`); ``beta`` is the EMA factor of ``losses``, which the suggestion rules read.
-        stop_reason: a :class:`~traenslenzor.tuner.lr_settings.StopReason` (a ``str``: ``"completed"``,
+        stop_reason: a :class:`~traenslenzor.tuner.lr.settings.StopReason` (a ``str``: ``"completed"``,
             ``"diverged"``, ``"non_finite_loss"``) or an adapter's own reason string.
         metadata: free-form, JSON-serialisable facts about the run (optimizer, device, ...).
     """
@@ -104,7 +104,7 @@ class LRFinderResult:
         self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
     ) -> SuggestionOutcome:
         """The full outcome of the suggestion rule ``method`` (index, LR, rule, reason when there is none)."""
-        from traenslenzor.tuner.suggestion import suggest
+        from traenslenzor.tuner.lr.suggestion import suggest
 
         return suggest(self.lrs, self.losses, method=method, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
 
@@ -134,7 +134,7 @@ class LRFinderResult:
         Pass the same ``method`` as to :meth:`suggestion` so the plot marks the LR that is applied; see
         :func:`lr_plot.plot_lr_finder`.
         """
-        from traenslenzor.tuner.lr_plot import plot_lr_finder
+        from traenslenzor.tuner.lr.plot import plot_lr_finder
 
         return plot_lr_finder(self, suggest=suggest, show=show, ax=ax, method=method)
 
@@ -143,7 +143,7 @@ class LRFinderResult:
 
         ``method`` is the suggestion rule whose answer is judged (None: the default rule).
         """
-        from traenslenzor.tuner.lr_diagnostics import diagnose
+        from traenslenzor.tuner.lr.diagnostics import diagnose
 
         return diagnose(self, method=method)
 
