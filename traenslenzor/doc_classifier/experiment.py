@@ -8,13 +8,15 @@ checked when the datamodule is built, before the model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from torchmetrics import Metric
 
 from traenslenzor.doc_classifier import config_writer
 from traenslenzor.doc_classifier.batch_plan import plan_batch
@@ -24,7 +26,7 @@ from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
 from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
-from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error
+from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
 
@@ -166,9 +168,11 @@ def run_experiment(
     tuning = None
     try:
         if tuning_asked:
-            tuning = run_tuning(
-                config, module, datamodule, batch_size=tune_batch_size, learning_rate=tune_learning_rate, retune=retune
-            )
+            with leaving_no_trace(module):
+                tuning = run_tuning(
+                    config, module, datamodule, batch_size=tune_batch_size, learning_rate=tune_learning_rate,
+                    retune=retune,
+                )  # fmt: skip
             accumulation = tuning.accumulate_grad_batches
         else:
             accumulation = _settle_effective_batch(config, datamodule)
@@ -186,6 +190,23 @@ def run_experiment(
             _explain_oom_after_batch_tuning(config, int(datamodule.hparams.batch_size))
         raise
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
+
+
+@contextmanager
+def leaving_no_trace(module: L.LightningModule) -> Iterator[None]:
+    """Tuning leaves training as it found it, so that a run that searches trains exactly as one that reuses.
+
+    The tuner restores the weights and the RNGs as of each search's start, but each search is a ``fit`` of its own,
+    and Lightning draws a loader seed from the global RNG while setting that fit up, before the search starts:
+    without the snapshot here, a searched run trained on other batches (and augmentations) than a reused one. The
+    search's steps also update the module's torchmetrics (not buffers, so not restored), which would count in the
+    first epoch's ``train/acc``.
+    """
+    with preserved_training_state(module):
+        yield
+    for metric in module.modules():
+        if isinstance(metric, Metric):
+            metric.reset()
 
 
 def _settle_effective_batch(config: ExperimentConfig, datamodule: DocDataModule) -> int:
