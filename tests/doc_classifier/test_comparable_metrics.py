@@ -30,3 +30,16 @@ def test_a_run_that_searches_trains_exactly_as_one_that_reuses_the_record(
     reused = run_experiment(_config(), tune_batch_size=True, tune_learning_rate=True)
     assert searched.tuning.reused == () and reused.tuning.reused == ("batch_size", "learning_rate")
     assert reused.metrics == searched.metrics  # train/* too: the search's steps are not counted in epoch 0
+
+
+def test_a_checkpoint_evaluates_with_the_pixel_statistics_it_was_trained_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More training pages than the 256 that evaluation would measure again (on another sample of them).
+    monkeypatch.chdir(tmp_path)
+    pages = ["datamodule_config.synthetic_train_size=300", "trainer_config.limit_train_batches=3"]
+    trained = run_experiment(_config(*pages))
+    validated = run_experiment(_config(*pages, "stage=val", f"ckpt_path={trained.best_checkpoint}"))
+    assert {k: v for k, v in validated.metrics.items() if k.startswith("val/")} == {
+        k: v for k, v in trained.metrics.items() if k.startswith("val/")
+    }

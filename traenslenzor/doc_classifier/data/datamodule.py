@@ -147,6 +147,25 @@ class DocDataModule(L.LightningDataModule):
             self.std,
         )  # type: ignore[arg-type]
 
+    def normalisation(self) -> tuple[float, float]:
+        """The pixel mean and std every split is normalised with (measured on training pages if not known yet)."""
+        self._ensure_stats()
+        return self.mean, self.std  # type: ignore[return-value]
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The pixel statistics the model sees, saved in every checkpoint: evaluating it later normalises as
+        training did, not with statistics measured again on another sample of the training pages."""
+        return {} if self.mean is None else {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the checkpoint's pixel statistics (Lightning calls this before ``setup`` when given ``ckpt_path``)."""
+        if "mean" not in state_dict or (state_dict["mean"], state_dict["std"]) == (self.mean, self.std):
+            return
+        self.mean, self.std = float(state_dict["mean"]), float(state_dict["std"])
+        self._datasets.clear()  # any built with other statistics are built again on first use
+        logger.info("Pixel statistics from the checkpoint: mean=%.4f std=%.4f", self.mean, self.std)
+
     def dataset(self, split: str) -> TransformedPages:
         """The transformed dataset of ``split`` (sets up its stage on first use)."""
         if split not in self._datasets:
