@@ -22,6 +22,7 @@ from traenslenzor.doc_classifier import config_writer
 from traenslenzor.doc_classifier.batch_plan import plan_batch
 from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STRATEGIES, ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.data import DocDataModule
+from traenslenzor.doc_classifier.evaluation import evaluation_callbacks
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
 from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
@@ -116,7 +117,8 @@ def run_stage(
     accumulate_grad_batches: int | None = None,
 ) -> tuple[dict[str, float], str | None]:
     """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint."""
-    trainer = build_trainer(config, list(callbacks), accumulate_grad_batches)
+    extra = [*callbacks, *evaluation_callbacks(config, getattr(datamodule, "classes", ()))]  # val/test: per class
+    trainer = build_trainer(config, extra, accumulate_grad_batches)
     noun, method = _STAGE_NOUNS[config.stage], config.lightning_method
     tell("Starting %s (%s)...", noun, method)
     ckpt = str(config.ckpt_path) if config.ckpt_path is not None else None

@@ -91,7 +91,8 @@ class DocClassifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and metrics of one batch, logged under ``stage``; returns the loss and the logits."""
         images, labels = batch[0], batch[1]
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
@@ -110,16 +111,16 @@ class DocClassifier(L.LightningModule):
         metrics = self.stage_metrics[f"{stage}_metrics"]
         metrics.update(logits.detach(), labels)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+        return loss, logits.detach()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")[1]  # the logits, for callbacks (evaluation.PerClassEvaluation)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")[1]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Note the length of a resumed OneCycle schedule; ``configure_optimizers`` checks it against this run's."""
