@@ -4,7 +4,7 @@
 
     python traenslenzor/doc_classifier/run.py --config_path .configs/quickstart.toml \\
         --tune-batch-size --tune-learning-rate [--tune-only] [--save-tuned-config [PATH]] \\
-        [--retune] [--stage train|val|test] [--trainer_config.max_epochs=3 ...]
+        [--retune] [--stage train|val|test|predict] [--predict_dir DIR] [--trainer_config.max_epochs=3 ...]
 
 Everything is checked before anything expensive starts: the config (unknown keys, bad values), the flags, the
 pretrained-weights file and the dataset folder. A bad one exits with status 2 and one message, no traceback.
@@ -61,9 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stage",
-        choices=["train", "val", "test"],
+        choices=["train", "val", "test", "predict"],
         default=None,
-        help="fit (train), validate (val) or test; overrides the config's stage",
+        help="fit (train), validate (val), test, or classify the images under --predict_dir (predict); overrides "
+        "the config's stage",
+    )
+    parser.add_argument(
+        "--predict_dir",
+        "--predict-dir",
+        dest="predict_dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--stage predict: classify every TIFF/PNG/JPEG under DIR into <log_dir>/predictions.csv",
     )
     return parser
 
@@ -110,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     save = args.save_tuned_config
     try:
         config = load_config(args.config_path, overrides)
+        if args.predict_dir is not None:
+            config.predict_dir = args.predict_dir
         run_experiment(
             config,
             tune_batch_size=args.tune_batch_size,

@@ -222,9 +222,10 @@ class ExperimentConfig(_Section):
     """A whole experiment: what to train, on what, how, and how to tune it."""
 
     seed: int = 42
-    stage: Literal["train", "val", "test"] = "train"
+    stage: Literal["train", "val", "test", "predict"] = "train"
     run_name: str = Field("doc_classifier", min_length=1)
-    ckpt_path: Path | None = None  # evaluated by stage val/test; resumed from by stage train
+    ckpt_path: Path | None = None  # evaluated by stage val/test, used by predict; resumed from by stage train
+    predict_dir: Path | None = None  # stage predict: the folder of images to classify (predict.py)
     trainer_config: TrainerConfig = TrainerConfig()
     module_config: ModuleConfig = ModuleConfig()
     datamodule_config: DataModuleConfig = DataModuleConfig()
@@ -243,7 +244,7 @@ class ExperimentConfig(_Section):
     @property
     def lightning_method(self) -> str:
         """The ``Trainer`` method that runs :attr:`stage` (and that the batch-size search sizes for)."""
-        return {"train": "fit", "val": "validate", "test": "test"}[self.stage]
+        return {"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[self.stage]
 
     def onecycle_max_lr(self, learning_rate: float | None = None) -> float | None:
         """OneCycle's peak LR: the configured ``max_lr``, else ``max_lr_factor`` x the learning rate."""

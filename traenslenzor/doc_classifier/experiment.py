@@ -25,11 +25,12 @@ from traenslenzor.doc_classifier.data import DocDataModule
 from traenslenzor.doc_classifier.evaluation import evaluation_callbacks
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
 from traenslenzor.doc_classifier.module import DocClassifier
+from traenslenzor.doc_classifier.predict import PredictionRun, run_prediction
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
-_STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}
+_STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}  # predict: predict.py
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class ExperimentResult:
     metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     saved_config: str | None = None
+    predictions: PredictionRun | None = None  # stage predict
 
 
 def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False) -> None:
@@ -157,6 +159,10 @@ def run_experiment(
     tune_batch_size = tune_batch_size or config.tuner_config.use_batch_size_tuning
     tune_learning_rate = tune_learning_rate or config.tuner_config.use_learning_rate_tuning
     tuning_asked = tune_batch_size or tune_learning_rate
+    if config.stage == "predict":
+        if tuning_asked or tune_only or save_tuned_config is not None:
+            raise ConfigError("--stage predict classifies with a trained checkpoint; it takes no tuning flags.")
+        return ExperimentResult(predictions=run_prediction(config))
     if (tune_only or save_tuned_config is not None) and not tuning_asked:
         raise ConfigError("--tune-only/--save-tuned-config need --tune-batch-size and/or --tune-learning-rate.")
     if save_tuned_config is not None and config_path is None:
