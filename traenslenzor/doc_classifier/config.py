@@ -55,6 +55,17 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+class WandbConfig(_Section):
+    """``[trainer_config.wandb]``: the Weights & Biases run, when ``loggers`` names ``"wandb"`` (``wandb_run.py``)."""
+
+    project: str = "traenslenzor"
+    entity: str | None = None  # team or user; None: wandb's default
+    offline: bool = False  # write the run under <log_dir>/wandb/ only (``wandb sync`` uploads it later)
+
+
+Logger = Literal["csv", "tensorboard", "wandb"]
+
+
 # Strategies that run fit in processes started for that one call (spawn/fork): what the tuner writes there (the
 # batch size, the LR) is lost when they end, so they are refused with tuning (``experiment.preflight``).
 SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")  # and their *_find_unused_parameters_* variants
@@ -87,6 +98,8 @@ class TrainerConfig(_Section):
     cpu_threads: int | None = Field(None, ge=1)  # torch.set_num_threads; None keeps torch's default
     checkpoint: CheckpointConfig = CheckpointConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    loggers: list[Logger] = ["csv", "tensorboard"]  # "wandb" needs the extra: pip install -e ".[wandb]"
+    wandb: WandbConfig = WandbConfig()
 
     @field_validator("strategy")
     @classmethod

@@ -28,6 +28,7 @@ from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.predict import PredictionRun, run_prediction
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
+from traenslenzor.doc_classifier.wandb_run import require_wandb
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}  # predict: predict.py
@@ -46,6 +47,7 @@ class ExperimentResult:
 
 def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False) -> None:
     """Cheap checks that would otherwise fail minutes into a run."""
+    require_wandb(config)
     weights = config.module_config.pretrained_weights
     if config.module_config.pretrained and weights is not None and not Path(weights).is_file():
         raise ConfigError(

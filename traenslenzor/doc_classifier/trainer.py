@@ -2,7 +2,7 @@
 
 Training logs go under ``trainer_config.log_dir`` (``.logs/`` by default): CSV metrics in
 ``.logs/csv/<run_name>/version_N/`` (checkpoints beside them in ``checkpoints/``) and TensorBoard events in
-``.logs/tensorboard/<run_name>/version_N/``.
+``.logs/tensorboard/<run_name>/version_N/``; with ``loggers`` naming ``"wandb"``, a W&B run in ``.logs/wandb/``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
     TQDMProgressBar,
 )
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from traenslenzor.doc_classifier.config import ExperimentConfig, TrainerConfig
 from traenslenzor.doc_classifier.log import TRAIN_PREFIX
+from traenslenzor.doc_classifier.wandb_run import wandb_callbacks, wandb_logger
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,6 @@ def build_trainer(
 ) -> L.Trainer:
     """The training/evaluation trainer: checkpointing, early stopping, LR monitor, progress bar, CSV + TensorBoard."""
     tc = config.trainer_config
-    loggers = [
-        CSVLogger(save_dir=str(tc.log_dir / "csv"), name=config.run_name),
-        TensorBoardLogger(save_dir=str(tc.log_dir / "tensorboard"), name=config.run_name),
-    ]
     return L.Trainer(
         **_common_kwargs(tc, accumulate_grad_batches),
         max_epochs=tc.max_epochs,
@@ -123,9 +120,20 @@ def build_trainer(
         log_every_n_steps=tc.log_every_n_steps,
         enable_progress_bar=tc.enable_progress_bar,
         enable_checkpointing=tc.checkpoint.enabled,
-        callbacks=[*build_callbacks(tc), *(extra_callbacks or [])],
-        logger=loggers,
+        callbacks=[*build_callbacks(tc), *wandb_callbacks(config), *(extra_callbacks or [])],
+        logger=build_loggers(config) or False,
     )
+
+
+def build_loggers(config: ExperimentConfig) -> list[Logger]:
+    """The loggers ``trainer_config.loggers`` names, in its order (checkpoints go beside the first one's logs)."""
+    tc = config.trainer_config
+    makers = {
+        "csv": lambda: CSVLogger(save_dir=str(tc.log_dir / "csv"), name=config.run_name),
+        "tensorboard": lambda: TensorBoardLogger(save_dir=str(tc.log_dir / "tensorboard"), name=config.run_name),
+        "wandb": lambda: wandb_logger(config),
+    }
+    return [makers[name]() for name in dict.fromkeys(tc.loggers)]
 
 
 def build_tuning_trainer(config: ExperimentConfig, accumulate_grad_batches: int | None = None) -> L.Trainer:
