@@ -176,6 +176,6 @@ class PerClassEvaluation(Callback):
 
 def evaluation_callbacks(config: ExperimentConfig, classes: Sequence[str]) -> list[Callback]:
     """The per-class report for stages ``val`` and ``test``; nothing for training."""
-    if config.stage not in ("val", "test"):
+    if config.stage not in ("val", "test") or not classes:
         return []
     return [PerClassEvaluation(config.stage, classes, config.trainer_config.log_dir)]

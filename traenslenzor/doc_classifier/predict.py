@@ -135,14 +135,12 @@ def build_classifier(checkpoint: dict[str, Any]) -> DocClassifier:
 
 def normalisation(checkpoint: dict[str, Any], config: ExperimentConfig) -> tuple[float, float]:
     """The pixel statistics the checkpoint was trained with; measured as training does for an older checkpoint."""
-    datamodule = DocDataModule(config.datamodule_config)
     state = checkpoint.get(DocDataModule.__qualname__, {})
-    if "mean" in state:
-        datamodule.load_state_dict(state)
-    else:
-        message = "The checkpoint holds no pixel statistics (saved by an older version); measuring them."
-        tell(message, level=logging.WARNING)
-    return datamodule.normalisation()
+    if "mean" in state:  # no dataset needed: predicting works where only the checkpoint and the scans are
+        return float(state["mean"]), float(state["std"])
+    message = "The checkpoint holds no pixel statistics (saved by an older version); measuring them on training pages."
+    tell(message, level=logging.WARNING)
+    return DocDataModule(config.datamodule_config).normalisation()
 
 
 class ImageFiles(Dataset):

@@ -73,7 +73,7 @@ def _artifact_name(run_name: str, kind: str) -> str:
 
 
 class TuningFilesToWandb(Callback):
-    """Logs the tuning files when the run starts and the evaluation files when it ends, then closes the W&B run.
+    """Logs the tuning files when training starts and the evaluation files when it ends, then closes the W&B run.
 
     Files are logged as images (the PNGs, under ``tuning/`` and ``evaluation/``) and as one artifact each time.
     Evaluation files older than this run (left by an earlier one) are not logged.
@@ -102,7 +102,7 @@ class TuningFilesToWandb(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = self._logger(trainer)
-        files = tuning_files(self.config)
+        files = tuning_files(self.config) if self.config.stage == "train" else []
         if trainer.is_global_zero and logger is not None and files:
             self._log(logger, files, "tuning")
 

@@ -162,9 +162,11 @@ class DocDataModule(L.LightningDataModule):
         """Take the checkpoint's pixel statistics (Lightning calls this before ``setup`` when given ``ckpt_path``)."""
         if "mean" not in state_dict or (state_dict["mean"], state_dict["std"]) == (self.mean, self.std):
             return
+        # Lightning restores after ``setup``, which may have measured statistics already: the checkpoint's win.
+        replaced = "" if self.mean is None else f" (used instead of mean={self.mean:.4f} std={self.std:.4f})"
         self.mean, self.std = float(state_dict["mean"]), float(state_dict["std"])
         self._datasets.clear()  # any built with other statistics are built again on first use
-        logger.info("Pixel statistics from the checkpoint: mean=%.4f std=%.4f", self.mean, self.std)
+        logger.info("Pixel statistics from the checkpoint: mean=%.4f std=%.4f%s", self.mean, self.std, replaced)
 
     def dataset(self, split: str) -> TransformedPages:
         """The transformed dataset of ``split`` (sets up its stage on first use)."""
