@@ -3,21 +3,20 @@
 The guide's step 3 ("Update your config") done by ``--save-tuned-config``: ``datamodule_config.batch_size``,
 ``trainer_config.accumulate_grad_batches``, ``module_config.optimizer.learning_rate`` (and ``weight_decay`` when the
 LR rescale moved AdamW's) and ``module_config.scheduler.max_lr`` are set with tomlkit, which keeps
-comments, key order and layout; no other byte changes. The file is replaced atomically (a temporary file in the
-same directory, then ``os.replace``), so an interrupted write never leaves a half-written config behind.
+comments, key order and layout; no other byte changes. The file is replaced atomically (``atomic_file.py``), so an
+interrupted write never leaves a half-written config behind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 from tomlkit.items import Table
+
+from traenslenzor.doc_classifier.atomic_file import atomic_write_text
 
 BATCH_SIZE_KEY = ("datamodule_config", "batch_size")
 ACCUMULATION_KEY = ("trainer_config", "accumulate_grad_batches")
@@ -72,25 +71,6 @@ def update_toml(text: str, values: Mapping[tuple[str, ...], Any]) -> str:
     for key, value in values.items():
         _table(document, key[:-1])[key[-1]] = value
     return tomlkit.dumps(document)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step; the file's permissions are kept."""
-    path = Path(path)
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 def save_tuned_config(

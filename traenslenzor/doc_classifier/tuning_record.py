@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from traenslenzor.doc_classifier.atomic_file import atomic_write_text
 from traenslenzor.doc_classifier.config import ExperimentConfig
-from traenslenzor.doc_classifier.config_writer import atomic_write_text
 from traenslenzor.doc_classifier.log import say
 
 # Written at the top of the file; a file without it (or with another value) is from an older format.
