@@ -318,7 +318,7 @@ def test_tuning_passes_the_config_and_applies_results(
 def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     tmp_path: Path, stage: str, written: int
 ) -> None:
-    from traenslenzor.doc_classifier.experiment import _save
+    from traenslenzor.doc_classifier.config_writer import save_tuning
 
     config = _quickstart_copy(tmp_path)
     from traenslenzor.doc_classifier.config import load_config
@@ -326,7 +326,7 @@ def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     tuning = SimpleNamespace(
         batch_size=48, accumulate_grad_batches=1, learning_rate=2e-3, max_lr=6e-3, weight_decay=None
     )
-    assert _save(config, config, tuning, load_config(config, [f"stage={stage}"])) == config
+    assert save_tuning(config, config, tuning, load_config(config, [f"stage={stage}"])) == config
     saved = tomllib.loads(config.read_text(encoding="utf-8"))
     assert saved["datamodule_config"]["batch_size"] == written  # quickstart's own value is 32
     assert saved["module_config"]["optimizer"]["learning_rate"] == 2e-3

@@ -174,7 +174,7 @@ def run_experiment(
             accumulation = _settle_effective_batch(config, datamodule)
         saved = None
         if save_tuned_config is not None:
-            path = _save(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
+            path = config_writer.save_tuning(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
             saved = None if path is None else str(path)
         if tune_only:
             tell("Tuning only (--tune-only): not training.")
@@ -214,40 +214,3 @@ def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -
         tuner.margin,
         level=logging.ERROR,
     )
-
-
-def _save(config_path: str | Path, target: str | Path, tuning: TuningOutcome, config: ExperimentConfig) -> Path | None:
-    """Write the values training uses into the TOML file, where they differ from the config's (nothing, with a
-    warning, when nothing does): batch size, accumulation, LR, OneCycle's peak, and AdamW's weight decay when the
-    LR rescale moved it.
-
-    A batch size searched under stage val/test fits evaluation (no gradients), not training: it is not written
-    as the training ``batch_size``.
-    """
-    stage = config.stage
-    batch_size = tuning.batch_size if tuning.batch_size != config.datamodule_config.batch_size else None
-    accumulation = tuning.accumulate_grad_batches
-    if accumulation == config.trainer_config.accumulate_grad_batches:
-        accumulation = None
-    if batch_size is not None and stage != "train":
-        say(
-            "The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
-            batch_size,
-            stage,
-            level=logging.WARNING,
-        )
-        batch_size = accumulation = None
-    if batch_size is None and accumulation is None and tuning.learning_rate is None:
-        say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
-        return None
-    path = config_writer.save_tuned_config(
-        config_path,
-        target,
-        batch_size=batch_size,
-        accumulate_grad_batches=accumulation,
-        learning_rate=tuning.learning_rate,
-        max_lr=tuning.max_lr,
-        weight_decay=tuning.weight_decay,
-    )
-    say("  Tuned values written to: %s", path)
-    return path
