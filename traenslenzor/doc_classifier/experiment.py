@@ -22,7 +22,7 @@ from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STR
 from traenslenzor.doc_classifier.data import DocDataModule
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
 from traenslenzor.doc_classifier.module import DocClassifier
-from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
+from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer, check_accelerator
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error
 
@@ -41,6 +41,7 @@ class ExperimentResult:
 
 def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False) -> None:
     """Cheap checks that would otherwise fail minutes into a run."""
+    check_accelerator(config.trainer_config)
     weights = config.module_config.pretrained_weights
     if config.module_config.pretrained and weights is not None and not Path(weights).is_file():
         raise ConfigError(
