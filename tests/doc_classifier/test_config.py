@@ -276,3 +276,12 @@ def test_an_endless_run_is_fine_without_onecycle_or_with_max_steps() -> None:
     assert load_config(quickstart, ["trainer_config.max_epochs=-1", "module_config.scheduler.name=none"])
     assert load_config(quickstart, ["tuner_config.max_memory=1.0"]).tuner_config.max_memory == 1.0
     assert load_config(quickstart, ["tuner_config.max_memory=1048576"]).tuner_config.max_memory == 2**20
+
+
+def test_backbone_names_are_the_model_tables() -> None:
+    from traenslenzor.doc_classifier.models import BACKBONES
+
+    for name in BACKBONES:
+        assert validate_config({"module_config": {"backbone": name}}).module_config.backbone == name
+    with pytest.raises(ConfigError, match=r"module_config\.backbone.*unknown backbone 'vgg'; choose one of tiny_cnn"):
+        validate_config({"module_config": {"backbone": "vgg"}})

@@ -130,7 +130,7 @@ class SchedulerConfig(_Section):
 class ModuleConfig(_Section):
     """``[module_config]``: the backbone and its training objective."""
 
-    backbone: Literal["tiny_cnn", "alexnet", "resnet50", "vit_b_16"] = "alexnet"
+    backbone: str = "alexnet"  # a key of doc_classifier.models.BACKBONES
     num_classes: int = Field(16, ge=2)
     in_channels: int = Field(1, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
@@ -139,6 +139,15 @@ class ModuleConfig(_Section):
     pretrained_weights: Path | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from traenslenzor.doc_classifier.models import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONES)}")
+        return value
 
     @model_validator(mode="after")
     def _pretrained_needs_weights(self) -> ModuleConfig:
