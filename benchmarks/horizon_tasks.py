@@ -243,7 +243,7 @@ def make_data(task: HorizonTask) -> lr_tasks.TaskData:
     """The task's data, the same for every seed (small tasks: ``lr_tasks.make_data``; documents: rendered pages)."""
     if task.data != "documents":
         return lr_tasks.make_data(task, n_train=task.n_train, n_eval=task.n_eval)  # type: ignore[arg-type]
-    from traenslenzor.doc_classifier.data.synthetic_dataset import SyntheticDocuments
+    from traenslenzor.doc_classifier.data.synthetic import SyntheticDocuments
 
     splits = {}
     for split, length in (("train", task.n_train), ("val", task.n_eval)):

@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from .classes import NUM_CLASSES, RVL_CDIP_CLASSES
-from .drawing import font
 from .synthetic import render_sample
+from .synthetic.drawing import font
 
 logger = logging.getLogger(__name__)
 

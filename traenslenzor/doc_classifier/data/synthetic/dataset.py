@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from traenslenzor.doc_classifier.atomic_file import atomic_write
 
-from .synthetic import GENERATOR_VERSION, SPLIT_CODES, label_of, render_sample
+from .generator import GENERATOR_VERSION, SPLIT_CODES, label_of, render_sample
 
 logger = logging.getLogger(__name__)
 
