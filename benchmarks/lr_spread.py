@@ -27,7 +27,8 @@ from lr_quality import Oracle, grid_gap, oracle_grid
 from lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
 
 from traenslenzor.tuner import find_lr
-from traenslenzor.tuner.lr.suggestion import SUGGESTIONS, final_valley, rise_onset, suggest
+from traenslenzor.tuner.lr.curve import final_valley, rise_onset
+from traenslenzor.tuner.lr.suggestion import SUGGESTIONS, suggest
 
 SEEDS = range(100, 105)
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from traenslenzor.tuner.lr.diagnostics import never_turned_up
+from traenslenzor.tuner.lr.curve import never_turned_up
 from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
 
