@@ -35,7 +35,7 @@ from traenslenzor.tuner.lightning.steps import (
     lr_search_step,
     search_isolation,
 )
-from traenslenzor.tuner.lr.adaptive import AdaptiveRange, adaptive_metadata, extend_past_max_lr, sweep_with_restart
+from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
 from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
@@ -116,26 +116,17 @@ class LearningRateFinder(Callback):
         optimizer = _single_optimizer(trainer)
         start_step = trainer.global_step
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
-        settings, adaptive, bar = self._settings, self._adaptive, self._progress_bar and trainer.is_global_zero
-        events: list[dict[str, Any]] = []
+        sweep = AdaptiveSweep(self._settings, self._adaptive)
+        bar = self._progress_bar and trainer.is_global_zero
         with (
             preserved_training_state(module, trainer.optimizers, schedulers) as state,
             search_isolation(trainer, module),
         ):
             module.train()
             with torch.enable_grad():
-                test = sweep_with_restart(
-                    lambda s: _run_range_test(trainer, optimizer, RangeTest(s), bar, adaptive, events),
-                    settings,
-                    adaptive,
-                    events,
-                    state.restore,
-                    log,
-                )
+                test = sweep.run(lambda test: _drive(trainer, optimizer, test, bar), restore=state.restore)
         metadata: dict[str, Any] = {"optimizer": type(optimizer).__name__, "start_global_step": start_step}
-        if adaptive is not None:
-            metadata.update(adaptive_metadata(settings, events, test))
-        result = test.result(source="lightning", **metadata)
+        result = test.result(source="lightning", **metadata, **sweep.metadata(test))
         if test.stop_reason != StopReason.COMPLETED:
             log.info(
                 "LR finder stopped after %d of %d steps: %s.", len(result.lrs), test.num_training, test.stop_reason
@@ -182,20 +173,12 @@ def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
     return optimizers[0]
 
 
-def _run_range_test(
-    trainer: pl.Trainer,
-    optimizer: torch.optim.Optimizer,
-    test: RangeTest,
-    bar: bool,
-    adaptive: AdaptiveRange | None,
-    events: list[dict[str, Any]],
-) -> RangeTest:
+def _drive(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool) -> None:
     """Drive ``test`` to its end: set the LR, take one real training step, record the loss.
 
-    With ``adaptive``, a sweep that completes without the loss turning up continues once past ``max_lr`` from the
-    current state and data position (``lr_adaptive``), as ``find_lr`` does; the extension goes to ``events``.
+    A sweep the :class:`AdaptiveSweep` continues past ``max_lr`` goes on here from the current state and data
+    position, as in ``find_lr``.
     """
-    extended = adaptive is None
     ratios = group_lr_ratios(optimizer)
     loader = fit_dataloader(trainer)
     batches = cycle_batches(loader)
@@ -215,10 +198,5 @@ def _run_range_test(
                     )
                 continue
             test.record(lr, loss)
+            progress.total = test.num_training  # an extension lengthens the sweep
             progress.update()
-            if test.done and not extended:
-                extended = True
-                if extend_past_max_lr(test, adaptive, events, log):
-                    progress.total = test.num_training
-                    progress.refresh()
-    return test
