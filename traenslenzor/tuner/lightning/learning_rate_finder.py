@@ -23,12 +23,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from tqdm.auto import tqdm
 
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError, lr_holders
-from traenslenzor.tuner.lightning.private import end_tuning_run
+from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import (
     cycle_batches,
     fit_dataloader,
@@ -48,7 +47,7 @@ log = logging.getLogger(__name__)
 MAX_SKIPS_PER_POINT = 10
 
 
-class LearningRateFinder(Callback):
+class LearningRateFinder(SearchCallback):
     """Runs the LR range test at ``on_fit_start`` (or wherever :meth:`lr_find` is called) and applies the result.
 
     Args:
@@ -60,6 +59,8 @@ class LearningRateFinder(Callback):
         update_attr: write the suggested LR to the LR attribute (every holder) and the live optimizer.
         attr_name: the LR attribute's name; by default the first of ``lr``/``learning_rate`` found.
         progress_bar: show a tqdm bar on rank 0.
+        adaptive_range: widen the sweep where the curve shows no edge (``AdaptiveRange``); None keeps it fixed.
+        early_exit: end the trainer call once the search is done (what :class:`Tuner` sets).
 
     After the search, :attr:`optimal_lr` holds the :class:`~traenslenzor.tuner.LRFinderResult` (Lightning's name).
     """
@@ -78,12 +79,20 @@ class LearningRateFinder(Callback):
         *,
         progress_bar: bool = True,
         adaptive_range: AdaptiveRange | None = None,
+        early_exit: bool = False,
     ) -> None:
+        super().__init__(early_exit=early_exit)
         mode = mode.lower() if isinstance(mode, str) else mode
         if mode not in self.SUPPORTED_MODES:
             raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
         try:  # validates the sweep now, before any trainer work
-            self._settings = SweepSettings(min_lr, max_lr, num_training_steps, mode, early_stop_threshold)
+            self._settings = SweepSettings(
+                min_lr=min_lr,
+                max_lr=max_lr,
+                num_training=num_training_steps,
+                mode=mode,
+                early_stop_threshold=early_stop_threshold,
+            )
         except ValueError as exc:
             raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
@@ -94,7 +103,6 @@ class LearningRateFinder(Callback):
         self._update_attr = update_attr
         self._attr_name = attr_name
         self._progress_bar = progress_bar
-        self._early_exit = False  # set by Tuner: end the trainer call once the search is done
         self.optimal_lr: LRFinderResult | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -102,13 +110,9 @@ class LearningRateFinder(Callback):
 
     def lr_find(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LRFinderResult | None:
         """Run the search now (from any hook during ``fit``), apply the suggestion if asked, and return the result."""
-        if trainer.fast_dev_run:
-            rank_zero_warn("Skipping learning rate finder since `fast_dev_run` is enabled.")
-            self.optimal_lr = None
-        else:
-            self.optimal_lr = self._search_and_apply(trainer, pl_module)
-        if self._early_exit:
-            end_tuning_run()
+        with self.ending_the_tuner_call():
+            skipped = self.skipped_for_fast_dev_run(trainer, "learning rate finder")
+            self.optimal_lr = None if skipped else self._search_and_apply(trainer, pl_module)
         return self.optimal_lr
 
     def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> LRFinderResult:
@@ -138,7 +142,7 @@ class LearningRateFinder(Callback):
                 holders.write(lr)
                 set_group_lrs(optimizer, lr, group_lr_ratios(optimizer))
                 log.info("Learning rate set to %s", lr)
-                if trainer.lr_scheduler_configs and not self._early_exit:
+                if trainer.lr_scheduler_configs and not self.early_exit:
                     _rebuild_optimizers(trainer, start_step)
         return result
 
