@@ -125,15 +125,7 @@ def find_batch_size(
         ValueError: bad settings, an empty dataset, no loss function (before the model is touched).
         BatchSizeNotFoundError: no size fitted (with remedies).
     """
-    settings = BatchSearchSettings(
-        mode=mode,
-        init_val=init_val,
-        max_trials=max_trials,
-        max_val=max_val,
-        margin=margin,
-        steps_per_trial=steps_per_trial,
-        max_memory=max_memory,
-    )
+    settings = BatchSearchSettings(mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory)
     if step_fn is None and not callable(loss_fn):
         raise ValueError("Pass loss_fn(outputs, targets) -> loss, or step_fn(model, batch) -> loss.")
     device = as_device(device) if device is not None else model_device(model)

@@ -273,15 +273,7 @@ def search_batch_size(
         ValueError: bad arguments (before any trial).
         BatchSizeNotFoundError: no size fitted (with remedies).
     """
-    settings = BatchSearchSettings(
-        mode=mode,
-        init_val=init_val,
-        max_trials=max_trials,
-        max_val=max_val,
-        margin=margin,
-        steps_per_trial=steps_per_trial,
-        max_memory=max_memory,
-    )
+    settings = BatchSearchSettings(mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory)
     return run_search(
         run_trial,
         settings,

@@ -86,13 +86,7 @@ class LearningRateFinder(SearchCallback):
         if mode not in self.SUPPORTED_MODES:
             raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
         try:  # validates the sweep now, before any trainer work
-            self._settings = SweepSettings(
-                min_lr=min_lr,
-                max_lr=max_lr,
-                num_training=num_training_steps,
-                mode=mode,
-                early_stop_threshold=early_stop_threshold,
-            )
+            self._settings = SweepSettings(min_lr, max_lr, num_training_steps, mode, early_stop_threshold)
         except ValueError as exc:
             raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):

@@ -84,14 +84,7 @@ def find_lr(
         ValueError: bad sweep settings, an empty loader, ``accumulate_grad_batches < 1``, no loss function; all
             raised before any training step.
     """
-    settings = SweepSettings(  # validates the sweep
-        min_lr=min_lr,
-        max_lr=max_lr,
-        num_training=num_training,
-        mode=mode,
-        early_stop_threshold=early_stop_threshold,
-        beta=beta,
-    )
+    settings = SweepSettings(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
     if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
         raise TypeError(f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}.")
     _validate(model, optimizer, loss_fn, train_loader, accumulate_grad_batches, step_fn)
