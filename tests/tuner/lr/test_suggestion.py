@@ -207,21 +207,15 @@ def test_suggest_rejects_bad_shapes_and_skips() -> None:
         suggest(LRS10, np.ones(10), skip_end=-1)
 
 
-def test_benchmark_task_suite_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_task_suite_smoke() -> None:
     """The LR-quality benchmark's tasks build and evaluate; the benchmark itself is not a test.
 
     No training step: the first torch optimizer built in a process imports torch._dynamo (seconds).
     """
-    import importlib.util
     import math
-    import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "lr_tasks.py"
-    spec = importlib.util.spec_from_file_location("lr_tasks", path)
-    lr_tasks = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "lr_tasks", lr_tasks)  # dataclasses look their module up there
-    spec.loader.exec_module(lr_tasks)
+    from benchmarks import lr_tasks
+
     assert len({task.key() for task in lr_tasks.TASKS}) == len(lr_tasks.TASKS) >= 6
     assert all(len(lr_tasks.grid_lrs(task, points_per_decade=4)) >= 16 for task in lr_tasks.TASKS)
     for task in lr_tasks.TASKS:
