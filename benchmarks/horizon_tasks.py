@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,8 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lr_tasks
+from benchmarks import lr_tasks
 
 # Bump when the way these tasks are built or trained changes, so cached oracles are recomputed.
 HORIZON_CODE_VERSION = 1
