@@ -1,6 +1,6 @@
 """Batch-size finder benchmark: ours (power, binsearch, auto, throughput) beside Lightning's ``scale_batch_size``.
 
-Two parts, one run (``python benchmarks/batch_size.py``):
+Two parts, one run (``python -m benchmarks.batch_size``):
 
 * **Simulated device** -- a pure comparison of search logic. A deterministic device whose peak memory is affine in
   the batch size (``base + per_sample * b``), with a +-1 % per-size wobble of the activation memory (kernel
@@ -43,7 +43,10 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).parent / "results" / "batch_size.json"
+from benchmarks.common import RESULTS, cpu_trainer
+
+OUT = RESULTS / "batch_size.json"
+REPO = Path(__file__).resolve().parent.parent  # the workers run as `python -m benchmarks.batch_size` from here
 MIB = 2**20
 GIB = 2**30
 STEPS = 3
@@ -109,21 +112,6 @@ class SimDevice:
         return self.model.need(self.last) if self.last else None
 
 
-def _lightning_trainer(root: str):
-    import lightning as L
-
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-    )
-
-
 def _sim_lightning(model: SimModel, mode: str) -> dict:
     import lightning as L
     from lightning.pytorch.tuner import Tuner
@@ -152,7 +140,7 @@ def _sim_lightning(model: SimModel, mode: str) -> dict:
 
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        found = Tuner(_lightning_trainer(root)).scale_batch_size(Module(), mode=mode, steps_per_trial=STEPS)
+        found = Tuner(cpu_trainer(root)).scale_batch_size(Module(), mode=mode, steps_per_trial=STEPS)
         wall = time.perf_counter() - start
     return _row(
         model.name,
@@ -396,7 +384,7 @@ def _worker_lightning(spec: CpuModel, headroom: int, mode: str) -> dict:
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
     with tempfile.TemporaryDirectory() as root:
-        trainer = _lightning_trainer(root)
+        trainer = cpu_trainer(root)
         module = Module()
         _limit_address_space(headroom)
         start = time.perf_counter()
@@ -422,7 +410,12 @@ def _spawn(tool: str, spec: CpuModel, headroom: int, mode: str | None = None, on
     if not onednn_cache:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "0"
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", job], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-m", "benchmarks.batch_size", "--worker", job],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=REPO,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -535,8 +528,8 @@ def main() -> None:
         print("\n" + "\n".join(checks(report["cpu"])))
     report["total_wall_s"] = round(time.perf_counter() - start, 1)
     print(f"\ntotal wall time: {report['total_wall_s']} s")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    name = RESULTS if args.part == "all" else RESULTS.with_name(f"batch_size_{args.part}.json")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    name = OUT if args.part == "all" else OUT.with_name(f"batch_size_{args.part}.json")
     name.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {name}")
 

@@ -7,9 +7,9 @@ Part ``learn``: a small CNN trained for a few CPU minutes on the synthetic split
 validation accuracy, per-class accuracy, the confusion matrix and the confusable-pair error rates. The data
 should be clearly above chance (1/16 = 6.25 %) and below 100 %.
 
-    python benchmarks/data_throughput.py                # both parts
-    python benchmarks/data_throughput.py --part render  # seconds
-    python benchmarks/data_throughput.py --part learn --epochs 8
+    python -m benchmarks.data_throughput                # both parts
+    python -m benchmarks.data_throughput --part render  # seconds
+    python -m benchmarks.data_throughput --part learn --epochs 8
 
 Prints markdown tables; writes benchmarks/results/data_throughput.json and data_learnability.json.
 """
@@ -22,16 +22,15 @@ import logging
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.common import RESULTS
 from traenslenzor.doc_classifier.data import CONFUSABLE_PAIRS, RVL_CDIP_CLASSES, DataModuleConfig, DocDataModule
 from traenslenzor.doc_classifier.data.synthetic import render_sample
 
-RESULTS = Path(__file__).parent / "results"
 logger = logging.getLogger("data_throughput")
 
 

@@ -2,7 +2,7 @@
 
 Run on a CUDA machine (not part of CI; about 2-4 minutes on one modern GPU)::
 
-    python benchmarks/gpu_batch_size_check.py [--limit-gib 16] [--models resnet18,resnet50,vit_b_16]
+    python -m benchmarks.gpu_batch_size_check [--limit-gib 16] [--models resnet18,resnet50,vit_b_16]
 
 For each model (random weights, nothing downloaded; 224 px inputs, AdamW, fp32) the process's CUDA memory is capped
 with ``torch.cuda.set_per_process_memory_fraction`` so that the caching allocator raises real
@@ -23,11 +23,12 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).parent / "results" / "batch_size_gpu.json"
+from benchmarks.common import RESULTS
+
+OUT = RESULTS / "batch_size_gpu.json"
 GIB = 2**30
 STEPS = 3
 
@@ -144,8 +145,8 @@ def main() -> int:
         )
     for r in rows:
         print(f"{r['model']} auto trials (size, fits, peak MiB): {r['auto_trials_seen']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
         json.dumps({"device": torch.cuda.get_device_name(0), "limit_gib": args.limit_gib, "rows": rows}, indent=2)
         + "\n"
     )

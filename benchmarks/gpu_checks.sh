@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
 
 step gpu_tests 150 python -m pytest -q -p no:cacheprovider -m gpu tests
-step gpu_batch_size 150 python benchmarks/gpu_batch_size_check.py --limit-gib 16
+step gpu_batch_size 150 python -m benchmarks.gpu_batch_size_check --limit-gib 16
 cp benchmarks/results/batch_size_gpu.json "$OUT/" 2>/dev/null
 step guide_cli 150 python traenslenzor/doc_classifier/run.py --config_path .configs/alexnet_scratch.toml \
     --tune-batch-size --tune-learning-rate \

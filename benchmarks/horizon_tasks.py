@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,8 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lr_tasks
+from benchmarks import lr_tasks
 
 # Bump when the way these tasks are built or trained changes, so cached oracles are recomputed.
 HORIZON_CODE_VERSION = 1
@@ -243,7 +241,7 @@ def make_data(task: HorizonTask) -> lr_tasks.TaskData:
     """The task's data, the same for every seed (small tasks: ``lr_tasks.make_data``; documents: rendered pages)."""
     if task.data != "documents":
         return lr_tasks.make_data(task, n_train=task.n_train, n_eval=task.n_eval)  # type: ignore[arg-type]
-    from traenslenzor.doc_classifier.data.synthetic_dataset import SyntheticDocuments
+    from traenslenzor.doc_classifier.data.synthetic import SyntheticDocuments
 
     splits = {}
     for split, length in (("train", task.n_train), ("val", task.n_eval)):

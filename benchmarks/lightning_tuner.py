@@ -14,11 +14,12 @@ the bytes Lightning writes to its temporary checkpoint (ours writes none).
 
 Part ``quality``: for every task of ``lr_tasks.TASKS`` and finder seed, a LightningModule around the task's model
 and loader, ``Tuner(trainer).lr_find(...)`` with ours and with Lightning's, the suggestion scored by training at it
-(``lr_quality.Oracle``, whose cache ``lr_oracle_cache.json`` is read; new oracle points go to
+(``lr_quality``'s grid oracle, whose cache ``lr_oracle_cache.json`` is read; new oracle points go to
 ``lightning_tuner_oracle_cache.json``). Gap = (L(s) - L*) / (L(untrained) - L*), 0 best, 1 useless.
 
-Run: ``python benchmarks/lightning_tuner.py [--part cost|quality|all] [--repeats 2] [--finder-seeds 1]``. Prints
-markdown tables; writes ``benchmarks/results/lightning_tuner.json``.
+Run: ``python -m benchmarks.lightning_tuner [--part cost|quality|all] [--repeats 2] [--finder-seeds 1]``. Prints
+markdown tables; writes ``benchmarks/results/lightning_tuner.json`` (``--out`` another path; a part not run keeps
+what that file holds).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import json
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -40,13 +40,13 @@ from lightning.pytorch.tuner import Tuner as LightningTuner
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lr_quality import CACHE_PATH, Oracle, gap_cell, lit_task, score
-from lr_tasks import TASKS, make_data, make_loader
-
+from benchmarks.common import RESULTS, cpu_trainer, quiet_loggers
+from benchmarks.finders import Sweep, run_tuner
+from benchmarks.lr_quality import CACHE_PATH, gap_cell, grid, lit_task, score, untrained
+from benchmarks.lr_tasks import TASKS, make_data, make_loader
+from benchmarks.oracle import Oracle
 from traenslenzor.tuner.lightning import Tuner as OurTuner
 
-RESULTS = Path(__file__).resolve().parent / "results"
 OWN_CACHE = RESULTS / "lightning_tuner_oracle_cache.json"
 TUNERS = {"ours": OurTuner, "lightning": LightningTuner}
 FITS_UP_TO = 48  # faked memory limit of the cost benchmark's batch-size search
@@ -87,13 +87,6 @@ class BigMLP(pl.LightningModule):
         return DataLoader(self.data, batch_size=self.hparams.batch_size, shuffle=True)
 
 
-def _trainer(root: str, **kwargs) -> pl.Trainer:
-    settings = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, max_epochs=1, default_root_dir=root)  # fmt: skip
-    settings.update(kwargs)
-    return pl.Trainer(**settings)
-
-
 def _checkpoint_bytes(trainer: pl.Trainer) -> list[int]:
     """Wraps ``trainer.save_checkpoint`` to record the size of every checkpoint file written."""
     sizes: list[int] = []
@@ -115,7 +108,7 @@ def _run_cost(tool: str, job: str, model_name: str) -> dict:
     model = BigMLP(**MODELS[model_name])
     quiet = {"progress_bar": False} if tool == "ours" else {}
     with tempfile.TemporaryDirectory() as root:
-        trainer = _trainer(root, max_steps=100) if tool == "plain" else _trainer(root)
+        trainer = cpu_trainer(root, max_steps=100) if tool == "plain" else cpu_trainer(root)
         written = _checkpoint_bytes(trainer)
         start = time.perf_counter()
         if tool == "plain":
@@ -160,34 +153,20 @@ def cost_table(runs: dict) -> str:
 
 
 def _tuner_suggestion(tool: str, task, data, seed: int) -> tuple[float | None, float, int]:
-    module = lit_task(task, seed)
-    loader = make_loader(task, data, seed)
-    min_lr, max_lr = task.finder_range
     quiet = {"progress_bar": False} if tool == "ours" else {}
-    with tempfile.TemporaryDirectory() as root:
-        # max_epochs large: Lightning's search would otherwise end with the first epoch.
-        trainer = _trainer(root, max_epochs=1000)
-        start = time.perf_counter()
-        result = TUNERS[tool](trainer).lr_find(
-            module, train_dataloaders=loader, min_lr=min_lr, max_lr=max_lr, num_training=task.num_training,
-            update_attr=False, **quiet,
-        )  # fmt: skip
-        suggestion = result.suggestion()
-        return suggestion, time.perf_counter() - start, len(result.results["lr"])
+    sweep = Sweep(*task.finder_range, task.num_training)
+    run = run_tuner(TUNERS[tool], lit_task(task, seed), make_loader(task, data, seed), sweep, **quiet)
+    return run["suggestion"], run["seconds"], run["steps"]
 
 
 def quality(seeds: list[int]) -> list[dict]:
-    oracle = Oracle(CACHE_PATH)  # read lr_quality's cache; save new points to our own file
-    if OWN_CACHE.exists():
-        for key, entry in json.loads(OWN_CACHE.read_text()).items():
-            oracle.cache.setdefault(key, entry)["losses"].update(entry["losses"])
-    oracle.path = OWN_CACHE
+    oracle = Oracle(OWN_CACHE, read_also=CACHE_PATH)  # read lr_quality's cache; save new points to our own file
     rows = []
     for task in TASKS:
         data = make_data(task)
-        lrs, losses = oracle.grid(task, data)
+        lrs, losses = grid(oracle, task, data)
         best_i = min(range(len(losses)), key=losses.__getitem__)
-        best, l0 = (lrs[best_i], losses[best_i]), oracle.untrained(task, data)
+        best, l0 = (lrs[best_i], losses[best_i]), untrained(oracle, task, data)
         for seed in seeds:
             row = {"task": task.name, "seed": seed, "best_lr": best[0]}
             for tool in TUNERS:
@@ -224,12 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="cost runs per tool (interleaved); median reported")
     parser.add_argument("--finder-seeds", type=int, default=1, help="finder seeds per task (quality)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (cost part)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "lightning_tuner.json", help="JSON output path")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_loggers()
     warnings.filterwarnings("ignore")
-    out_path = RESULTS / "lightning_tuner.json"
+    out_path = args.out
     report = json.loads(out_path.read_text()) if out_path.exists() else {}
     started = time.perf_counter()
     if args.part in ("cost", "all"):
@@ -244,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         report["quality"] = {"rows": rows, "table": quality_table(rows)}
         print("\n## LR suggestion quality through the Tuner path (gap to the grid's best; 0 best, 1 useless)\n")
         print(report["quality"]["table"])
-    RESULTS.mkdir(exist_ok=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"\nwrote {out_path} ({time.perf_counter() - started:.0f} s)")
 

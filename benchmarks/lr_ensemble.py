@@ -17,11 +17,12 @@ Cells: median / worst gap read off the oracle grid (``lr_quality.grid_gap``, no 
 of log10 suggestion over the 5 answers, in decades). All tasks were seen before (design and earlier hold-outs):
 nothing here is an unseen test, and nothing is fitted.
 
-Run: ``python benchmarks/lr_ensemble.py`` (~10 min on 2 cores; the grid comes from the oracle cache).
+Run: ``python -m benchmarks.lr_ensemble [--out PATH]`` (~10 min on 2 cores; the grid comes from the oracle cache).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -32,15 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lr_quality import Oracle, grid_gap, oracle_grid
-from lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
-
+from benchmarks.common import RESULTS
+from benchmarks.lr_quality import grid_gap, grid_oracle, oracle_grid
+from benchmarks.lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
 from traenslenzor.tuner import find_lr
 from traenslenzor.tuner.lr.suggestion import suggest
 
 SEEDS = range(100, 115)
-OUT = Path(__file__).parent / "results" / "lr_ensemble.json"
+OUT = RESULTS / "lr_ensemble.json"
 
 
 def _log_median(values: list[float | None]) -> float | None:
@@ -55,10 +55,13 @@ def _pooled(curves: list[tuple[list[float], list[float], float]]) -> float | Non
     return suggest(list(lrs), [float(v) for v in mean], method="stable", beta=beta).lr
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON output path")
+    out = parser.parse_args(argv).out
     logging.getLogger("traenslenzor").setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    oracle = Oracle()
+    oracle = grid_oracle()
     per_task: dict = {}
     for task in TASKS:
         data = make_data(task)
@@ -90,7 +93,7 @@ def main() -> None:
                 "spread": spread,
             }
         print(f"{task.name} done", file=sys.stderr, flush=True)
-        OUT.write_text(json.dumps(per_task, indent=1))
+        out.write_text(json.dumps(per_task, indent=1))
     groups = {**GROUPS, "all": tuple(task.name for task in TASKS)}
     print(f"finder seeds {SEEDS.start}-{SEEDS.stop - 1}; cells: median / worst grid gap, median spread (decades)\n")
     print("| combination | " + " | ".join(groups) + " |")
@@ -102,7 +105,7 @@ def main() -> None:
             spreads = [per_task[t][name]["spread"] for t in members]
             cells.append(f"{statistics.median(gaps):.3f} / {max(gaps):.3f}, {statistics.median(spreads):.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"\nwrote {OUT}")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

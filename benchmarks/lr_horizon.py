@@ -24,8 +24,8 @@ For each task of ``horizon_tasks`` (groups ``long``, ``onecycle``, ``app``; desi
 * **Spread**: max - min of log10(suggestion) over finder seeds, in decades. **Cost**: the model's forward calls
   during our finder (one per optimizer step here), as a multiple of ``num_training``.
 
-Run (from the repo root, ``PYTHONPATH=$PWD``):
-``python benchmarks/lr_horizon.py --group long,onecycle,app --seeds 5`` (design tasks),
+Run from the repository root (needs ``.[bench]``):
+``python -m benchmarks.lr_horizon --group long,onecycle,app --seeds 5`` (design tasks),
 ``--holdout`` (the hold-out tasks instead), ``--tasks a,b``, ``--refresh-oracles`` (recompute the cached oracles of
 the selected tasks). Prints markdown tables; writes ``benchmarks/results/lr_horizon[_holdout].json``.
 """
@@ -33,25 +33,21 @@ the selected tasks). Prints markdown tables; writes ``benchmarks/results/lr_hori
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from horizon_tasks import (
+from benchmarks import finders
+from benchmarks.common import RESULTS, quiet_loggers
+from benchmarks.finders import Sweep, lit_module, run_lightning, run_torch_lr_finder
+from benchmarks.horizon_tasks import (
     GROUPS,
     INSTEAD,
     TASKS,
@@ -65,11 +61,10 @@ from horizon_tasks import (
     train,
     untrained,
 )
-
+from benchmarks.oracle import Oracle
 from traenslenzor.tuner.lr.suggestion import suggest
 
 log = logging.getLogger("lr_horizon")
-RESULTS = Path(__file__).resolve().parent / "results"
 CACHE_PATH = RESULTS / "lr_horizon_oracle_cache.json"
 FINDERS = ("ours", "valley", "lightning", "torch_lr_finder")
 LABELS = {
@@ -92,41 +87,31 @@ def _mean(values: list[list[float | None]]) -> tuple[float, float | None]:
     return float(np.mean(losses)), acc
 
 
-class Oracle:
-    """Lattice of trained base LRs per task, mean over the task's oracle seeds; cached in JSON."""
+class Lattice:
+    """Trained base LRs ``10**(k/4)`` per task, mean over the task's oracle seeds, held by an :class:`Oracle`.
+
+    Per task entry: ``points`` (lattice point -> one ``[loss, accuracy]`` per seed), ``exact`` (LRs off the lattice),
+    ``instead`` (the methods that are not an LR), ``untrained``.
+    """
 
     def __init__(self, path: Path = CACHE_PATH) -> None:
-        self.path = path
-        self.cache: dict = json.loads(path.read_text()) if path.exists() else {}
-
-        self.touched: set[str] = set()  # the tasks this process writes; others' entries are re-read on save
+        self.oracle = Oracle(path, save_each_run=True)
 
     def save(self) -> None:
-        """Writes this process's task entries over the file's current content (runs on other tasks may share it)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        merged = json.loads(self.path.read_text()) if self.path.exists() else {}
-        merged.update({key: self.cache[key] for key in self.touched if key in self.cache})
-        for key in self.touched - set(self.cache):
-            merged.pop(key, None)
-        partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp")  # renamed: never a half-written cache
-        partial.write_text(json.dumps(merged, indent=1, sort_keys=True))
-        partial.replace(self.path)
+        self.oracle.save()
 
     def refresh(self, task: HorizonTask) -> None:
-        self.touched.add(task.key())
-        self.cache.pop(task.key(), None)
+        self.oracle.refresh(task)
 
     def entry(self, task: HorizonTask) -> dict:
-        self.touched.add(task.key())
-        return self.cache.setdefault(task.key(), {"name": task.name, "points": {}, "exact": {}, "instead": {}})
+        return self.oracle.entry(task, points={}, exact={}, instead={})
 
     def _runs(self, task: HorizonTask, data, store: dict, key: str, **how) -> tuple[float, float | None]:
-        values = store.setdefault(key, [])
-        for seed in range(len(values), task.oracle_seeds):
+        def run(seed: int) -> list:
             loss, acc = train(task, data, seed, **how)
-            values.append([loss if math.isfinite(loss) else None, acc])
-            self.save()
-        return _mean(values[: task.oracle_seeds])
+            return [loss if math.isfinite(loss) else None, acc]
+
+        return _mean(self.oracle.seeds(store, key, range(task.oracle_seeds), run))
 
     def point(self, task: HorizonTask, data, k: int) -> tuple[float, float | None]:
         """Mean (loss, accuracy) at lattice point ``k`` (lr = 10**(k/4))."""
@@ -204,44 +189,24 @@ class Oracle:
 # finders
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Swallows an anchor's prints, progress bars and INFO logs (they cannot all be turned off by arguments)."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.disable(previous)
+def sweep_of(task: HorizonTask) -> Sweep:
+    return Sweep(*task.finder_range, task.num_training)
 
 
 def run_ours(task: HorizonTask, data, seed: int, batch_size: int | None = None) -> dict:
     """Our finder as a user calls it; steps counted as the model's forward calls (one per optimizer step here)."""
-    from traenslenzor.tuner import find_lr
-
     model = make_model(task, seed)
     optimizer = make_optimizer(task, model, task.finder_range[0])
-    calls = [0]
-    hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    min_lr, max_lr = task.finder_range
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = find_lr(
-            model, optimizer, make_loss(task), make_loader(task, data, seed, batch_size),
-            min_lr=min_lr, max_lr=max_lr, num_training=task.num_training, progress_bar=False,
-        )  # fmt: skip
-        suggestion = result.suggestion()
-    seconds = time.perf_counter() - start
-    hook.remove()
+    loader = make_loader(task, data, seed, batch_size)
+    ours = finders.run_ours(model, optimizer, make_loss(task), loader, sweep_of(task))
+    result = ours["result"]
     curve = result.results
     return {
-        "seconds": seconds,
-        "forward_calls": calls[0],
+        "seconds": ours["seconds"],
+        "forward_calls": ours["forward_calls"],
         "curve_points": len(curve["lr"]),
         "suggestions": {
-            "ours": suggestion,
+            "ours": result.suggestion(),
             "valley": suggest(curve["lr"], curve["loss"], method="valley").lr,
         },
         "findings": [finding.code for finding in result.diagnostics()],
@@ -249,68 +214,20 @@ def run_ours(task: HorizonTask, data, seed: int, batch_size: int | None = None) 
     }
 
 
-def _lit_module(task: HorizonTask, seed: int):  # -> LightningModule (lightning imported lazily)
-    import lightning.pytorch as pl
-
-    class LitTask(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = make_model(task, seed)
-            self.loss_fn = make_loss(task)
-            self.lr = task.finder_range[0]
-
-        def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-            x, y = batch
-            return self.loss_fn(self.model(x), y)
-
-        def configure_optimizers(self) -> torch.optim.Optimizer:
-            return make_optimizer(task, self.model, self.lr)
-
-    return LitTask()
-
-
-def run_lightning(task: HorizonTask, data, seed: int) -> dict:
-    import lightning.pytorch as pl
-    from lightning.pytorch.tuner import Tuner
-
-    module = _lit_module(task, seed)
-    min_lr, max_lr = task.finder_range
-    with tempfile.TemporaryDirectory() as root, warnings.catch_warnings(), _quiet():
-        warnings.simplefilter("ignore")
-        trainer = pl.Trainer(
-            accelerator="cpu", devices=1, max_epochs=1000, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
-        )  # fmt: skip
-        finder = Tuner(trainer).lr_find(
-            module, train_dataloaders=make_loader(task, data, seed), min_lr=min_lr, max_lr=max_lr,
-            num_training=task.num_training, update_attr=False,
-        )  # fmt: skip
-        return {"suggestions": {"lightning": finder.suggestion()}}
-
-
-def run_torch_lr_finder(task: HorizonTask, data, seed: int) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torch_lr_finder import LRFinder
-
+def run_anchors(task: HorizonTask, data, seed: int) -> dict[str, float | None]:
+    """Lightning's and torch-lr-finder's suggestions, each from the same fresh model and loader as ours."""
+    module = lit_module(
+        lambda: make_model(task, seed),
+        make_loss(task),
+        lambda lit, lr: make_optimizer(task, lit.model, lr),
+        task.finder_range[0],
+    )
+    lit = run_lightning(module, make_loader(task, data, seed), sweep_of(task))
     model = make_model(task, seed)
     optimizer = make_optimizer(task, model, task.finder_range[0])
-    min_lr, max_lr = task.finder_range
-    finder = LRFinder(model, optimizer, make_loss(task), device="cpu")
-    with _quiet():
-        finder.range_test(make_loader(task, data, seed), start_lr=min_lr, end_lr=max_lr, num_iter=task.num_training)
-        finder.reset()
-    fig, ax = plt.subplots()
-    try:
-        with _quiet():
-            _, suggestion = finder.plot(ax=ax, suggest_lr=True)
-    except Exception as exc:  # an anchor failing to suggest scores as "no suggestion"
-        log.info("torch-lr-finder gave no suggestion on %s: %s", task.name, exc)
-        suggestion = None
-    plt.close(fig)
-    return {"suggestions": {"torch_lr_finder": None if suggestion is None else float(suggestion)}}
+    loader = make_loader(task, data, seed)
+    tlf = run_torch_lr_finder(model, optimizer, make_loss(task), loader, sweep_of(task), task.name)
+    return {"lightning": lit["suggestion"], "torch_lr_finder": tlf["suggestion"]}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -326,7 +243,7 @@ def gaps(loss: float, acc: float | None, best: dict, base: tuple[float, float | 
     return out
 
 
-def score_lr(oracle: Oracle, task: HorizonTask, data, lr: float | None, best: dict, base) -> dict:
+def score_lr(oracle: Lattice, task: HorizonTask, data, lr: float | None, best: dict, base) -> dict:
     if lr is None or not math.isfinite(lr) or lr <= 0:
         out = {"lr": None, "gap": 1.0, "decades": None}
         if "acc" in best:
@@ -335,7 +252,7 @@ def score_lr(oracle: Oracle, task: HorizonTask, data, lr: float | None, best: di
     return {"lr": lr, "decades": math.log10(lr / best["lr"]), **gaps(*oracle.at(task, data, lr), best, base)}
 
 
-def run_task(task: HorizonTask, oracle: Oracle, seeds: list[int]) -> dict:
+def run_task(task: HorizonTask, oracle: Lattice, seeds: list[int]) -> dict:
     started = time.perf_counter()
     log.info("%s (%s, %s): building data and oracle", task.name, task.group, task.split)
     data = make_data(task)
@@ -350,8 +267,7 @@ def run_task(task: HorizonTask, oracle: Oracle, seeds: list[int]) -> dict:
         ours = run_ours(task, data, seed)
         suggestions = dict(ours["suggestions"])
         if task.anchors:
-            suggestions |= run_lightning(task, data, seed)["suggestions"]
-            suggestions |= run_torch_lr_finder(task, data, seed)["suggestions"]
+            suggestions |= run_anchors(task, data, seed)
         scores = {name: score_lr(oracle, task, data, lr, best, base) for name, lr in suggestions.items()}
         oracle.save()
         runs.append({"seed": seed, "scores": scores, **{k: v for k, v in ours.items() if k != "suggestions"}})
@@ -492,18 +408,17 @@ def main(argv: list[str] | None = None) -> None:
     if not tasks:
         parser.error("no task selected (the hold-out tasks may not be defined yet)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_loggers()
     torch.set_num_threads(1)
 
-    oracle = Oracle()
+    oracle = Lattice()
     if args.refresh_oracles:
         for task in tasks:
             oracle.refresh(task)
     seeds = list(range(100, 100 + args.seeds))
     started = time.perf_counter()
     results = []
-    command = "python benchmarks/lr_horizon.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.lr_horizon " + " ".join(sys.argv[1:] if argv is None else argv)
     out = args.out or RESULTS / ("lr_horizon_holdout.json" if args.holdout else "lr_horizon.json")
     for i, task in enumerate(tasks, 1):
         log.info("[%d/%d] %s", i, len(tasks), task.name)

@@ -16,33 +16,30 @@ For each task of ``lr_tasks.TASKS`` (fixed budget of constant-LR steps, held-out
 * **Cost**: wall time of each finder / wall time of the same number of plain training steps on the same loader,
   measured in the same run, normalised by the steps each finder actually ran (early stop).
 
-Run: ``python benchmarks/lr_quality.py`` (full, ~10-15 min on 2 cores the first time, the oracle then comes from
-the cache), ``--quick`` (3 tasks, 1 finder seed), ``--tasks a,b``. Prints markdown; writes
-``benchmarks/results/lr_quality.json`` (``lr_quality_quick.json`` for ``--quick``).
+Run from the repository root: ``python -m benchmarks.lr_quality`` (full, ~10-15 min on 2 cores the first time, the
+oracle then comes from the cache), ``--quick`` (3 tasks, 1 finder seed), ``--tasks a,b``. Needs ``.[bench]``
+(torch-lr-finder is an anchor), also for ``--quick``. Prints markdown; writes ``benchmarks/results/lr_quality.json``
+(``lr_quality_quick.json`` for ``--quick``; ``--out`` another path).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
 import math
 import statistics
-import sys
-import tempfile
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lr_tasks import (
+from benchmarks import finders
+from benchmarks.common import RESULTS, quiet_loggers
+from benchmarks.finders import Sweep, lit_module, run_lightning, run_torch_lr_finder
+from benchmarks.lr_tasks import (
     GROUPS,
     TASKS,
     TASKS_BY_NAME,
@@ -58,11 +55,10 @@ from lr_tasks import (
     train_constant,
     untrained_loss,
 )
-
+from benchmarks.oracle import Oracle
 from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION, SUGGESTIONS, suggest
 
 log = logging.getLogger("lr_quality")
-RESULTS = Path(__file__).resolve().parent / "results"
 CACHE_PATH = RESULTS / "lr_oracle_cache.json"
 ORACLE_SEEDS = (0, 1, 2, 3)
 ANCHORS = ("lightning", "torch_lr_finder")
@@ -72,42 +68,37 @@ ANCHORS = ("lightning", "torch_lr_finder")
 # oracle (cached)
 
 
-class Oracle:
-    """Held-out loss of constant-LR training, mean over ``ORACLE_SEEDS``, cached per task hash and LR."""
+def grid_oracle(read_also: Path | None = None) -> Oracle:
+    """The oracle of this benchmark's grid (``CACHE_PATH``): per task ``losses`` by LR, ``untrained``."""
+    return Oracle(CACHE_PATH, read_also=read_also)
 
-    def __init__(self, path: Path = CACHE_PATH) -> None:
-        self.path = path
-        self.cache: dict = json.loads(path.read_text()) if path.exists() else {}
 
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")  # renamed over the cache: never a half-written cache
-        partial.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
-        partial.replace(self.path)
+def loss_at(oracle: Oracle, task: Task, data: TaskData, lr: float) -> float:
+    """Held-out loss of training at constant ``lr``, mean over ``ORACLE_SEEDS``; inf when a seed diverged."""
+    key = f"{lr:.6e}"
+    entry = oracle.entry(task, losses={}, untrained=None)
 
-    def _entry(self, task: Task) -> dict:
-        return self.cache.setdefault(task.key(), {"name": task.name, "losses": {}, "untrained": None})
+    def train(seed: int) -> float | None:
+        loss = train_constant(task, data, float(key), seed)
+        return loss if math.isfinite(loss) else None
 
-    def loss_at(self, task: Task, data: TaskData, lr: float) -> float:
-        entry = self._entry(task)
-        key = f"{lr:.6e}"
-        losses = entry["losses"].setdefault(key, [])  # one value per seed of ORACLE_SEEDS, in order
-        for seed in ORACLE_SEEDS[len(losses) :]:  # a cache made with fewer seeds is extended, not redone
-            loss = train_constant(task, data, float(key), seed)
-            losses.append(loss if math.isfinite(loss) else None)
-        losses = losses[: len(ORACLE_SEEDS)]
-        return math.inf if any(v is None for v in losses) else float(np.mean(losses))
+    losses = oracle.seeds(entry["losses"], key, ORACLE_SEEDS, train)
+    return math.inf if any(v is None for v in losses) else float(np.mean(losses))
 
-    def untrained(self, task: Task, data: TaskData) -> float:
-        entry = self._entry(task)
-        if entry.get("untrained_seeds") != len(ORACLE_SEEDS):
-            entry["untrained"] = float(np.mean([untrained_loss(task, data, seed) for seed in ORACLE_SEEDS]))
-            entry["untrained_seeds"] = len(ORACLE_SEEDS)
-        return entry["untrained"]
 
-    def grid(self, task: Task, data: TaskData) -> tuple[list[float], list[float]]:
-        lrs = grid_lrs(task, points_per_decade=4)
-        return lrs, [self.loss_at(task, data, lr) for lr in lrs]
+def untrained(oracle: Oracle, task: Task, data: TaskData) -> float:
+    """Held-out loss at init, mean over ``ORACLE_SEEDS``."""
+    entry = oracle.entry(task, losses={}, untrained=None)
+    if entry.get("untrained_seeds") != len(ORACLE_SEEDS):
+        entry["untrained"] = float(np.mean([untrained_loss(task, data, seed) for seed in ORACLE_SEEDS]))
+        entry["untrained_seeds"] = len(ORACLE_SEEDS)
+    return entry["untrained"]
+
+
+def grid(oracle: Oracle, task: Task, data: TaskData) -> tuple[list[float], list[float]]:
+    """The loss at every LR of the task's grid (4 points per decade)."""
+    lrs = grid_lrs(task, points_per_decade=4)
+    return lrs, [loss_at(oracle, task, data, lr) for lr in lrs]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -129,25 +120,22 @@ def plain_steps(task: Task, data: TaskData, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def run_ours(task: Task, data: TaskData, seed: int) -> dict:
-    from traenslenzor.tuner import find_lr
+def sweep_of(task: Task) -> Sweep:
+    return Sweep(*task.finder_range, task.num_training)
 
+
+def run_ours(task: Task, data: TaskData, seed: int) -> dict:
     model = make_model(task, seed)
     optimizer = make_optimizer(task, model.parameters(), task.finder_range[0])
     loader = make_loader(task, data, seed)
-    min_lr, max_lr = task.finder_range
-    start = time.perf_counter()
-    result = find_lr(
-        model, optimizer, make_loss(task), loader,
-        min_lr=min_lr, max_lr=max_lr, num_training=task.num_training, progress_bar=False,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
+    ours = finders.run_ours(model, optimizer, make_loss(task), loader, sweep_of(task))
+    result = ours["result"]
     curve = result.results
     suggestions = {
         name: suggest(curve["lr"], curve["loss"], method=name).lr for name in SUGGESTIONS
     }  # default skips (10, 1)
     return {
-        "seconds": seconds,
+        "seconds": ours["seconds"],
         "steps": len(curve["lr"]),
         "suggestions": suggestions,
         "findings": [finding.code for finding in result.diagnostics()],  # judged for the default rule
@@ -155,92 +143,28 @@ def run_ours(task: Task, data: TaskData, seed: int) -> dict:
     }
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Swallows an anchor's prints, progress bars and INFO logs (they cannot all be turned off by arguments)."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.disable(previous)
-
-
 def lit_task(task: Task, seed: int):  # -> lightning.pytorch.LightningModule (imported lazily)
     """The task's model, loss and optimizer (``lr_tasks``) as a LightningModule, for the Tuner-based finders."""
-    import lightning.pytorch as pl
-
-    class LitTask(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = make_model(task, seed)
-            self.loss_fn = make_loss(task)
-            self.lr = task.finder_range[0]
-
-        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-            x, y = batch
-            return self.loss_fn(self.model(x), y)
-
-        def configure_optimizers(self) -> torch.optim.Optimizer:
-            return make_optimizer(task, self.parameters(), self.lr)
-
-    return LitTask()
+    return lit_module(
+        lambda: make_model(task, seed),
+        make_loss(task),
+        lambda module, lr: make_optimizer(task, module.parameters(), lr),
+        task.finder_range[0],
+    )
 
 
-def run_lightning(task: Task, data: TaskData, seed: int) -> dict:
-    import lightning.pytorch as pl
-    from lightning.pytorch.tuner import Tuner
-
+def run_anchors(task: Task, data: TaskData, seed: int) -> tuple[dict, dict]:
+    """Lightning's and torch-lr-finder's runs, each from the same fresh model and loader as ours."""
     module = lit_task(task, seed)
-    loader = make_loader(task, data, seed)
-    min_lr, max_lr = task.finder_range
-    with tempfile.TemporaryDirectory() as root, warnings.catch_warnings(), _quiet():
-        warnings.simplefilter("ignore")
-        trainer = pl.Trainer(
-            accelerator="cpu", devices=1, max_epochs=1000, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
-        )  # fmt: skip
-        start = time.perf_counter()
-        finder = Tuner(trainer).lr_find(
-            module, train_dataloaders=loader, min_lr=min_lr, max_lr=max_lr,
-            num_training=task.num_training, update_attr=False,
-        )  # fmt: skip
-        suggestion = finder.suggestion()
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "steps": len(finder.results["lr"]), "suggestions": {"lightning": suggestion}}
-
-
-def run_torch_lr_finder(task: Task, data: TaskData, seed: int) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torch_lr_finder import LRFinder
-
+    lit = run_lightning(module, make_loader(task, data, seed), sweep_of(task))
     model = make_model(task, seed)
     optimizer = make_optimizer(task, model.parameters(), task.finder_range[0])
     loader = make_loader(task, data, seed)
-    min_lr, max_lr = task.finder_range
-    finder = LRFinder(model, optimizer, make_loss(task), device="cpu")
-    with _quiet():  # it prints and shows a progress bar it cannot turn off
-        start = time.perf_counter()
-        finder.range_test(loader, start_lr=min_lr, end_lr=max_lr, num_iter=task.num_training)
-        seconds = time.perf_counter() - start
-        finder.reset()
-    fig, ax = plt.subplots()
-    try:  # its suggestion lives in plot(); None when too few points
-        with _quiet():
-            _, suggestion = finder.plot(ax=ax, suggest_lr=True)
-    except Exception as exc:  # an anchor failing to suggest scores as "no suggestion"
-        log.info("torch-lr-finder gave no suggestion on %s: %s", task.name, exc)
-        suggestion = None
-    plt.close(fig)
-    return {
-        "seconds": seconds,
-        "steps": len(finder.history["lr"]),
-        "suggestions": {"torch_lr_finder": None if suggestion is None else float(suggestion)},
-    }
+    tlf = run_torch_lr_finder(model, optimizer, make_loss(task), loader, sweep_of(task), task.name)
+    return (
+        {"seconds": lit["seconds"], "steps": lit["steps"], "suggestions": {"lightning": lit["suggestion"]}},
+        {"seconds": tlf["seconds"], "steps": tlf["steps"], "suggestions": {"torch_lr_finder": tlf["suggestion"]}},
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,27 +175,24 @@ def score(oracle: Oracle, task: Task, data: TaskData, lr: float | None, best: tu
     lr_best, loss_best = best
     if lr is None or not math.isfinite(lr) or lr <= 0:
         return {"lr": None, "loss": None, "gap": 1.0, "decades": None}
-    loss = oracle.loss_at(task, data, lr)
+    loss = loss_at(oracle, task, data, lr)
     gap = 1.0 if not math.isfinite(loss) else min(1.0, (loss - loss_best) / (l0 - loss_best))
     return {"lr": lr, "loss": loss if math.isfinite(loss) else None, "gap": gap, "decades": math.log10(lr / lr_best)}
 
 
 def run_task(task: Task, oracle: Oracle, finder_seeds: list[int]) -> dict:
     data = make_data(task)
-    lrs, losses = oracle.grid(task, data)
+    lrs, losses = grid(oracle, task, data)
     best_i = int(np.argmin(losses))
     best = (lrs[best_i], losses[best_i])
-    l0 = oracle.untrained(task, data)
+    l0 = untrained(oracle, task, data)
     oracle.save()
     log.info("%s: grid best lr %.2e, L* %.4f, L(untrained) %.4f", task.name, *best, l0)
     runs = []
     for seed in finder_seeds:
         plain = plain_steps(task, data, seed)
-        ours, lit, tlf = (
-            run_ours(task, data, seed),
-            run_lightning(task, data, seed),
-            run_torch_lr_finder(task, data, seed),
-        )
+        ours = run_ours(task, data, seed)
+        lit, tlf = run_anchors(task, data, seed)
         suggestions = {**ours["suggestions"], **lit["suggestions"], **tlf["suggestions"]}
         scores = {name: score(oracle, task, data, lr, best, l0) for name, lr in suggestions.items()}
         oracle.save()
@@ -394,11 +315,11 @@ SWEEP_VARIANTS = {
 
 def oracle_grid(oracle: Oracle, task: Task, data: TaskData) -> dict:
     """The oracle's grid as ``grid_gap`` reads it: ``lr``, ``loss`` (None where training diverged), ``untrained``."""
-    lrs, losses = oracle.grid(task, data)
+    lrs, losses = grid(oracle, task, data)
     return {
         "lr": lrs,
         "loss": [v if math.isfinite(v) else None for v in losses],
-        "untrained": oracle.untrained(task, data),
+        "untrained": untrained(oracle, task, data),
     }
 
 
@@ -452,8 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_loggers()
     torch.set_num_threads(1)  # timing on a shared machine: one thread is the steadiest
 
     tasks = list(TASKS[:3]) if args.quick else list(TASKS)
@@ -463,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown task(s) {sorted(unknown)}; known: {sorted(TASKS_BY_NAME)}")
         tasks = [TASKS_BY_NAME[name] for name in args.tasks.split(",")]
     seeds = list(range(100, 100 + (1 if args.quick else args.finder_seeds)))
-    oracle = Oracle()
+    oracle = grid_oracle()
     started = time.perf_counter()
     if args.robustness:
         table, gaps = robustness_table(tasks, oracle, seeds)

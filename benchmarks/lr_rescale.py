@@ -14,7 +14,7 @@ finder's error). Each is scored by the normalised gap against a grid oracle trai
 ``benchmarks/results/lr_rescale_oracle_cache.json``). "Δdec best" is how far the grid-best LR moved with the batch,
 against the rule's prediction.
 
-Run: ``python benchmarks/lr_rescale.py --seeds 5`` (``--tasks a,b``, ``--refresh-oracles``). Prints a markdown
+Run: ``python -m benchmarks.lr_rescale --seeds 5`` (``--tasks a,b``, ``--refresh-oracles``). Prints a markdown
 table; writes ``benchmarks/results/lr_rescale.json``.
 """
 
@@ -32,10 +32,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from horizon_tasks import HorizonTask, make_data, make_model, make_optimizer
-from lr_horizon import RESULTS, Oracle, run_ours, score_lr
-
+from benchmarks.common import RESULTS
+from benchmarks.horizon_tasks import HorizonTask, make_data, make_model, make_optimizer
+from benchmarks.lr_horizon import Lattice, run_ours, score_lr
 from traenslenzor.tuner.lr.rescale import rescale_lr, rule_for_optimizer
 
 log = logging.getLogger("lr_rescale")
@@ -68,7 +67,7 @@ def rule_of(task: HorizonTask) -> str:
     return rule_for_optimizer(type(make_optimizer(task, make_model(task, 0), 1e-3)).__name__)
 
 
-def run_task(task: HorizonTask, oracle: Oracle, seeds: list[int]) -> dict:
+def run_task(task: HorizonTask, oracle: Lattice, seeds: list[int]) -> dict:
     data = make_data(task)
     base = at_batch(task, BASE_BATCH)
     rule = rule_of(task)
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("lightning", "traenslenzor"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    oracle = Oracle(CACHE_PATH)
+    oracle = Lattice(CACHE_PATH)
     if args.refresh_oracles:
         for task in tasks:
             for batch in (BASE_BATCH, *(int(BASE_BATCH * f) for f in FACTORS)):
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(run_task(task, oracle, seeds))
     text = table(results)
     seconds = time.perf_counter() - started
-    command = "python benchmarks/lr_rescale.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.lr_rescale " + " ".join(sys.argv[1:] if argv is None else argv)
     print("\n" + text + f"\n\n`{command}`: {seconds:.0f} s wall")
     out = args.out or RESULTS / "lr_rescale.json"
     out.write_text(json.dumps({"command": command, "seconds": seconds, "table": text, "tasks": results}, indent=1))

@@ -8,11 +8,15 @@ exploratory reader is added beside the registered rules: ``centred`` locates the
 smoothing of the raw loss (running median, then a running mean, both of half-width 5 points) and goes 0.9
 decades below it. It is NOT a registered rule; its half-width and offset were only looked at on this suite.
 
-Run: ``python benchmarks/lr_spread.py`` (~5 min on 2 cores; the grid comes from the oracle cache). Prints markdown.
+Run: ``python -m benchmarks.lr_spread`` (~5 min on 2 cores; the grid comes from the oracle cache). Prints markdown;
+writes ``benchmarks/results/lr_spread.json`` (``--out`` another path): the table, the per-task gaps and spreads, the
+cost of the adaptive range.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import math
 import statistics
@@ -22,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lr_quality import Oracle, grid_gap, oracle_grid
-from lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
-
+from benchmarks.common import RESULTS
+from benchmarks.lr_quality import grid_gap, grid_oracle, oracle_grid
+from benchmarks.lr_tasks import GROUPS, TASKS, make_data, make_loader, make_loss, make_model, make_optimizer
 from traenslenzor.tuner import find_lr
-from traenslenzor.tuner.lr.suggestion import SUGGESTIONS, final_valley, rise_onset, suggest
+from traenslenzor.tuner.lr.curve import final_valley, rise_onset
+from traenslenzor.tuner.lr.suggestion import SUGGESTIONS, suggest
 
 SEEDS = range(100, 105)
 
@@ -52,10 +56,13 @@ def centred(lrs: list[float], raw: list[float], half: int = 5, below: float = 0.
     return float(10 ** xs[int(np.argmin(np.abs(xs - (xs[onset] - below))))])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=RESULTS / "lr_spread.json", help="JSON output path")
+    args = parser.parse_args(argv)
     logging.getLogger("traenslenzor").setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    oracle = Oracle()
+    oracle = grid_oracle()
     readers = [*SUGGESTIONS, "centred"]
     rows: dict = {}  # (mode, reader) -> task -> (gaps, spread)
     steps: dict = {"fixed": [], "adaptive": []}
@@ -85,21 +92,38 @@ def main() -> None:
                 rows.setdefault((mode, name), {})[task.name] = ([grid_gap(grid, v) for v in values], spread)
         print(f"{task.name} done", file=sys.stderr, flush=True)
     groups = {**GROUPS, "all": tuple(task.name for task in TASKS)}
-    print(f"finder seeds {list(SEEDS)}; cells: median / worst grid gap, median spread (decades) over the tasks\n")
-    print("| range | reader | " + " | ".join(groups) + " |")
-    print("|---|---|" + "---|" * len(groups))
+    lines = [
+        f"finder seeds {list(SEEDS)}; cells: median / worst grid gap, median spread (decades) over the tasks\n",
+        "| range | reader | " + " | ".join(groups) + " |",
+        "|---|---|" + "---|" * len(groups),
+    ]
     for (mode, name), per_task in rows.items():
         cells = []
         for members in groups.values():
             gaps = [g for t in members for g in per_task[t][0]]
             spreads = [per_task[t][1] for t in members]
             cells.append(f"{statistics.median(gaps):.3f} / {max(gaps):.3f}, {statistics.median(spreads):.2f}")
-        print(f"| {mode} | {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {mode} | {name} | " + " | ".join(cells) + " |")
     for mode in steps:
-        print(
+        lines.append(
             f"\n{mode}: {extended[mode]} of {len(steps[mode])} runs widened the range; total steps / num_training "
             f"median {statistics.median(steps[mode]):.2f}, max {max(steps[mode]):.2f}"
         )
+    table = "\n".join(lines)
+    print(table)
+    record = {
+        "finder_seeds": list(SEEDS),
+        "table": table,
+        "tasks": {
+            f"{mode}|{name}": {task: {"gaps": gaps, "spread": spread} for task, (gaps, spread) in per_task.items()}
+            for (mode, name), per_task in rows.items()
+        },
+        "total_steps_over_num_training": steps,
+        "extended": extended,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1))
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

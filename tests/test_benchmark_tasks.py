@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-horizon_tasks = pytest.importorskip("horizon_tasks")
-lr_horizon = pytest.importorskip("lr_horizon")
-lr_rescale = pytest.importorskip("lr_rescale")
+from benchmarks import horizon_tasks, lr_horizon, lr_rescale
 
 
 def _tiny(task):
@@ -44,7 +40,7 @@ def test_task_names_are_unique_and_holdouts_apart():
 def test_oracle_and_finders_score_a_tiny_task(tmp_path):
     pytest.importorskip("torch_lr_finder")
     task = replace(_tiny(horizon_tasks.TASKS_BY_NAME["oc_mlp_adamw"]), lattice=(-12, -8))
-    oracle = lr_horizon.Oracle(tmp_path / "cache.json")
+    oracle = lr_horizon.Lattice(tmp_path / "cache.json")
     result = lr_horizon.run_task(task, oracle, seeds=[0])
     run = result["runs"][0]
     assert set(run["scores"]) == {"ours", "valley", "lightning", "torch_lr_finder"}
@@ -61,3 +57,27 @@ def test_rescale_rule_per_task_family():
     assert rules["rs_mlp_adam"] == "sqrt"
     tiny = lr_rescale.at_batch(lr_rescale.TASKS[0], 128)
     assert tiny.steps * 128 == lr_rescale.BASE_STEPS * lr_rescale.BASE_BATCH
+
+
+def test_the_oracle_extends_its_seeds_and_saves_only_its_own_tasks(tmp_path):
+    from benchmarks.oracle import Oracle
+
+    class Task:
+        name = "t"
+
+        def key(self) -> str:
+            return "k1"
+
+    path = tmp_path / "cache.json"
+    path.write_text('{"k0": {"name": "other"}, "k1": {"name": "t", "runs": {"a": [10]}}}')
+    oracle = Oracle(path)
+    table = oracle.entry(Task(), runs={})["runs"]
+    assert oracle.seeds(table, "a", range(3), lambda seed: seed * 100) == [10, 100, 200]  # seed 0 was cached
+    path.write_text('{"k0": {"name": "changed by another run"}, "k1": {}}')
+    oracle.save()
+    saved = json.loads(path.read_text())
+    assert saved == {"k0": {"name": "changed by another run"}, "k1": {"name": "t", "runs": {"a": [10, 100, 200]}}}
+    joined = Oracle(tmp_path / "own.json", read_also=path)  # reads another oracle's results, writes its own file
+    assert joined.entry(Task())["runs"] == {"a": [10, 100, 200]}
+    joined.save()
+    assert json.loads((tmp_path / "own.json").read_text()) == {"k1": saved["k1"]}

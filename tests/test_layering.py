@@ -3,6 +3,9 @@
 - the tuner core (``traenslenzor/tuner/`` outside ``tuner/lightning/``) never imports Lightning;
 - no tuner file imports the app (``traenslenzor.doc_classifier``);
 - the app imports from the tuner only its public face, ``traenslenzor.tuner`` itself;
+- ``tuner/lr/`` and ``tuner/batch/`` never import each other;
+- the LR sweep (``lr/sweep.py``, ``lr/adaptive.py``) and the advice on its curve (``lr/diagnostics.py``) never
+  import each other: both read the curve maths in ``lr/curve.py``;
 - the tuner's modules import each other without a cycle.
 
 Imports are read with ``ast`` (nothing is executed), so a lazy import inside a function counts as much as one at
@@ -114,6 +117,25 @@ def test_the_two_wings_never_import_each_other():
         if name == f"traenslenzor.tuner.{other}" or name.startswith(f"traenslenzor.tuner.{other}.")
     ]
     assert not offenders, "tuner/lr/ and tuner/batch/ must not import each other:\n" + "\n".join(offenders)
+
+
+def test_the_sweep_and_the_diagnostics_never_import_each_other():
+    # The sweep's decisions and the advice both read lr/curve.py; neither depends on the other.
+    sweep = {"traenslenzor.tuner.lr.sweep", "traenslenzor.tuner.lr.adaptive"}
+    advice = {"traenslenzor.tuner.lr.diagnostics"}
+    pairs = [(sweep, advice), (advice, sweep)]
+    offenders = [
+        f"{rel(path)}:{line} imports {name}"
+        for importers, imported in pairs
+        for path in python_files(WINGS["lr"])
+        if module_name(path) in importers
+        for line, name in imported_modules(path)
+        if name in imported or any(name.startswith(f"{other}.") for other in imported)
+    ]
+    assert not offenders, "lr/sweep.py, lr/adaptive.py and lr/diagnostics.py must not import each other:\n" + (
+        "\n".join(offenders)
+    )
+    assert {path.stem for path in python_files(WINGS["lr"])} >= {"sweep", "adaptive", "diagnostics", "curve"}
 
 
 def test_the_wings_hold_their_modules():

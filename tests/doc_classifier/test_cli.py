@@ -186,7 +186,8 @@ def test_cli_reports_missing_rvl_cdip(tmp_path: Path, capsys: pytest.CaptureFixt
     config = tmp_path / "exp.toml"
     shutil.copy(REPO / ".configs/alexnet_scratch.toml", config)
     root = tmp_path / "no-such-rvl-cdip"
-    assert main(["--config_path", str(config), f"--datamodule_config.root={root}"]) == 2
+    on_cpu = ["--trainer_config.accelerator=cpu", "--trainer_config.precision=32-true"]  # the GPU check comes first
+    assert main(["--config_path", str(config), f"--datamodule_config.root={root}", *on_cpu]) == 2
     assert str(root) in capsys.readouterr().err
 
 
@@ -318,7 +319,7 @@ def test_tuning_passes_the_config_and_applies_results(
 def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     tmp_path: Path, stage: str, written: int
 ) -> None:
-    from traenslenzor.doc_classifier.experiment import _save
+    from traenslenzor.doc_classifier.config_writer import save_tuning
 
     config = _quickstart_copy(tmp_path)
     from traenslenzor.doc_classifier.config import load_config
@@ -326,7 +327,7 @@ def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     tuning = SimpleNamespace(
         batch_size=48, accumulate_grad_batches=1, learning_rate=2e-3, max_lr=6e-3, weight_decay=None
     )
-    assert _save(config, config, tuning, load_config(config, [f"stage={stage}"])) == config
+    assert save_tuning(config, config, tuning, load_config(config, [f"stage={stage}"])) == config
     saved = tomllib.loads(config.read_text(encoding="utf-8"))
     assert saved["datamodule_config"]["batch_size"] == written  # quickstart's own value is 32
     assert saved["module_config"]["optimizer"]["learning_rate"] == 2e-3
@@ -425,3 +426,51 @@ def test_a_misspelled_batch_size_mode_exits_2_in_one_line_before_any_data_is_bui
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "tuner_config.batch_size_mode" in line and "'powr'" in line
     assert all(f"'{mode}'" in line for mode in ("power", "binsearch", "auto", "throughput"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["--trainer_config.max_epochs=-1"],
+            "max_epochs = -1 (no limit) with module_config.scheduler.name = 'onecycle'",
+        ),
+        (["--tuner_config.min_lr=2.0"], "min_lr=2.0 must be smaller than max_lr=1.0"),
+        (["--tuner_config.max_memory=1"], "is an int, read as bytes, and is less than 1 MiB"),
+        (["--trainer_config.accelerator=gpu"], "trainer_config.accelerator = 'gpu', but torch finds no GPU"),
+        (["--trainer_config.accelerator=cuda"], "trainer_config.accelerator = 'cuda', but torch finds no GPU"),
+        (["--trainer_config.precision=16-mixed"], "precision = '16-mixed' does not run on the CPU"),
+    ],
+)
+def test_config_that_would_fail_late_exits_2_in_one_line_before_any_data_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    from traenslenzor.doc_classifier import experiment
+
+    def no_data(config: object) -> None:
+        raise AssertionError("the data was built before the config was checked")
+
+    monkeypatch.setattr(experiment, "build_datamodule", no_data)
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))  # a machine without a GPU
+    monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: False))
+    config = _quickstart_copy(tmp_path)
+    assert main(["--config_path", str(config), "--tune-batch-size", "--tune-learning-rate", *flags]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert expected in line
+
+
+@pytest.mark.parametrize("name", ["alexnet_scratch", "resnet50_scratch", "vit_finetune"])
+def test_gpu_configs_without_a_gpu_say_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))
+    monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: False))
+    path = REPO / f".configs/{name}.toml"
+    assert tomllib.loads(path.read_text(encoding="utf-8"))["trainer_config"]["accelerator"] == "gpu"
+    assert main(["--config_path", str(path), "--tune-batch-size", "--tune-learning-rate"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "torch finds no GPU on this machine; set --trainer_config.accelerator=cpu" in line

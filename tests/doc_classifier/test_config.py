@@ -106,7 +106,7 @@ def test_overrides_replace_file_values_and_leave_the_rest(tmp_path: Path) -> Non
 def test_bad_values_are_named() -> None:
     with pytest.raises(ConfigError, match=r"trainer_config\.max_epochs.*-5"):
         validate_config({"trainer_config": {"max_epochs": -5}})
-    with pytest.raises(ConfigError, match=r"min_lr .* must be below max_lr"):
+    with pytest.raises(ConfigError, match=r"min_lr=1.0 must be smaller than max_lr=0.1"):
         validate_config({"tuner_config": {"min_lr": 1.0, "max_lr": 0.1}})
     with pytest.raises(ConfigError, match=r"suggestion_method.*unknown suggestion rule 'valey'.*'valley'"):
         validate_config({"tuner_config": {"suggestion_method": "valey"}})
@@ -225,10 +225,63 @@ def test_eval_batch_search_with_a_pinned_eval_batch_size_fails_before_any_work()
     )  # stage train searches the training batch, which eval_batch_size leaves alone
 
 
-def test_batch_size_modes_are_the_tuners_search_policies() -> None:
-    from typing import get_args
+def test_tuner_config_defaults_are_the_tuners() -> None:
+    from traenslenzor.tuner import BatchSearchSettings, SweepSettings
 
-    from traenslenzor.doc_classifier.config import BatchSizeMode
-    from traenslenzor.tuner import SEARCH_POLICIES
+    tc, batch, sweep = validate_config({}).tuner_config, BatchSearchSettings(), SweepSettings()
+    assert (tc.batch_size_mode, tc.init_val, tc.max_trials, tc.steps_per_trial, tc.margin, tc.max_val) == (
+        batch.mode,
+        batch.init_val,
+        batch.max_trials,
+        batch.steps_per_trial,
+        batch.margin,
+        batch.max_val,
+    )
+    assert tc.max_memory == batch.max_memory
+    assert (tc.min_lr, tc.max_lr, tc.num_training, tc.lr_mode, tc.early_stop_threshold) == (
+        sweep.min_lr,
+        sweep.max_lr,
+        sweep.num_training,
+        sweep.mode,
+        sweep.early_stop_threshold,
+    )
 
-    assert set(get_args(BatchSizeMode)) == set(SEARCH_POLICIES)
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tuner_config.min_lr=1.0", r"tuner_config: min_lr=1\.0 must be smaller than max_lr=0\.1"),
+        ("tuner_config.max_memory=1", r"max_memory=1 is an int, read as bytes.*a float \(1\.0 = all of it"),
+        ("tuner_config.max_memory=1.5", r"a float is a fraction of the device's memory"),
+        ("tuner_config.init_val=0", r"init_val must be an integer >= 1"),
+        ("tuner_config.max_val=1", r"max_val must be an integer >= init_val=2"),
+        ("tuner_config.margin=1.0", r"margin must lie in \[0, 1\)"),
+        ("tuner_config.num_training=1", r"num_training=1: the range test needs an integer of at least 2"),
+        (
+            "trainer_config.max_epochs=-1",
+            r"max_epochs = -1 \(no limit\) with .*'onecycle'.*set max_epochs or max_steps",
+        ),
+    ],
+)
+def test_what_the_tuner_would_refuse_is_one_line_at_load(override: str, message: str) -> None:
+    """The tuner's own checks run when the config loads: one line, the message alone (no dump of the section)."""
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(REPO / ".configs/quickstart.toml", [override, "tuner_config.max_lr=0.1"])
+    assert "\n" not in str(caught.value) and "{" not in str(caught.value)
+
+
+def test_an_endless_run_is_fine_without_onecycle_or_with_max_steps() -> None:
+    quickstart = REPO / ".configs/quickstart.toml"
+    assert load_config(quickstart, ["trainer_config.max_epochs=-1", "trainer_config.max_steps=100"])
+    assert load_config(quickstart, ["trainer_config.max_epochs=-1", "module_config.scheduler.name=none"])
+    assert load_config(quickstart, ["tuner_config.max_memory=1.0"]).tuner_config.max_memory == 1.0
+    assert load_config(quickstart, ["tuner_config.max_memory=1048576"]).tuner_config.max_memory == 2**20
+
+
+def test_backbone_names_are_the_model_tables() -> None:
+    from traenslenzor.doc_classifier.models import BACKBONES
+
+    for name in BACKBONES:
+        assert validate_config({"module_config": {"backbone": name}}).module_config.backbone == name
+    with pytest.raises(ConfigError, match=r"module_config\.backbone.*unknown backbone 'vgg'; choose one of tiny_cnn"):
+        validate_config({"module_config": {"backbone": "vgg"}})

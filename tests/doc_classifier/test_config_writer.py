@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from traenslenzor.doc_classifier import config_writer
+from traenslenzor.doc_classifier import atomic_file
 from traenslenzor.doc_classifier.config_writer import readable_lr, save_tuned_config, update_toml
 
 CONFIG = """\
@@ -104,7 +104,7 @@ def test_failed_replace_keeps_the_original_and_removes_the_temp_file(
     def broken_replace(src: str, dst: str) -> None:
         raise KeyboardInterrupt  # interrupted between writing the temp file and the rename
 
-    monkeypatch.setattr(config_writer.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic_file.os, "replace", broken_replace)
     with pytest.raises(KeyboardInterrupt):
         save_tuned_config(path, batch_size=64)
     assert path.read_text(encoding="utf-8") == CONFIG

@@ -10,7 +10,6 @@ from torch import nn
 
 from traenslenzor.doc_classifier.models import (
     BACKBONES,
-    FIRST_CONV_KEYS,
     build_model,
     load_pretrained,
     resample_vit_positions,
@@ -31,7 +30,7 @@ def test_every_backbone_classifies_grayscale_pages(backbone: str, image_size: in
         logits = model(torch.randn(2, 1, image_size, image_size))
     assert logits.shape == (2, 16)
     state = model.state_dict()
-    assert state[FIRST_CONV_KEYS[backbone]].shape[1] == 1  # the key the weight loader adapts exists
+    assert state[BACKBONES[backbone].first_conv_key].shape[1] == 1  # the key the weight loader adapts exists
     dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
     assert 0.1 in dropouts  # the configured dropout reaches every backbone (ResNet gets one before fc)
 
@@ -59,7 +58,7 @@ def test_rgb_checkpoint_is_adapted_to_grayscale_and_head_skipped(tmp_path: Path)
 
     gray = build_model("tiny_cnn", num_classes=16, in_channels=1)
     head_before = gray[-1].weight.detach().clone()
-    report = load_pretrained(gray, path, first_conv_key=FIRST_CONV_KEYS["tiny_cnn"])
+    report = load_pretrained(gray, path, first_conv_key=BACKBONES["tiny_cnn"].first_conv_key)
 
     source = rgb.state_dict()
     target = gray.state_dict()
@@ -114,7 +113,7 @@ def test_vit_checkpoint_made_at_224_px_is_resampled_to_the_configured_size(tmp_p
     expected = interpolate_embeddings(64, 16, dict(at_224))["encoder.pos_embedding"]
     assert torch.equal(loaded, expected)
     report = load_pretrained(
-        model, path, first_conv_key=FIRST_CONV_KEYS["vit_b_16"],
+        model, path, first_conv_key=BACKBONES["vit_b_16"].first_conv_key,
         prepare=lambda state: resample_vit_positions(state, 64),
     )  # fmt: skip
     assert set(report.adapted) == {"encoder.pos_embedding", "conv_proj.weight"} and not report.skipped

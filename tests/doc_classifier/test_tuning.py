@@ -308,14 +308,14 @@ def test_save_tuned_config_writes_batch_accumulation_lr_weight_decay_and_max_lr(
     import shutil
     import tomllib
 
-    from traenslenzor.doc_classifier.experiment import _save
+    from traenslenzor.doc_classifier.config_writer import save_tuning
 
     path = tmp_path / "exp.toml"
     shutil.copy(REPO / ".configs/quickstart.toml", path)
     outcome = tuning.TuningOutcome(
         batch_size=64, accumulate_grad_batches=4, learning_rate=6.32e-3, max_lr=1.896e-2, weight_decay=0.005
     )
-    assert _save(path, path, outcome, load_config(path)) == path
+    assert save_tuning(path, path, outcome, load_config(path)) == path
     saved = tomllib.loads(path.read_text(encoding="utf-8"))
     assert saved["datamodule_config"]["batch_size"] == 64
     assert saved["trainer_config"]["accumulate_grad_batches"] == 4

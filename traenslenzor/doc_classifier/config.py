@@ -17,14 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from traenslenzor.doc_classifier.data import DataModuleConfig
-from traenslenzor.tuner import SweepSettings
+from traenslenzor.tuner import BatchSearchSettings, BatchSizeMode, SweepSettings
 
+# The tuner's own defaults and checks, written once in the tuner: [tuner_config] takes its defaults from these and
+# validates its values by building them (``TunerConfig._tuner_accepts``), so a bad value fails when the config loads.
 _SWEEP = SweepSettings()
-
-# The batch-size search policies a config may name: those of ``traenslenzor.tuner.SEARCH_POLICIES`` (a test keeps
-# the two equal). A Literal, so that a typo is refused when the config loads, naming the allowed values, before any
-# data or model is built.
-BatchSizeMode = Literal["power", "binsearch", "auto", "throughput"]
+_BATCH = BatchSearchSettings()
 
 
 class ConfigError(ValueError):
@@ -145,7 +143,7 @@ class SchedulerConfig(_Section):
 class ModuleConfig(_Section):
     """``[module_config]``: the backbone and its training objective."""
 
-    backbone: Literal["tiny_cnn", "alexnet", "resnet50", "vit_b_16"] = "alexnet"
+    backbone: str = "alexnet"  # a key of doc_classifier.models.BACKBONES
     num_classes: int = Field(16, ge=2)
     in_channels: int = Field(1, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
@@ -154,6 +152,15 @@ class ModuleConfig(_Section):
     pretrained_weights: Path | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from traenslenzor.doc_classifier.models import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONES)}")
+        return value
 
     @model_validator(mode="after")
     def _pretrained_needs_weights(self) -> ModuleConfig:
@@ -170,21 +177,20 @@ class ModuleConfig(_Section):
 class TunerConfig(_Section):
     """``[tuner_config]``: arguments of ``Tuner.scale_batch_size`` and ``Tuner.lr_find``, and what to do after."""
 
-    # batch size (scale_batch_size)
-    batch_size_mode: BatchSizeMode = "power"
-    init_val: int = Field(2, ge=1)
-    max_trials: int = Field(25, ge=1)
-    steps_per_trial: int = Field(3, ge=1)
-    margin: float = Field(0.02, ge=0, lt=1)
-    max_val: int = Field(8192, ge=1)
-    max_memory: int | float | None = Field(None, gt=0)  # bytes (an int) or a fraction of device memory (a float)
-    # learning rate (lr_find)
-    # (the sweep's defaults are the tuner's own, written once in traenslenzor.tuner.SweepSettings)
-    min_lr: float = Field(_SWEEP.min_lr, gt=0)
-    max_lr: float = Field(_SWEEP.max_lr, gt=0)
-    num_training: int = Field(_SWEEP.num_training, ge=2)
+    # batch size (scale_batch_size); defaults and checks: traenslenzor.tuner.BatchSearchSettings
+    batch_size_mode: BatchSizeMode = _BATCH.mode
+    init_val: int = _BATCH.init_val
+    max_trials: int = _BATCH.max_trials
+    steps_per_trial: int = _BATCH.steps_per_trial
+    margin: float = _BATCH.margin
+    max_val: int = _BATCH.max_val
+    max_memory: int | float | None = _BATCH.max_memory  # bytes (an int, >= 1 MiB) or a fraction (a float in (0, 1])
+    # learning rate (lr_find); defaults and checks: traenslenzor.tuner.SweepSettings
+    min_lr: float = _SWEEP.min_lr
+    max_lr: float = _SWEEP.max_lr
+    num_training: int = _SWEEP.num_training
     lr_mode: Literal["exponential", "linear"] = _SWEEP.mode
-    early_stop_threshold: float | None = Field(_SWEEP.early_stop_threshold, gt=0)  # "none" disables
+    early_stop_threshold: float | None = _SWEEP.early_stop_threshold  # "none" disables
     suggestion_method: str | None = None  # None: the tuner's default rule
     adaptive_range: bool = True  # widen the sweep past max_lr / below min_lr when the curve shows no edge
     # switching tuning on from the file (the origin project's keys; equivalent to the CLI flags)
@@ -214,16 +220,24 @@ class TunerConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _range_is_increasing(self) -> TunerConfig:
-        if self.min_lr >= self.max_lr:
-            raise ValueError(f"min_lr ({self.min_lr:g}) must be below max_lr ({self.max_lr:g})")
-        if isinstance(self.max_memory, float) and self.max_memory > 1:
-            raise ValueError(
-                f"max_memory = {self.max_memory}: a float is a fraction of the device's memory in (0, 1]; "
-                "write bytes as an integer (e.g. 536870912 for 512 MiB)"
-            )
-        if self.init_val > self.max_val:
-            raise ValueError(f"init_val ({self.init_val}) must not exceed max_val ({self.max_val})")
+    def _tuner_accepts(self) -> TunerConfig:
+        """The tuner's own checks, run now: a value it would refuse minutes later is refused at load."""
+        BatchSearchSettings(
+            mode=self.batch_size_mode,
+            init_val=self.init_val,
+            max_trials=self.max_trials,
+            max_val=self.max_val,
+            margin=self.margin,
+            steps_per_trial=self.steps_per_trial,
+            max_memory=self.max_memory,
+        )
+        SweepSettings(
+            min_lr=self.min_lr,
+            max_lr=self.max_lr,
+            num_training=self.num_training,
+            mode=self.lr_mode,
+            early_stop_threshold=self.early_stop_threshold,
+        )
         return self
 
     @property
@@ -251,6 +265,12 @@ class ExperimentConfig(_Section):
             raise ValueError(
                 f"module_config.in_channels ({self.module_config.in_channels}) must equal "
                 f"datamodule_config.channels ({channels})"
+            )
+        trainer = self.trainer_config
+        if self.module_config.scheduler.name == "onecycle" and trainer.max_epochs == -1 and trainer.max_steps == -1:
+            raise ValueError(
+                "trainer_config.max_epochs = -1 (no limit) with module_config.scheduler.name = 'onecycle': OneCycle "
+                "needs a finite run; set max_epochs or max_steps, or scheduler.name = 'none'"
             )
         return self
 
@@ -345,6 +365,8 @@ def _describe(error: Any, source: str, origin: dict[str, str]) -> str:
         return f"unknown key {dotted!r}{where}; [{section}] allows: {allowed}"
     if not loc:  # a whole-config rule (e.g. sections that disagree)
         return error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("input"), dict):  # a whole-section rule: its message names the keys, not the section
+        return f"{dotted}: {error['msg'].removeprefix('Value error, ')}"
     return f"{dotted}{where}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
 
 

@@ -1,23 +1,29 @@
 """Write tuned values back into a TOML config, keeping everything the user wrote.
 
-The guide's step 3 ("Update your config") done by ``--save-tuned-config``: ``datamodule_config.batch_size``,
+The guide's step 3 ("Update your config") done by ``--save-tuned-config`` (:func:`save_tuning` picks what differs
+from the config; :func:`save_tuned_config` writes it): ``datamodule_config.batch_size``,
 ``trainer_config.accumulate_grad_batches``, ``module_config.optimizer.learning_rate`` (and ``weight_decay`` when the
 LR rescale moved AdamW's) and ``module_config.scheduler.max_lr`` are set with tomlkit, which keeps
-comments, key order and layout; no other byte changes. The file is replaced atomically (a temporary file in the
-same directory, then ``os.replace``), so an interrupted write never leaves a half-written config behind.
+comments, key order and layout; no other byte changes. The file is replaced atomically (``atomic_file.py``), so an
+interrupted write never leaves a half-written config behind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
+import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
 from tomlkit.items import Table
+
+from traenslenzor.doc_classifier.atomic_file import atomic_write_text
+from traenslenzor.doc_classifier.log import say
+
+if TYPE_CHECKING:
+    from traenslenzor.doc_classifier.config import ExperimentConfig
+    from traenslenzor.doc_classifier.tuning import TuningOutcome
 
 BATCH_SIZE_KEY = ("datamodule_config", "batch_size")
 ACCUMULATION_KEY = ("trainer_config", "accumulate_grad_batches")
@@ -74,25 +80,6 @@ def update_toml(text: str, values: Mapping[tuple[str, ...], Any]) -> str:
     return tomlkit.dumps(document)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step; the file's permissions are kept."""
-    path = Path(path)
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-
-
 def save_tuned_config(
     source: str | Path,
     target: str | Path | None = None,
@@ -115,3 +102,42 @@ def save_tuned_config(
     text = source.read_text(encoding="utf-8")
     atomic_write_text(target, update_toml(text, values))
     return target
+
+
+def save_tuning(
+    config_path: str | Path, target: str | Path, tuning: TuningOutcome, config: ExperimentConfig
+) -> Path | None:
+    """Write the values training uses into the TOML file, where they differ from the config's (nothing, with a
+    warning, when nothing does): batch size, accumulation, LR, OneCycle's peak, and AdamW's weight decay when the
+    LR rescale moved it.
+
+    A batch size searched under stage val/test fits evaluation (no gradients), not training: it is not written
+    as the training ``batch_size``.
+    """
+    stage = config.stage
+    batch_size = tuning.batch_size if tuning.batch_size != config.datamodule_config.batch_size else None
+    accumulation = tuning.accumulate_grad_batches
+    if accumulation == config.trainer_config.accumulate_grad_batches:
+        accumulation = None
+    if batch_size is not None and stage != "train":
+        say(
+            "The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
+            batch_size,
+            stage,
+            level=logging.WARNING,
+        )
+        batch_size = accumulation = None
+    if batch_size is None and accumulation is None and tuning.learning_rate is None:
+        say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
+        return None
+    path = save_tuned_config(
+        config_path,
+        target,
+        batch_size=batch_size,
+        accumulate_grad_batches=accumulation,
+        learning_rate=tuning.learning_rate,
+        max_lr=tuning.max_lr,
+        weight_decay=tuning.weight_decay,
+    )
+    say("  Tuned values written to: %s", path)
+    return path

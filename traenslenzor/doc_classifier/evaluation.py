@@ -26,8 +26,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from traenslenzor.doc_classifier.atomic_file import atomic_write_text
 from traenslenzor.doc_classifier.config import ExperimentConfig
-from traenslenzor.doc_classifier.config_writer import atomic_write_text
 from traenslenzor.doc_classifier.log import tell
 
 

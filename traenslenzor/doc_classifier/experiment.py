@@ -26,7 +26,7 @@ from traenslenzor.doc_classifier.evaluation import evaluation_callbacks
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
 from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.predict import PredictionRun, run_prediction
-from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer
+from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer, check_accelerator
 from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
 from traenslenzor.doc_classifier.wandb_run import require_wandb
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
@@ -47,6 +47,7 @@ class ExperimentResult:
 
 def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False) -> None:
     """Cheap checks that would otherwise fail minutes into a run."""
+    check_accelerator(config.trainer_config)
     require_wandb(config)
     weights = config.module_config.pretrained_weights
     if config.module_config.pretrained and weights is not None and not Path(weights).is_file():
@@ -188,7 +189,7 @@ def run_experiment(
             accumulation = _settle_effective_batch(config, datamodule)
         saved = None
         if save_tuned_config is not None:
-            path = _save(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
+            path = config_writer.save_tuning(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
             saved = None if path is None else str(path)
         if tune_only:
             tell("Tuning only (--tune-only): not training.")
@@ -245,40 +246,3 @@ def _explain_oom_after_batch_tuning(config: ExperimentConfig, batch_size: int) -
         tuner.margin,
         level=logging.ERROR,
     )
-
-
-def _save(config_path: str | Path, target: str | Path, tuning: TuningOutcome, config: ExperimentConfig) -> Path | None:
-    """Write the values training uses into the TOML file, where they differ from the config's (nothing, with a
-    warning, when nothing does): batch size, accumulation, LR, OneCycle's peak, and AdamW's weight decay when the
-    LR rescale moved it.
-
-    A batch size searched under stage val/test fits evaluation (no gradients), not training: it is not written
-    as the training ``batch_size``.
-    """
-    stage = config.stage
-    batch_size = tuning.batch_size if tuning.batch_size != config.datamodule_config.batch_size else None
-    accumulation = tuning.accumulate_grad_batches
-    if accumulation == config.trainer_config.accumulate_grad_batches:
-        accumulation = None
-    if batch_size is not None and stage != "train":
-        say(
-            "The batch size %d was found for stage %r (evaluation); not saved as the training batch_size.",
-            batch_size,
-            stage,
-            level=logging.WARNING,
-        )
-        batch_size = accumulation = None
-    if batch_size is None and accumulation is None and tuning.learning_rate is None:
-        say("Nothing was found to save; %s is unchanged.", target, level=logging.WARNING)
-        return None
-    path = config_writer.save_tuned_config(
-        config_path,
-        target,
-        batch_size=batch_size,
-        accumulate_grad_batches=accumulation,
-        learning_rate=tuning.learning_rate,
-        max_lr=tuning.max_lr,
-        weight_decay=tuning.weight_decay,
-    )
-    say("  Tuned values written to: %s", path)
-    return path

@@ -95,20 +95,44 @@ def build_vit_b_16(num_classes: int, in_channels: int, dropout: float, image_siz
     return model
 
 
-BACKBONES: dict[str, BackboneBuilder] = {
-    "tiny_cnn": build_tiny_cnn,
-    "alexnet": build_alexnet,
-    "resnet50": build_resnet50,
-    "vit_b_16": build_vit_b_16,
-}
+def resample_vit_positions(state: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
+    """A ViT-B/16 checkpoint with its position embeddings resampled (bicubic) to ``image_size`` if needed.
 
-# The first convolution of each backbone, as named in torchvision's checkpoints: the one tensor that is adapted
-# (not dropped) when a checkpoint made for RGB meets grayscale input.
-FIRST_CONV_KEYS = {
-    "tiny_cnn": "0.0.weight",
-    "alexnet": "features.0.weight",
-    "resnet50": "conv1.weight",
-    "vit_b_16": "conv_proj.weight",
+    The embeddings are a grid of one per 16 px patch (14 x 14 at 224 px) plus the class token. A checkpoint made
+    at another size is resampled with torchvision's own ``interpolate_embeddings``, as torchvision does for its
+    384 px weights, instead of being dropped.
+    """
+    key = "encoder.pos_embedding"
+    embedding = state.get(key)
+    if embedding is None or embedding.shape[1] == (image_size // 16) ** 2 + 1:
+        return state
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    return dict(interpolate_embeddings(image_size, 16, OrderedDict(state)))
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One backbone: how to build it, and how a checkpoint for it is read.
+
+    Attributes:
+        build: ``build(num_classes, in_channels, dropout, image_size) -> nn.Module``.
+        first_conv_key: the first convolution, as named in torchvision's checkpoints: the one tensor that is
+            adapted (not dropped) when a checkpoint made for RGB meets grayscale input.
+        prepare: checkpoint preparation before the tensors are matched, ``(state, image_size) -> state``.
+    """
+
+    build: BackboneBuilder
+    first_conv_key: str
+    prepare: Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]] | None = None
+
+
+# The one table of backbones: ``module_config.backbone`` names a key.
+BACKBONES: dict[str, Backbone] = {
+    "tiny_cnn": Backbone(build_tiny_cnn, "0.0.weight"),
+    "alexnet": Backbone(build_alexnet, "features.0.weight"),
+    "resnet50": Backbone(build_resnet50, "conv1.weight"),
+    "vit_b_16": Backbone(build_vit_b_16, "conv_proj.weight", prepare=resample_vit_positions),
 }
 
 
@@ -133,16 +157,16 @@ def build_model(
     pretrained_weights: str | Path | None = None,
 ) -> nn.Module:
     """Build a backbone by name; load ``pretrained_weights`` (a local file) when given."""
-    builder = BACKBONES.get(backbone)
-    if builder is None:
+    entry = BACKBONES.get(backbone)
+    if entry is None:
         raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
-    model = builder(num_classes, in_channels, dropout, image_size)
+    model = entry.build(num_classes, in_channels, dropout, image_size)
     if pretrained_weights is not None:
-        prepare = STATE_ADAPTERS.get(backbone)
+        prepare = entry.prepare
         report = load_pretrained(
             model,
             pretrained_weights,
-            first_conv_key=FIRST_CONV_KEYS[backbone],
+            first_conv_key=entry.first_conv_key,
             prepare=None if prepare is None else (lambda state: prepare(state, image_size)),
         )
         log.info(
@@ -173,26 +197,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors.")
     return payload
-
-
-def resample_vit_positions(state: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
-    """A ViT-B/16 checkpoint with its position embeddings resampled (bicubic) to ``image_size`` if needed.
-
-    The embeddings are a grid of one per 16 px patch (14 x 14 at 224 px) plus the class token. A checkpoint made
-    at another size is resampled with torchvision's own ``interpolate_embeddings``, as torchvision does for its
-    384 px weights, instead of being dropped.
-    """
-    key = "encoder.pos_embedding"
-    embedding = state.get(key)
-    if embedding is None or embedding.shape[1] == (image_size // 16) ** 2 + 1:
-        return state
-    from torchvision.models.vision_transformer import interpolate_embeddings
-
-    return dict(interpolate_embeddings(image_size, 16, OrderedDict(state)))
-
-
-# Backbone-specific checkpoint preparation before the tensors are matched: (state, image_size) -> state.
-STATE_ADAPTERS = {"vit_b_16": resample_vit_positions}
 
 
 def load_pretrained(

@@ -28,8 +28,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from traenslenzor.doc_classifier.atomic_file import atomic_write_text
 from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
-from traenslenzor.doc_classifier.config_writer import atomic_write_text
 from traenslenzor.doc_classifier.data import RVL_CDIP_CLASSES, DocDataModule
 from traenslenzor.doc_classifier.data.page_io import DECODE_ERRORS, open_page
 from traenslenzor.doc_classifier.data.transforms import build_transform

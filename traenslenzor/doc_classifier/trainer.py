@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from traenslenzor.doc_classifier.config import ExperimentConfig, TrainerConfig
+from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig, TrainerConfig
 from traenslenzor.doc_classifier.log import TRAIN_PREFIX
 from traenslenzor.doc_classifier.wandb_run import wandb_callbacks, wandb_logger
 
@@ -157,3 +157,32 @@ def build_tuning_trainer(config: ExperimentConfig, accumulate_grad_batches: int 
         logger=False,
         callbacks=[],
     )
+
+
+def check_accelerator(config: TrainerConfig) -> None:
+    """Refuse, in one line, an accelerator (or a precision) this machine cannot run.
+
+    Lightning would refuse it too, with a traceback, when the first ``Trainer`` is built: after the data (minutes,
+    for a real dataset) and the model. The GPU configs name ``accelerator = "gpu"`` and ``precision = "16-mixed"``.
+    """
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    name, devices = config.accelerator, config.devices
+    to_cpu = "set --trainer_config.accelerator=cpu --trainer_config.precision=32-true (or edit [trainer_config])"
+    if name in ("cuda", "gpu") and not (
+        CUDAAccelerator.is_available() or (name == "gpu" and MPSAccelerator.is_available())
+    ):
+        raise ConfigError(f"trainer_config.accelerator = {name!r}, but torch finds no GPU on this machine; {to_cpu}.")
+    if name == "mps" and not MPSAccelerator.is_available():
+        raise ConfigError(
+            f"trainer_config.accelerator = 'mps', but torch finds no Apple GPU on this machine; {to_cpu}."
+        )
+    if name == "cuda" and isinstance(devices, int) and devices > CUDAAccelerator.auto_device_count():
+        raise ConfigError(
+            f"trainer_config.devices = {devices}, but this machine has {CUDAAccelerator.auto_device_count()} CUDA "
+            "GPU(s); lower devices (or 'auto')."
+        )
+    if name == "cpu" and config.precision in ("16", "16-mixed"):
+        raise ConfigError(
+            f"trainer_config.precision = {config.precision!r} does not run on the CPU; use '32-true' or 'bf16-mixed'."
+        )

@@ -9,6 +9,10 @@ record is reused in seconds, and the log names the trigger that changed when one
 batch (``batch_plan.py``): a reused LR found at another global batch is rescaled, unless ``rescale_lr = false``,
 in which case the batch change is a trigger and the LR is searched again.
 
+``run_tuning`` is a sequence of steps, each returning a typed value: ``batch_size_step`` (a ``BatchSizeStep``),
+``batch_plan_step`` (the ``BatchPlan`` training uses), ``learning_rate_step`` (a ``LearningRateStep``), then
+``save_record`` writes the entries of the searches that ran; ``TuningOutcome.from_steps`` puts them together.
+
 Under DDP every rank runs this workflow with the same inputs and so takes the same decisions; the log lines, the
 plot and the record are written by rank 0 only.
 """
@@ -26,11 +30,11 @@ import lightning as L
 
 from traenslenzor.doc_classifier.batch_plan import BatchPlan, plan_batch, rescale_for_batch
 from traenslenzor.doc_classifier.config import ExperimentConfig
-from traenslenzor.doc_classifier.config_writer import atomic_write_text
 from traenslenzor.doc_classifier.log import is_rank_zero, say
 from traenslenzor.doc_classifier.trainer import build_tuning_trainer
 from traenslenzor.doc_classifier.tuning_record import (
     Entry,
+    Fingerprint,
     batch_fingerprint,
     changed_triggers,
     device_trigger,
@@ -38,7 +42,7 @@ from traenslenzor.doc_classifier.tuning_record import (
     lr_fingerprint,
     model_trigger,
     new_entry,
-    record_text,
+    write_record,
 )
 from traenslenzor.tuner import AdaptiveRange, LRFinderResult, Tuner
 
@@ -62,6 +66,31 @@ class TuningOutcome:
     @property
     def global_batch(self) -> int | None:
         return None if self.batch_size is None else self.batch_size * self.world_size * self.accumulate_grad_batches
+
+    @classmethod
+    def from_steps(
+        cls,
+        plan: BatchPlan,
+        lr: LearningRateStep | None,
+        *,
+        reused: tuple[str, ...] = (),
+        results_path: Path | None = None,
+    ) -> TuningOutcome:
+        """The outcome of a run: the batch ``plan`` it settled on and its LR step (None: the LR was not tuned)."""
+        lr = lr if lr is not None else LearningRateStep(previous_learning_rate=None)
+        return cls(
+            batch_size=plan.per_process,
+            accumulate_grad_batches=plan.accumulation,
+            world_size=plan.world_size,
+            learning_rate=lr.learning_rate,
+            previous_learning_rate=lr.previous_learning_rate,
+            max_lr=lr.max_lr,
+            weight_decay=lr.weight_decay,
+            plot_path=lr.plot_path,
+            results_path=None if results_path is None else str(results_path),
+            diagnostics=lr.diagnostics,
+            reused=reused,
+        )
 
 
 # --- the batch size ------------------------------------------------------------------------------------------------
@@ -169,13 +198,13 @@ def apply_weight_decay(module: L.LightningModule, weight_decay: float) -> None:
     module.hparams.module_config["optimizer"]["weight_decay"] = weight_decay
 
 
-def _report_search(result: LRFinderResult, config: ExperimentConfig) -> dict[str, Any]:
-    """After the LR search: the plot (rank 0 writes it) and the diagnostics; returns them for the outcome."""
+def _report_search(result: LRFinderResult, config: ExperimentConfig) -> tuple[Path, tuple[str, ...]]:
+    """After the LR search: the plot (rank 0 writes it) and the diagnostics; returns the plot's path and them."""
     tc = config.tuner_config
     if is_rank_zero():
         save_plot(result, tc.plot_path, tc.suggestion_method)
     say("  LR finder plot saved to: %s", tc.plot_path)
-    return {"plot_path": str(tc.plot_path), "diagnostics": _log_diagnostics(result, tc.suggestion_method)}
+    return tc.plot_path, _log_diagnostics(result, tc.suggestion_method)
 
 
 # --- reuse ---------------------------------------------------------------------------------------------------------
@@ -240,6 +269,162 @@ def _lr_for_batch(entry: Entry, plan: BatchPlan, config: ExperimentConfig) -> tu
     return rescaled.learning_rate, rescaled.weight_decay
 
 
+# --- the steps: each returns what it found (or reused) and applied -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuningRun:
+    """What every step reads: the run's config, module and data, the record as loaded, the model's trigger."""
+
+    config: ExperimentConfig
+    module: L.LightningModule
+    datamodule: L.LightningDataModule
+    record: dict[str, Entry]
+    model: dict[str, Any]  # model_trigger(): the backbone and its parameter count
+    retune: bool = False
+
+    @property
+    def record_path(self) -> Path:
+        return self.config.tuner_config.results_path
+
+
+@dataclass(frozen=True)
+class BatchSizeStep:
+    """The batch-size step: the size reused or found (None: the search found none, the config's stays)."""
+
+    batch_size: int | None
+    reused: bool = False
+    entry: Entry | None = None  # the record's new entry, when a search found a size
+
+
+@dataclass(frozen=True)
+class LearningRateStep:
+    """The LR step: the LR reused or suggested (None: none, the config's stays), and what it moved."""
+
+    previous_learning_rate: float | None  # None: the LR was not tuned
+    learning_rate: float | None = None
+    max_lr: float | None = None  # OneCycle's peak, set with the LR
+    weight_decay: float | None = None  # set when the LR rescale moved AdamW's weight decay
+    plot_path: str | None = None
+    diagnostics: tuple[str, ...] = ()
+    reused: bool = False
+    entry: Entry | None = None  # the record's new entry, when a search ran
+
+
+def batch_size_step(run: TuningRun, trainer: L.Trainer) -> BatchSizeStep:
+    """Reuse the recorded batch size when its triggers still match, else search; the datamodule holds the result."""
+    device = device_trigger(trainer.strategy.root_device)
+    fingerprint = batch_fingerprint(run.config, device, run.model)
+    entry = _reusable(run.record.get("batch_size"), fingerprint, "batch size", retune=run.retune)
+    if entry is not None:
+        size = int(entry.values["batch_size"])
+        run.datamodule.hparams.batch_size = size
+        _reuse_note("batch size", str(size), run.record_path, entry)
+        return BatchSizeStep(size, reused=True)
+    tuner = Tuner(trainer)
+    found = tune_batch_size(tuner, run.module, run.datamodule, run.config)
+    if found is None:
+        return BatchSizeStep(None)
+    details = {"search": tuner.batch_size_result.to_dict()}  # every trial
+    return BatchSizeStep(found, entry=new_entry({"batch_size": found}, fingerprint, details))
+
+
+def batch_plan_step(run: TuningRun, world_size: int) -> BatchPlan:
+    """The batch training will use (``effective_batch_size`` may add accumulation); the datamodule gets its size."""
+    config = run.config
+    plan = plan_batch(
+        int(run.datamodule.hparams.batch_size),
+        world_size,
+        config.trainer_config.accumulate_grad_batches,
+        config.datamodule_config.effective_batch_size,
+    )
+    run.datamodule.hparams.batch_size = plan.per_process
+    say("Batch: %s", plan.describe())
+    return plan
+
+
+def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResult | None, float | None]:
+    """The LR search, at the global batch training will use (the same accumulation)."""
+    trainer = build_tuning_trainer(run.config, accumulate_grad_batches=plan.accumulation)
+    result, lr = tune_learning_rate(Tuner(trainer), run.module, run.datamodule, run.config)
+    if lr is None:
+        say(
+            "No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
+            float(run.module.hparams.learning_rate),
+            level=logging.WARNING,
+        )
+    else:
+        say("✓ Suggested learning rate: %.2e", lr)
+    return result, lr
+
+
+def _apply_lr(run: TuningRun, previous: float, lr: float, weight_decay: float) -> tuple[float | None, float | None]:
+    """Write the LR, OneCycle's peak and (when it moved) the weight decay; returns (peak, moved weight decay)."""
+    config = run.config
+    max_lr = apply_learning_rate(run.module, config, lr)
+    moved = None
+    if weight_decay != config.module_config.optimizer.weight_decay:
+        apply_weight_decay(run.module, weight_decay)
+        moved = weight_decay
+    say("  Updated optimizer LR: %.2e → %.2e", previous, lr)
+    if max_lr is not None:
+        say("  OneCycle max_lr: %.2e (%g × LR)", max_lr, config.tuner_config.max_lr_factor)
+    return max_lr, moved
+
+
+def _lr_entry(
+    result: LRFinderResult,
+    lr: float | None,
+    weight_decay: float,
+    plan: BatchPlan,
+    fingerprint: Fingerprint,
+    diagnostics: tuple[str, ...],
+) -> Entry:
+    """The record's entry for an LR search: the values, at which batch, and the whole curve."""
+    values = {
+        "learning_rate": lr,
+        "weight_decay": weight_decay,
+        "per_process_batch": plan.per_process,
+        "world_size": plan.world_size,
+        "accumulate_grad_batches": plan.accumulation,
+        "global_batch": plan.global_batch,
+    }
+    return new_entry(values, fingerprint, {"result": result.to_dict(), "diagnostics": list(diagnostics)})
+
+
+def learning_rate_step(run: TuningRun, plan: BatchPlan) -> LearningRateStep:
+    """Reuse the recorded LR (rescaled to ``plan``'s global batch) when its triggers still match, else search;
+    apply what was found to the module."""
+    previous = float(run.module.hparams.learning_rate)
+    weight_decay = run.config.module_config.optimizer.weight_decay
+    fingerprint = lr_fingerprint(run.config, run.model)
+    entry = _reusable(run.record.get("learning_rate"), fingerprint, "learning rate", retune=run.retune)
+    carried = None if entry is None else _lr_for_batch(entry, plan, run.config)
+    if entry is not None and carried is not None:
+        lr, weight_decay = carried
+        _reuse_note("learning rate", f"{entry.values['learning_rate']:.2e}", run.record_path, entry)
+        max_lr, moved = _apply_lr(run, previous, lr, weight_decay)
+        return LearningRateStep(previous, lr, max_lr, moved, reused=True)
+    result, lr = _search_learning_rate(run, plan)
+    max_lr, moved = _apply_lr(run, previous, lr, weight_decay) if lr is not None else (None, None)
+    if result is None:
+        return LearningRateStep(previous, lr, max_lr, moved)
+    plot_path, diagnostics = _report_search(result, run.config)
+    entry = _lr_entry(result, lr, weight_decay, plan, fingerprint, diagnostics)
+    return LearningRateStep(previous, lr, max_lr, moved, str(plot_path), diagnostics, entry=entry)
+
+
+def save_record(run: TuningRun, steps: dict[str, BatchSizeStep | LearningRateStep]) -> Path | None:
+    """Write the record with the entries of the searches that ran (rank 0); its path, or None when none ran."""
+    searched = {name: step.entry for name, step in steps.items() if step.entry is not None}
+    if not searched:
+        return None
+    if is_rank_zero():
+        write_record(run.record_path, {**run.record, **searched})
+    say("  Tuning results saved to: %s", run.record_path)
+    return run.record_path
+
+
 # --- the workflow --------------------------------------------------------------------------------------------------
 
 
@@ -254,95 +439,23 @@ def run_tuning(
 ) -> TuningOutcome:
     """Tune what is asked -- batch size always before LR -- reusing what the record still covers; apply it."""
     started = time.perf_counter()
-    tc, path = config.tuner_config, config.tuner_config.results_path
-    record = load_record(path)
     trainer = build_tuning_trainer(config)
     model = model_trigger(config.module_config.backbone, module.model)
-    outcome: dict[str, Any] = {"world_size": trainer.world_size}
-    reused, searched = [], []
-
+    run = TuningRun(config, module, datamodule, load_record(config.tuner_config.results_path), model, retune)
+    steps: dict[str, BatchSizeStep | LearningRateStep] = {}
     if batch_size:
-        fingerprint = batch_fingerprint(config, device_trigger(trainer.strategy.root_device), model)
-        entry = _reusable(record.get("batch_size"), fingerprint, "batch size", retune=retune)
-        if entry is not None:
-            datamodule.hparams.batch_size = entry.values["batch_size"]
-            _reuse_note("batch size", str(entry.values["batch_size"]), path, entry)
-            reused.append("batch_size")
-        else:
-            tuner = Tuner(trainer)
-            found = tune_batch_size(tuner, module, datamodule, config)
-            if found is not None:
-                details = {"search": tuner.batch_size_result.to_dict()}  # every trial
-                record["batch_size"] = new_entry({"batch_size": found}, fingerprint, details)
-                searched.append("batch_size")
-
-    plan = plan_batch(
-        int(datamodule.hparams.batch_size),
-        trainer.world_size,
-        config.trainer_config.accumulate_grad_batches,
-        config.datamodule_config.effective_batch_size,
-    )
-    datamodule.hparams.batch_size = plan.per_process
-    outcome.update(batch_size=plan.per_process, accumulate_grad_batches=plan.accumulation)
-    say("Batch: %s", plan.describe())
-
+        steps["batch_size"] = batch_size_step(run, trainer)
+    plan = batch_plan_step(run, trainer.world_size)
+    lr_step = None
     if learning_rate:
-        previous = float(module.hparams.learning_rate)
-        weight_decay = config.module_config.optimizer.weight_decay
-        outcome["previous_learning_rate"] = previous
-        fingerprint = lr_fingerprint(config, model)
-        entry = _reusable(record.get("learning_rate"), fingerprint, "learning rate", retune=retune)
-        carried = None if entry is None else _lr_for_batch(entry, plan, config)
-        result = None
-        if carried is not None:
-            lr, weight_decay = carried
-            _reuse_note("learning rate", f"{entry.values['learning_rate']:.2e}", path, entry)
-            reused.append("learning_rate")
-        else:
-            # The search runs at the global batch training will use: the same accumulation.
-            lr_trainer = build_tuning_trainer(config, accumulate_grad_batches=plan.accumulation)
-            result, lr = tune_learning_rate(Tuner(lr_trainer), module, datamodule, config)
-            if lr is None:
-                say(
-                    "No learning rate could be suggested; keeping %.2e (see the diagnostics and the plot).",
-                    previous,
-                    level=logging.WARNING,
-                )
-            else:
-                say("✓ Suggested learning rate: %.2e", lr)
-        if lr is not None:
-            outcome["learning_rate"] = lr
-            outcome["max_lr"] = apply_learning_rate(module, config, lr)
-            if weight_decay != config.module_config.optimizer.weight_decay:
-                apply_weight_decay(module, weight_decay)
-                outcome["weight_decay"] = weight_decay
-            say("  Updated optimizer LR: %.2e → %.2e", previous, lr)
-            if outcome["max_lr"] is not None:
-                say("  OneCycle max_lr: %.2e (%g × LR)", outcome["max_lr"], tc.max_lr_factor)
-        if result is not None:
-            outcome.update(_report_search(result, config))
-            values = {
-                "learning_rate": lr,
-                "weight_decay": weight_decay,
-                "per_process_batch": plan.per_process,
-                "world_size": plan.world_size,
-                "accumulate_grad_batches": plan.accumulation,
-                "global_batch": plan.global_batch,
-            }
-            details = {"result": result.to_dict(), "diagnostics": list(outcome["diagnostics"])}
-            record["learning_rate"] = new_entry(values, fingerprint, details)
-            searched.append("learning_rate")
-
-    if searched:
-        if is_rank_zero():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, record_text(record))
-        outcome["results_path"] = str(path)
-        say("  Tuning results saved to: %s", path)
+        lr_step = steps["learning_rate"] = learning_rate_step(run, plan)
+    results_path = save_record(run, steps)
+    reused = tuple(name for name, step in steps.items() if step.reused)
+    searched = [name for name, step in steps.items() if step.entry is not None]
     say(
         "Tuning took %.1f s (searched: %s; reused: %s).",
         time.perf_counter() - started,
         ", ".join(searched) or "nothing",
         ", ".join(reused) or "nothing",
     )
-    return TuningOutcome(reused=tuple(reused), **outcome)
+    return TuningOutcome.from_steps(plan, lr_step, reused=reused, results_path=results_path)

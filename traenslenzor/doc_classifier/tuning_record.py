@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from traenslenzor.doc_classifier.atomic_file import atomic_write_text
 from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import say
 
@@ -217,3 +218,9 @@ def record_text(entries: dict[str, Entry]) -> str:
     for name, item in entries.items():
         data[name] = {"values": item.values, "tuned_at": item.tuned_at, "fingerprint": item.fingerprint, **item.details}
     return json.dumps(data, indent=2) + "\n"
+
+
+def write_record(path: Path, entries: dict[str, Entry]) -> None:
+    """Write the record to ``path`` in one step (its folder made when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, record_text(entries))

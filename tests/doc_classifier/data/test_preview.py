@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -33,3 +35,11 @@ def test_preview_rejects_bad_sizes(tmp_path) -> None:
         preview_grid(image_size=16, per_class=0)
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x.png"), "--image-size", "2"])
+
+
+def test_preview_without_out_writes_under_logs_not_over_the_committed_image(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = main(["--image-size", "16", "--per-class", "1"])
+    assert out == Path(".logs/data_preview.png")
+    assert (tmp_path / ".logs/data_preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "docs").exists()

@@ -8,7 +8,7 @@ import torch
 
 from traenslenzor.doc_classifier.data import LAYOUTS, NUM_CLASSES, RVL_CDIP_CLASSES, SyntheticDocuments
 from traenslenzor.doc_classifier.data.synthetic import label_of, page_rng, render_page, render_sample
-from traenslenzor.doc_classifier.data.synthetic_dataset import MANIFEST, read_manifest
+from traenslenzor.doc_classifier.data.synthetic.dataset import MANIFEST, read_manifest
 
 
 def test_layout_registry_follows_rvl_cdip_label_order() -> None:

@@ -242,7 +242,12 @@ def test_signatures_and_defaults_are_lightnings(ours, theirs) -> None:
         ]
 
     assert params(ours, keyword_only=False) == params(theirs, keyword_only=False)
-    assert {name for name, _ in params(ours, keyword_only=True)} <= {"progress_bar", "max_memory", "adaptive_range"}
+    assert {name for name, _ in params(ours, keyword_only=True)} <= {
+        "progress_bar",
+        "max_memory",
+        "adaptive_range",
+        "early_exit",
+    }
 
 
 class _Shuffled(NoValModel):

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from traenslenzor.tuner.lr.diagnostics import Finding, diagnose, never_turned_up
+from traenslenzor.tuner.lr.curve import never_turned_up
+from traenslenzor.tuner.lr.diagnostics import Finding, diagnose
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.schedule import lr_schedule
 from traenslenzor.tuner.lr.smoothing import ema_smooth

@@ -409,6 +409,18 @@ def test_sweep_restarts_below_min_lr_when_the_loss_blew_up_at_once(caplog) -> No
     _assert_identical(before, _fingerprint(model, optimizer))
 
 
+def test_the_adaptive_total_stays_within_three_sweeps_on_a_narrow_range() -> None:
+    # 1e-5..3e-5 in 40 steps: 2 decades more would be 163 steps; the cap stops the extension at 3 x 40 in all.
+    model, optimizer, loader = _linreg()
+    full_batch = DataLoader(loader.dataset, batch_size=256)  # one batch: the loss falls smoothly, never turns up
+    kwargs = {"min_lr": 1e-5, "max_lr": 3e-5, "num_training": 40, "progress_bar": False}
+    result = find_lr(model, optimizer, nn.MSELoss(), full_batch, **kwargs)
+    (event,) = result.metadata["adaptive_range"]
+    assert event["action"] == "extend" and result.stop_reason == "completed"
+    assert result.metadata["total_steps"] == len(result.lrs) == result.num_training == 3 * 40
+    assert result.max_lr == result.lrs[-1] == event["cap"] and result.metadata["requested_range"] == [1e-5, 3e-5]
+
+
 def test_adaptive_range_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="extend_decades"):
         AdaptiveRange(extend_decades=-1)

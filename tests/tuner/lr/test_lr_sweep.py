@@ -33,6 +33,25 @@ def test_completes_at_num_training() -> None:
     assert result.beta == 0.5 and result.settings == test.settings
 
 
+def test_a_continuation_lengthens_a_completed_sweep_once_and_leaves_the_settings_alone() -> None:
+    settings = SweepSettings(1e-4, 1.0, num_training=3, beta=0.0)
+    asked = []
+
+    def continuation(test: RangeTest) -> list[float]:
+        asked.append((len(test.lrs), test.stop_reason))
+        return [10.0, 100.0]
+
+    test = RangeTest(settings, continuation=continuation)
+    assert _run(test, [3.0, 2.0, 1.0, 0.5, 0.4, 0.3]) == 4  # 3 steps, then the 2 of the continuation
+    assert asked == [(3, StopReason.COMPLETED)]  # asked once, when the sweep completed
+    assert test.extension == (10.0, 100.0) and test.lr_at(3) == 10.0 and test.stop_reason == "completed"
+    assert test.settings is settings and settings == SweepSettings(1e-4, 1.0, num_training=3, beta=0.0)
+    result = test.result()
+    assert (result.min_lr, result.max_lr, result.num_training) == (1e-4, 100.0, 5)  # the sweep that ran
+    ended = RangeTest(settings, continuation=lambda test: [])
+    assert _run(ended, [3.0, 2.0, 1.0]) == 2 and ended.num_training == 3 and ended.max_lr == 1.0
+
+
 def test_stops_at_once_on_nan_and_inf() -> None:
     for bad in (math.nan, math.inf):
         test = RangeTest(SweepSettings(1e-4, 1.0, num_training=10))

@@ -13,11 +13,8 @@ from traenslenzor.tuner.lr.suggestion import (
     STABLE_DECADES_BELOW,
     SUGGESTIONS,
     SuggestionOutcome,
-    final_valley,
     minimum,
-    rise_onset,
     slide,
-    smoothed_noise,
     stable,
     steepest,
     suggest,
@@ -102,36 +99,6 @@ def test_slide_hand_computed() -> None:
     # right=4,left=2: |.5-0|>t -> ans 2; right=3,left=1: 0 -> stop. Answer 2.
     losses = np.array([0, 0, 0, 0, 0, 1, 3, 6], dtype=float)
     assert slide(LRS10[:8], losses, window=2) == 2
-
-
-def test_final_valley_is_last_run_below_median() -> None:
-    # median of [5,5,5,5,4,3,1,.5,2,9] is 4.5: below at 4..8, lowest at 7
-    assert final_valley(np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 2, 9.0])) == (4, 7)
-    # an early dip (index 0) is below the median too, but an earlier run: the last run wins
-    assert final_valley(np.array([0.1, 5, 5, 5, 5, 4, 1, 0.5, 9, 9.0])) == (5, 7)
-    assert final_valley(np.ones(5)) is None
-    # a 1-point dip below the median after the rise (a blow-up that levelled off) is a wiggle: the valley before
-    # it wins; median of the 12 points is 5 (below: 4..7 and 10)
-    assert final_valley(np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 5, 5, 4, 5.0])) == (4, 7)
-    assert final_valley(np.array([5, 5, 5, 5, 4, 3, 1, 0.5, 5, 5, 4, 5.0]), min_points=1) == (10, 10)
-    # no run is long enough: the last run it is
-    assert final_valley(np.array([5, 1, 5, 5, 2, 5.0])) == (4, 4)
-
-
-def test_smoothed_noise_from_second_differences() -> None:
-    # |second differences| are all 2 -> step std 2 / (0.6745 * sqrt 2); beta=0.5 -> sqrt(2 * 0.5) = 1
-    assert smoothed_noise(np.array([0, 1, 0, 1, 0, 1.0]), beta=0.5) == pytest.approx(2 / (0.6745 * np.sqrt(2)))
-    # at beta=0.98 the smoothed curve's noise is 5x its step std
-    assert smoothed_noise(np.array([0, 1, 0, 1, 0, 1.0])) == pytest.approx(5 * 2 / (0.6745 * np.sqrt(2)))
-    assert smoothed_noise(np.linspace(3, 1, 20)) == pytest.approx(0.0, abs=1e-12)  # a trend is not noise
-    assert smoothed_noise(np.array([1.0, 2.0])) == 0.0
-
-
-def test_rise_onset_is_last_point_within_tolerance_of_lowest_before_it() -> None:
-    losses = np.array([3, 2, 1, 1.05, 0.98, 1.02, 1.5, 4.0])
-    assert rise_onset(losses) == 4  # running min 0.98 from index 4; 1.02 is above it
-    assert rise_onset(losses, tolerance=0.05) == 5  # 1.02 <= 0.98 + 0.05; 1.5 is not
-    assert rise_onset(losses, start=6) == 6  # only [1.5, 4]: 4 > 1.5
 
 
 def test_stable_goes_fixed_decades_below_rise_onset() -> None:
@@ -240,37 +207,20 @@ def test_suggest_rejects_bad_shapes_and_skips() -> None:
         suggest(LRS10, np.ones(10), skip_end=-1)
 
 
-def test_benchmark_task_suite_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_task_suite_smoke() -> None:
     """The LR-quality benchmark's tasks build and evaluate; the benchmark itself is not a test.
 
     No training step: the first torch optimizer built in a process imports torch._dynamo (seconds).
     """
-    import importlib.util
     import math
-    import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "lr_tasks.py"
-    spec = importlib.util.spec_from_file_location("lr_tasks", path)
-    lr_tasks = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "lr_tasks", lr_tasks)  # dataclasses look their module up there
-    spec.loader.exec_module(lr_tasks)
+    from benchmarks import lr_tasks
+
     assert len({task.key() for task in lr_tasks.TASKS}) == len(lr_tasks.TASKS) >= 6
     assert all(len(lr_tasks.grid_lrs(task, points_per_decade=4)) >= 16 for task in lr_tasks.TASKS)
     for task in lr_tasks.TASKS:
         data = lr_tasks.make_data(task, n_train=32, n_eval=32)
         assert math.isfinite(lr_tasks.untrained_loss(task, data, seed=0))
-
-
-@pytest.mark.parametrize("beta", [0.9, 0.98])
-def test_smoothed_noise_is_right_for_the_curves_own_beta(beta: float) -> None:
-    # White noise of std 0.1 around a constant, smoothed with `beta`: the EMA's own noise is s sqrt((1-b)/(1+b)).
-    raw = 2.0 + 0.1 * np.random.default_rng(0).standard_normal(4000)
-    smoothed = np.array(ema_smooth(list(raw), beta))[200:]
-    truth = float(np.std(smoothed))
-    assert smoothed_noise(smoothed, beta) == pytest.approx(truth, rel=0.15)
-    if beta == 0.9:  # read with the old fixed 0.98 it is more than 2x off
-        assert smoothed_noise(smoothed, 0.98) > 2.0 * truth
 
 
 def test_result_suggestion_reads_the_curves_beta(monkeypatch: pytest.MonkeyPatch) -> None:

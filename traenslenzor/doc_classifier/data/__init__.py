@@ -9,8 +9,7 @@ from .classes import CONFUSABLE_PAIRS, NUM_CLASSES, RVL_CDIP_CLASSES, class_inde
 from .config import DataModuleConfig
 from .datamodule import DocDataModule, TransformedPages, open_split
 from .page_io import DatasetLayoutError
-from .synthetic import LAYOUTS, render_page, render_sample
-from .synthetic_dataset import SyntheticDocuments
+from .synthetic import LAYOUTS, SyntheticDocuments, render_page, render_sample
 
 __all__ = [
     "CONFUSABLE_PAIRS",

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .classes import NUM_CLASSES, RVL_CDIP_CLASSES
 from .config import DataModuleConfig
-from .synthetic_dataset import SyntheticDocuments
+from .synthetic import SyntheticDocuments
 from .transforms import build_transform, pixel_stats
 
 logger = logging.getLogger(__name__)

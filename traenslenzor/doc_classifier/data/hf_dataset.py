@@ -10,7 +10,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -72,13 +71,9 @@ class HFRvlCdipPages(SkippingPages):
     """One split of a saved Hugging Face RVL-CDIP copy as ``(uint8 tensor (1, S, S), label)``."""
 
     def __init__(self, root: Path, split: str, image_size: int, limit: int | None = None, seed: int = 0) -> None:
-        super().__init__()
-        if split not in SPLIT_NAMES:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_NAMES)}")
-        self.root = Path(root)
+        super().__init__(root, split, image_size, splits=SPLIT_NAMES)
         self.dataset = load_split(self.root, split)
         self.indices = subset_indices(len(self.dataset), limit, seed)
-        self.image_size = image_size
         self.targets = [int(t) for t in self.dataset.select_columns(["label"])[self.indices.tolist()]["label"]]
         bad = [t for t in self.targets if not 0 <= t < NUM_CLASSES]
         if bad:
@@ -86,10 +81,6 @@ class HFRvlCdipPages(SkippingPages):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.asarray(self.targets, dtype=np.int64)
 
     def describe(self, index: int) -> str:
         return f"row {int(self.indices[index])} of {self.root}"

@@ -7,6 +7,7 @@ so a page that fails to decode is replaced by the next readable one, counted and
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +44,26 @@ def open_page(path: Path, image_size: int) -> torch.Tensor:
 
 
 class SkippingPages(Dataset):
-    """Base of real-data datasets: ``__getitem__`` skips unreadable pages, counting them in ``skipped``.
+    """Base of real-data datasets: one split of a dataset under ``root``, whose ``__getitem__`` skips unreadable
+    pages, counting them in ``skipped``.
 
-    Subclasses implement ``__len__``, ``load(index) -> (page, label)`` and ``describe(index)``. With
-    DataLoader workers each process keeps its own count; the warnings name every skipped page either way.
+    Subclasses call ``super().__init__(root, split, image_size, splits=...)`` (the split names they read), fill
+    ``targets`` (one label a page) and implement ``__len__``, ``load(index) -> (page, label)`` and
+    ``describe(index)``. With DataLoader workers each process keeps its own count; the warnings name every
+    skipped page either way.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, split: str, image_size: int, *, splits: Collection[str]) -> None:
+        if split not in splits:
+            raise ValueError(f"unknown split {split!r}; expected one of {sorted(splits)}")
+        self.root, self.split, self.image_size = Path(root), split, image_size
+        self.targets: list[int] = []
         self.skipped: set[int] = set()
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Label of every page, in index order."""
+        return np.asarray(self.targets, dtype=np.int64)
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         raise NotImplementedError

@@ -1,7 +1,9 @@
 """Render a labelled grid of synthetic documents (one row per class) to a PNG, so a person can look at the data.
 
-    python -m traenslenzor.doc_classifier.data.preview --out docs/images/data_preview.png --image-size 128 \
-        --per-class 6 --gray-bits 5
+    python -m traenslenzor.doc_classifier.data.preview          # writes .logs/data_preview.png
+
+The committed docs/images/data_preview.png was made with
+    --out docs/images/data_preview.png --image-size 128 --per-class 6 --gray-bits 5
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from .classes import NUM_CLASSES, RVL_CDIP_CLASSES
-from .drawing import font
 from .synthetic import render_sample
+from .synthetic.drawing import font
 
 logger = logging.getLogger(__name__)
+
+# Beside the run logs (git ignores .logs/), never over the committed docs/images/data_preview.png.
+DEFAULT_OUT = Path(".logs/data_preview.png")
 
 _LABEL_WIDTH = 230
 _GAP = 4
@@ -43,7 +48,7 @@ def preview_grid(
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("docs/images/data_preview.png"), help="PNG to write")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"PNG to write (default: {DEFAULT_OUT})")
     parser.add_argument("--image-size", type=int, default=128, help="side of each page in pixels")
     parser.add_argument("--per-class", type=int, default=6, help="pages shown per class (columns)")
     parser.add_argument("--seed", type=int, default=0, help="rendering seed")

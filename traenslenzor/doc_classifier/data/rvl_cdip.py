@@ -80,23 +80,15 @@ class RvlCdipPages(SkippingPages):
     """One split of RVL-CDIP (original layout) as ``(uint8 tensor (1, S, S), label)``."""
 
     def __init__(self, root: Path, split: str, image_size: int, limit: int | None = None, seed: int = 0) -> None:
-        super().__init__()
-        if split not in SPLIT_FILES:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_FILES)}")
-        self.root = Path(root)
+        super().__init__(root, split, image_size, splits=SPLIT_FILES)
         check_layout(self.root)
         entries = read_label_file(self.root / "labels" / SPLIT_FILES[split])
         keep = subset_indices(len(entries), limit, seed)
         self.paths = [entries[i][0] for i in keep]
         self.targets = [entries[i][1] for i in keep]
-        self.image_size = image_size
 
     def __len__(self) -> int:
         return len(self.paths)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.asarray(self.targets, dtype=np.int64)
 
     def describe(self, index: int) -> str:
         return str(self.root / "images" / self.paths[index])

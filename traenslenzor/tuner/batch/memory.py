@@ -169,7 +169,8 @@ def check_max_memory(max_memory: int | float | None) -> None:
         )
     if isinstance(max_memory, int) and max_memory < _MIN_BUDGET_BYTES:
         raise ValueError(
-            f"max_memory={max_memory} bytes is less than 1 MiB; pass bytes (e.g. 8 * 2**30) or a fraction such as 0.9."
+            f"max_memory={max_memory} is an int, read as bytes, and is less than 1 MiB: a fraction of the device's "
+            "memory is a float (1.0 = all of it, 0.9 = 90 %); bytes must be >= 1 MiB (e.g. 8589934592 for 8 GiB)."
         )
 
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from traenslenzor.tuner.batch.result import BatchSizeResult
 from traenslenzor.tuner.batch.runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
 from traenslenzor.tuner.batch.search import SEARCH_POLICIES, BatchSizeMode
 from traenslenzor.tuner.lightning.attributes import (
@@ -35,7 +35,7 @@ from traenslenzor.tuner.lightning.attributes import (
     TunerConfigurationError,
     batch_size_holders,
 )
-from traenslenzor.tuner.lightning.private import end_tuning_run
+from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import search_isolation, trial_steps
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
@@ -56,7 +56,7 @@ STAGE_NAMES = {"fit": "train", "validate": "validation", "test": "test", "predic
 LIGHTNING_MARGIN = 0.05
 
 
-class BatchSizeFinder(Callback):
+class BatchSizeFinder(SearchCallback):
     """Finds the largest batch size that fits at the start of ``fit``/``validate``/``test``/``predict``.
 
     Args:
@@ -71,6 +71,7 @@ class BatchSizeFinder(Callback):
         max_val: the largest size tried.
         max_memory: optional memory budget the trials are held to: bytes, or a fraction of the device's total.
         progress_bar: show a progress bar on rank 0.
+        early_exit: end the trainer call once the search is done (what :class:`Tuner` sets).
 
     After the search :attr:`optimal_batch_size` holds the size and :attr:`result` the engine's
     :class:`~traenslenzor.tuner.BatchSizeResult` (every trial).
@@ -91,22 +92,29 @@ class BatchSizeFinder(Callback):
         *,
         max_memory: int | float | None = DEFAULTS.max_memory,
         progress_bar: bool = True,
+        early_exit: bool = False,
     ) -> None:
+        super().__init__(early_exit=early_exit)
         mode = mode.lower() if isinstance(mode, str) else mode  # Lightning accepts "Power"
         if mode not in self.SUPPORTED_MODES:
             raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
         try:
             # The search's settings, validated once here and passed to the runner unchanged.
             self.settings = BatchSearchSettings(
-                mode, init_val, max_trials, max_val, margin, steps_per_trial, max_memory
+                mode=mode,
+                init_val=init_val,
+                max_trials=max_trials,
+                max_val=max_val,
+                margin=margin,
+                steps_per_trial=steps_per_trial,
+                max_memory=max_memory,
             )
         except ValueError as exc:
             raise TunerConfigurationError(str(exc)) from None  # Lightning's error type, as for every other setting
         self._batch_arg_name = batch_arg_name
         self._progress_bar = progress_bar
-        self._early_exit = False  # set by Tuner: end the trainer call once the search is done
         self.optimal_batch_size: int | None = init_val
-        self.result: Any = None
+        self.result: BatchSizeResult | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str | None = None) -> None:
         # Fail before any training: the attribute and a rebuildable dataloader must exist.
@@ -135,33 +143,33 @@ class BatchSizeFinder(Callback):
 
     def scale_batch_size(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
         """Run the search now, write the size to every holder, and return it (None under ``fast_dev_run``)."""
-        if trainer.fast_dev_run:
-            rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
-            self.optimal_batch_size = None
-        else:
-            self.optimal_batch_size = self._search_and_apply(trainer, pl_module)
-            if self._early_exit:
-                # The Tuner ends this call now: the loaders are built only so that `trainer.*_dataloader(s)` show
-                # the found size. Building one starts its iterator, which draws a shuffle seed; the user's
-                # generator gets its state back (in callback mode that draw is the stage's own, and stays).
-                with preserved_loader_generators(_loader_factory(trainer, pl_module, _fn(trainer))()):
-                    _rebuild_stage_loaders(trainer, reset_loop=False, name=self._batch_arg_name)
+        with self.ending_the_tuner_call():
+            if self.skipped_for_fast_dev_run(trainer, "batch size scaler"):
+                self.optimal_batch_size = None
             else:
-                _rebuild_stage_loaders(trainer, reset_loop=True, name=self._batch_arg_name)
-        if self._early_exit:
-            end_tuning_run()
+                self.optimal_batch_size = self._search_and_apply(trainer, pl_module)
+                if self.early_exit:
+                    # The Tuner ends this call now: the loaders are built only so that `trainer.*_dataloader(s)`
+                    # show the found size. Building one starts its iterator, which draws a shuffle seed; the user's
+                    # generator gets its state back (in callback mode that draw is the stage's own, and stays).
+                    with preserved_loader_generators(_loader_factory(trainer, pl_module, _fn(trainer))()):
+                        _rebuild_stage_loaders(trainer, reset_loop=False, name=self._batch_arg_name)
+                else:
+                    _rebuild_stage_loaders(trainer, reset_loop=True, name=self._batch_arg_name)
         return self.optimal_batch_size
 
     def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> int:
         holders = batch_size_holders(module, trainer.datamodule, self._batch_arg_name)
         original = holders.values()
         failure: BatchSizeNotFoundError | None = None
+        found = 0  # no size: a failed search
         try:
             try:
                 self.result = self._search(trainer, module, _fn(trainer), holders)
+                found = self.result.batch_size
             except BatchSizeNotFoundError as exc:
                 failure = exc  # decided with the other ranks below, so that none waits for this one
-            size = _smallest_over_ranks(trainer, 0 if failure is not None else self.result.batch_size)
+            size = _smallest_over_ranks(trainer, found)
         except BaseException:
             holders.restore(original)  # a failed search (or an interrupt in the reduce) changes nothing
             raise
@@ -175,7 +183,9 @@ class BatchSizeFinder(Callback):
         log.info("Finished batch size finder, will continue with full run using batch size %d", size)
         return size
 
-    def _search(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str, holders: AttrHolders) -> Any:
+    def _search(
+        self, trainer: pl.Trainer, module: pl.LightningModule, stage: str, holders: AttrHolders
+    ) -> BatchSizeResult:
         """Run the engine's search; each trial writes its size, rebuilds the dataloader and runs the stage's steps."""
         make_loader = _loader_factory(trainer, module, stage)
         steps = self.settings.steps_per_trial

@@ -23,19 +23,18 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from tqdm.auto import tqdm
 
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError, lr_holders
-from traenslenzor.tuner.lightning.private import end_tuning_run
+from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import (
     cycle_batches,
     fit_dataloader,
     lr_search_step,
     search_isolation,
 )
-from traenslenzor.tuner.lr.adaptive import AdaptiveRange, adaptive_metadata, extend_past_max_lr, sweep_with_restart
+from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
 from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
@@ -48,7 +47,7 @@ log = logging.getLogger(__name__)
 MAX_SKIPS_PER_POINT = 10
 
 
-class LearningRateFinder(Callback):
+class LearningRateFinder(SearchCallback):
     """Runs the LR range test at ``on_fit_start`` (or wherever :meth:`lr_find` is called) and applies the result.
 
     Args:
@@ -60,6 +59,8 @@ class LearningRateFinder(Callback):
         update_attr: write the suggested LR to the LR attribute (every holder) and the live optimizer.
         attr_name: the LR attribute's name; by default the first of ``lr``/``learning_rate`` found.
         progress_bar: show a tqdm bar on rank 0.
+        adaptive_range: widen the sweep where the curve shows no edge (``AdaptiveRange``); None keeps it fixed.
+        early_exit: end the trainer call once the search is done (what :class:`Tuner` sets).
 
     After the search, :attr:`optimal_lr` holds the :class:`~traenslenzor.tuner.LRFinderResult` (Lightning's name).
     """
@@ -78,7 +79,9 @@ class LearningRateFinder(Callback):
         *,
         progress_bar: bool = True,
         adaptive_range: AdaptiveRange | None = None,
+        early_exit: bool = False,
     ) -> None:
+        super().__init__(early_exit=early_exit)
         mode = mode.lower() if isinstance(mode, str) else mode
         if mode not in self.SUPPORTED_MODES:
             raise TunerConfigurationError(f"mode={mode!r}: `mode` should be either of {self.SUPPORTED_MODES}.")
@@ -94,7 +97,6 @@ class LearningRateFinder(Callback):
         self._update_attr = update_attr
         self._attr_name = attr_name
         self._progress_bar = progress_bar
-        self._early_exit = False  # set by Tuner: end the trainer call once the search is done
         self.optimal_lr: LRFinderResult | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -102,13 +104,9 @@ class LearningRateFinder(Callback):
 
     def lr_find(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LRFinderResult | None:
         """Run the search now (from any hook during ``fit``), apply the suggestion if asked, and return the result."""
-        if trainer.fast_dev_run:
-            rank_zero_warn("Skipping learning rate finder since `fast_dev_run` is enabled.")
-            self.optimal_lr = None
-        else:
-            self.optimal_lr = self._search_and_apply(trainer, pl_module)
-        if self._early_exit:
-            end_tuning_run()
+        with self.ending_the_tuner_call():
+            skipped = self.skipped_for_fast_dev_run(trainer, "learning rate finder")
+            self.optimal_lr = None if skipped else self._search_and_apply(trainer, pl_module)
         return self.optimal_lr
 
     def _search_and_apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> LRFinderResult:
@@ -116,26 +114,17 @@ class LearningRateFinder(Callback):
         optimizer = _single_optimizer(trainer)
         start_step = trainer.global_step
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
-        settings, adaptive, bar = self._settings, self._adaptive, self._progress_bar and trainer.is_global_zero
-        events: list[dict[str, Any]] = []
+        sweep = AdaptiveSweep(self._settings, self._adaptive)
+        bar = self._progress_bar and trainer.is_global_zero
         with (
             preserved_training_state(module, trainer.optimizers, schedulers) as state,
             search_isolation(trainer, module),
         ):
             module.train()
             with torch.enable_grad():
-                test = sweep_with_restart(
-                    lambda s: _run_range_test(trainer, optimizer, RangeTest(s), bar, adaptive, events),
-                    settings,
-                    adaptive,
-                    events,
-                    state.restore,
-                    log,
-                )
+                test = sweep.run(lambda test: _drive(trainer, optimizer, test, bar), restore=state.restore)
         metadata: dict[str, Any] = {"optimizer": type(optimizer).__name__, "start_global_step": start_step}
-        if adaptive is not None:
-            metadata.update(adaptive_metadata(settings, events, test))
-        result = test.result(source="lightning", **metadata)
+        result = test.result(source="lightning", **metadata, **sweep.metadata(test))
         if test.stop_reason != StopReason.COMPLETED:
             log.info(
                 "LR finder stopped after %d of %d steps: %s.", len(result.lrs), test.num_training, test.stop_reason
@@ -147,7 +136,7 @@ class LearningRateFinder(Callback):
                 holders.write(lr)
                 set_group_lrs(optimizer, lr, group_lr_ratios(optimizer))
                 log.info("Learning rate set to %s", lr)
-                if trainer.lr_scheduler_configs and not self._early_exit:
+                if trainer.lr_scheduler_configs and not self.early_exit:
                     _rebuild_optimizers(trainer, start_step)
         return result
 
@@ -182,20 +171,12 @@ def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
     return optimizers[0]
 
 
-def _run_range_test(
-    trainer: pl.Trainer,
-    optimizer: torch.optim.Optimizer,
-    test: RangeTest,
-    bar: bool,
-    adaptive: AdaptiveRange | None,
-    events: list[dict[str, Any]],
-) -> RangeTest:
+def _drive(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool) -> None:
     """Drive ``test`` to its end: set the LR, take one real training step, record the loss.
 
-    With ``adaptive``, a sweep that completes without the loss turning up continues once past ``max_lr`` from the
-    current state and data position (``lr_adaptive``), as ``find_lr`` does; the extension goes to ``events``.
+    A sweep the :class:`AdaptiveSweep` continues past ``max_lr`` goes on here from the current state and data
+    position, as in ``find_lr``.
     """
-    extended = adaptive is None
     ratios = group_lr_ratios(optimizer)
     loader = fit_dataloader(trainer)
     batches = cycle_batches(loader)
@@ -215,10 +196,5 @@ def _run_range_test(
                     )
                 continue
             test.record(lr, loss)
+            progress.total = test.num_training  # an extension lengthens the sweep
             progress.update()
-            if test.done and not extended:
-                extended = True
-                if extend_past_max_lr(test, adaptive, events, log):
-                    progress.total = test.num_training
-                    progress.refresh()
-    return test

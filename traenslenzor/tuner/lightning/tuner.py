@@ -92,15 +92,16 @@ class Tuner:
         _check_no_finder(self._trainer, (BatchSizeFinder, LightningBatchSizeFinder), "BatchSizeFinder")
         # The finder builds (and validates) the search's one settings object; the search reads it unchanged.
         finder = BatchSizeFinder(
-            mode,
-            steps_per_trial,
-            init_val,
-            max_trials,
-            batch_arg_name,
-            margin,
-            max_val,
+            mode=mode,
+            steps_per_trial=steps_per_trial,
+            init_val=init_val,
+            max_trials=max_trials,
+            batch_arg_name=batch_arg_name,
+            margin=margin,
+            max_val=max_val,
             max_memory=max_memory,
             progress_bar=progress_bar,
+            early_exit=True,  # this trainer call exists only to search
         )
         if _is_dataloader_arg(train_dataloaders) or _is_dataloader_arg(dataloaders):
             raise TunerConfigurationError(
@@ -114,7 +115,6 @@ class Tuner:
         if self._trainer.fast_dev_run:
             rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
             return None
-        finder._early_exit = True
         with _attached(self._trainer, finder):
             _run(self._trainer, method, model, train_dataloaders, val_dataloaders, dataloaders, datamodule)
         self.batch_size_result = finder.result
@@ -154,22 +154,22 @@ class Tuner:
             )
         _check_no_finder(self._trainer, (LearningRateFinder, LightningLearningRateFinder), "LearningRateFinder")
         finder = LearningRateFinder(
-            min_lr,
-            max_lr,
-            num_training,
-            mode,
-            early_stop_threshold,
-            update_attr,
-            attr_name,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_training_steps=num_training,
+            mode=mode,
+            early_stop_threshold=early_stop_threshold,
+            update_attr=update_attr,
+            attr_name=attr_name,
             progress_bar=progress_bar,
             adaptive_range=adaptive_range,
+            early_exit=True,  # this trainer call exists only to search
         )
         if update_attr:
             lr_holders(model, _datamodule_of(train_dataloaders, datamodule), attr_name)
         if self._trainer.fast_dev_run:
             rank_zero_warn("Skipping learning rate finder since `fast_dev_run` is enabled.")
             return None
-        finder._early_exit = True
         with _attached(self._trainer, finder):
             self._trainer.fit(model, train_dataloaders, val_dataloaders, datamodule)
         return finder.optimal_lr

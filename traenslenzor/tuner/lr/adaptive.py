@@ -8,12 +8,13 @@ A range test can only read an LR out of a curve that shows where training breaks
 * **The loss blew up at once** (within the first quarter of the steps, from a finite first loss): ``min_lr`` is
   already too high. The state is restored and the sweep *restarts* ``restart_decades`` below ``min_lr`` (once).
 
-``find_lr`` records both in the result (``metadata["adaptive_range"]``) and logs them. Both sweep loops (``find_lr``
-and the Lightning adapter) call the same two steps: ``extend_past_max_lr`` when their sweep completes, and
-``sweep_with_restart`` around a whole sweep; the pure decisions under them (``needs_extension``,
-``blew_up_at_once``, ...) stay callable on their own. Cost: an extension adds
-``extend_decades`` worth of steps (24 at the default sweep), a restart at most a quarter of ``num_training`` plus
-one full sweep; the total stays under 3 x ``num_training``.
+:class:`AdaptiveSweep` owns both: ``find_lr`` and the Lightning adapter hand it a ``drive(test)`` that runs their
+training steps until the :class:`~traenslenzor.tuner.lr.sweep.RangeTest` says stop, and it decides when to
+continue (through the test's continuation) and when to restart, records what it did and logs it. The pure
+decisions under it (``needs_extension``, ``blew_up_at_once``, ...) stay callable on their own; the curve maths is
+``curve``'s. Cost: an extension adds ``extend_decades`` worth of steps (24 at the default sweep), a restart at most
+a quarter of ``num_training`` plus one full sweep; the total is capped at ``MAX_TOTAL_STEPS_FACTOR`` (3) x
+``num_training`` (a narrow range's extension is cut short there).
 """
 
 from __future__ import annotations
@@ -22,10 +23,19 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from traenslenzor.tuner.lr.diagnostics import never_turned_up
+from traenslenzor.tuner.lr.curve import never_turned_up
 from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
+
+log = logging.getLogger(__name__)
+
+# The adaptive sweep's steps in all (a restart's thrown-away steps included) stay within this many times
+# num_training: at most a quarter sweep lost to a restart, one sweep, and the extension in what is left.
+MAX_TOTAL_STEPS_FACTOR = 3
+
+Drive = Callable[[RangeTest], None]
 
 
 @dataclass(frozen=True)
@@ -75,15 +85,18 @@ def blew_up_at_once(test: RangeTest, adaptive: AdaptiveRange) -> bool:
     )
 
 
-def extension_lrs(settings: SweepSettings, decades: float) -> list[float]:
+def extension_lrs(settings: SweepSettings, decades: float, max_steps: int | None = None) -> list[float]:
     """The LRs that continue an exponential sweep past ``max_lr`` at its own step ratio, up to ``decades`` more.
 
-    Empty for a linear sweep (its steps are too fine to cover decades) or ``decades == 0``.
+    At most ``max_steps`` of them (None: no limit). Empty for a linear sweep (its steps are too fine to cover
+    decades), ``decades == 0`` or ``max_steps <= 0``.
     """
-    if settings.mode != "exponential" or decades <= 0:
+    if settings.mode != "exponential" or decades <= 0 or (max_steps is not None and max_steps <= 0):
         return []
     step = math.log10(settings.max_lr / settings.min_lr) / (settings.num_training - 1)  # decades per step
     count = max(1, math.floor(decades / step + 1e-9))  # the cap stays within `decades`
+    if max_steps is not None:
+        count = min(count, max_steps)
     return [settings.max_lr * 10 ** (step * i) for i in range(1, count + 1)]
 
 
@@ -92,7 +105,7 @@ def restart_settings(settings: SweepSettings, decades: float) -> SweepSettings:
     return replace(settings, min_lr=settings.min_lr / 10**decades)
 
 
-def extension_event(settings: SweepSettings, more: list[float]) -> dict[str, object]:
+def extension_event(settings: SweepSettings, more: list[float]) -> dict[str, Any]:
     """The record (and log line) of a sweep continued past ``max_lr`` to ``more[-1]``."""
     return {
         "action": "extend",
@@ -102,7 +115,7 @@ def extension_event(settings: SweepSettings, more: list[float]) -> dict[str, obj
     }
 
 
-def restart_event(settings: SweepSettings, test: RangeTest, lower: SweepSettings) -> dict[str, object]:
+def restart_event(settings: SweepSettings, test: RangeTest, lower: SweepSettings) -> dict[str, Any]:
     """The record (and log line) of a sweep that blew up at once and restarts at ``lower.min_lr``."""
     return {
         "action": "restart",
@@ -113,46 +126,73 @@ def restart_event(settings: SweepSettings, test: RangeTest, lower: SweepSettings
     }
 
 
-def adaptive_metadata(settings: SweepSettings, events: list[dict[str, object]], test: RangeTest) -> dict[str, object]:
-    """What a result records about its adaptive range: the events, the range asked for, the steps spent in all."""
-    spent = sum(int(event.get("steps", 0)) for event in events)  # type: ignore[call-overload]
-    return {
-        "adaptive_range": events,
-        "requested_range": [settings.min_lr, settings.max_lr],
-        "total_steps": spent + len(test.lrs),
-    }
+class AdaptiveSweep:
+    """One range test with the adaptive range: a restart below ``min_lr`` and a continuation past ``max_lr``.
 
+    ``AdaptiveSweep(settings, adaptive).run(drive, restore)`` builds the :class:`RangeTest`, has ``drive`` run it,
+    and where it ``blew_up_at_once`` calls ``restore()`` and has ``drive`` run a fresh test from below ``min_lr``
+    (once). A completed sweep that ``needs_extension`` continues through the test's continuation, inside the same
+    ``drive`` call, so the loop goes on from its current state and data position. With ``adaptive=None`` the
+    range stays fixed: one plain sweep.
 
-def extend_past_max_lr(
-    test: RangeTest, adaptive: AdaptiveRange, events: list[dict[str, object]], log: logging.Logger
-) -> bool:
-    """Where ``needs_extension``, extend ``test`` past ``max_lr`` (logged, recorded in ``events``); whether it did.
+    Args:
+        settings: the sweep as requested (validated when built).
+        adaptive: how far the sweep may widen; None keeps it fixed.
 
-    The caller then drives the extended ``test`` on from its current state, as it drove the sweep so far.
+    Attributes:
+        events: what it did, in order (``{"action": "extend" | "restart", "reason": ..., ...}``).
     """
-    more = extension_lrs(test.settings, adaptive.extend_decades) if needs_extension(test, adaptive) else []
-    if not more:
-        return False
-    events.append(extension_event(test.settings, more))
-    log.info("LR range test: %s.", events[-1]["reason"])
-    test.extend(more)
-    return True
 
+    def __init__(self, settings: SweepSettings, adaptive: AdaptiveRange | None) -> None:
+        self.settings = settings
+        self.adaptive = adaptive
+        self.events: list[dict[str, Any]] = []
 
-def sweep_with_restart(
-    run: Callable[[SweepSettings], RangeTest],
-    settings: SweepSettings,
-    adaptive: AdaptiveRange | None,
-    events: list[dict[str, object]],
-    restore: Callable[[], None],
-    log: logging.Logger,
-) -> RangeTest:
-    """``run(settings)``; where it ``blew_up_at_once``, ``restore()`` the state and run once from below ``min_lr``."""
-    test = run(settings)
-    if adaptive is not None and blew_up_at_once(test, adaptive):
-        lower = restart_settings(settings, adaptive.restart_decades)
-        events.append(restart_event(settings, test, lower))
-        log.warning("LR range test: %s.", events[-1]["reason"])
-        restore()
-        test = run(lower)
-    return test
+    def run(self, drive: Drive, restore: Callable[[], None]) -> RangeTest:
+        """Drive the sweep (restarted once where it blew up at once) and return the test that counts.
+
+        ``drive(test)`` runs training steps, recording each loss, until ``test.done`` (or until it must stop
+        sooner: then it calls ``test.stop(reason)``); ``restore()`` puts the model and optimizer back as they were
+        before the first step.
+        """
+        test = self._drive(drive, self.settings)
+        if self.adaptive is not None and blew_up_at_once(test, self.adaptive):
+            lower = restart_settings(self.settings, self.adaptive.restart_decades)
+            self._record(restart_event(self.settings, test, lower), logging.WARNING)
+            restore()
+            test = self._drive(drive, lower)
+        return test
+
+    def metadata(self, test: RangeTest) -> dict[str, Any]:
+        """What the result records about the adaptive range (nothing for a fixed range): events, request, cost."""
+        if self.adaptive is None:
+            return {}
+        return {
+            "adaptive_range": self.events,
+            "requested_range": [self.settings.min_lr, self.settings.max_lr],
+            "total_steps": self._spent() + len(test.lrs),
+        }
+
+    def _drive(self, drive: Drive, settings: SweepSettings) -> RangeTest:
+        continuation = self._continue_past_max_lr if self.adaptive is not None else None
+        test = RangeTest(settings, continuation=continuation)
+        drive(test)
+        return test
+
+    def _continue_past_max_lr(self, test: RangeTest) -> list[float]:
+        """The test's continuation: where ``needs_extension``, the LRs past ``max_lr`` within the step cap."""
+        if self.adaptive is None or not needs_extension(test, self.adaptive):
+            return []
+        room = MAX_TOTAL_STEPS_FACTOR * self.settings.num_training - self._spent() - len(test.lrs)
+        more = extension_lrs(test.settings, self.adaptive.extend_decades, max_steps=room)
+        if more:
+            self._record(extension_event(test.settings, more), logging.INFO)
+        return more
+
+    def _spent(self) -> int:
+        """Steps of sweeps thrown away by a restart."""
+        return sum(int(event.get("steps", 0)) for event in self.events)
+
+    def _record(self, event: dict[str, Any], level: int) -> None:
+        self.events.append(event)
+        log.log(level, "LR range test: %s.", event["reason"])

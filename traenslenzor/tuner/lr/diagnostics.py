@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from traenslenzor.tuner.lr.curve import final_valley, finite, never_turned_up, smoothed_noise
 from traenslenzor.tuner.lr.settings import StopReason
-from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END, final_valley, smoothed_noise
+from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END
 
 if TYPE_CHECKING:
     from traenslenzor.tuner.lr.result import LRFinderResult
@@ -26,12 +27,6 @@ EARLY_STOP_FRACTION = 0.25  # a blow-up within this share of num_training counts
 # 1.5-54% into its final valley on every curve the default rule read well, by 0.3-0.4% on two flat `cnn_sgdm`
 # curves where any suggestion is a guess.
 MIN_DECREASE = 0.01  # the final valley must lie this share below the highest loss before it to count as a fall
-MAX_FINAL_RISE = 0.1  # a completed curve that ends within this share of its drop above its best never diverged
-# The raw loss turned up when the median of its last RAW_TAIL_POINTS points gave back this share of the smoothed
-# curve's fall (half: far more than batch noise on a curve that fell clearly). The EMA lags the raw loss by about
-# 1 / (1 - beta) steps, so a blow-up in the last few dozen steps shows in the raw loss only.
-RAW_TAIL_POINTS = 5
-RAW_RISE_FRACTION = 0.5
 # That fall measured in noise standard deviations of the smoothed curve: 3.3-47 on the well-read curves, 0.9 on
 # the flat ones. Below this the valley may be a wander of the noise.
 MIN_SIGNAL_TO_NOISE = 3.0
@@ -50,10 +45,6 @@ class Finding:
         return f"[{self.severity}] {self.message}"
 
 
-def _finite(values: tuple[float, ...]) -> list[float]:
-    return [v for v in values if math.isfinite(v)]
-
-
 @dataclass(frozen=True)
 class _Fall:
     top: float  # highest smoothed loss before the floor
@@ -65,10 +56,10 @@ def _fall(result: LRFinderResult) -> _Fall | None:
     """The fall into the curve's final valley, read as the default suggestion rule reads it; None if no valley.
 
     The first ``SKIP_BEGIN`` points are left out when enough remain (their EMA averages few batches); the valley is
-    ``suggestion.final_valley`` (early dips of the plateau do not count); the noise is measured up to the floor
+    ``curve.final_valley`` (early dips of the plateau do not count); the noise is measured up to the floor
     so that the blow-up does not count as noise.
     """
-    smoothed = np.array(_finite(result.losses))
+    smoothed = np.array(finite(result.losses))
     if smoothed.size > SKIP_BEGIN + 3:
         smoothed = smoothed[SKIP_BEGIN:]
     valley = final_valley(smoothed)
@@ -80,7 +71,7 @@ def _fall(result: LRFinderResult) -> _Fall | None:
 
 
 def check_too_few_points(result: LRFinderResult) -> Finding | None:
-    count = len(_finite(result.raw_losses))
+    count = len(finite(result.raw_losses))
     if count >= MIN_POINTS:
         return None
     return Finding(
@@ -106,7 +97,7 @@ def check_diverged_early(result: LRFinderResult) -> Finding | None:
 
 
 def check_never_decreased(result: LRFinderResult) -> Finding | None:
-    smoothed = _finite(result.losses)
+    smoothed = finite(result.losses)
     if len(smoothed) < 2:
         return None
     fall = _fall(result)
@@ -121,24 +112,6 @@ def check_never_decreased(result: LRFinderResult) -> Finding | None:
         f"raise max_lr (now {result.max_lr:.2e}). A suggestion read from a flat curve is a guess (on the benchmark's "
         "flat curves, from the grid's best LR to useless).",
     )
-
-
-def never_turned_up(losses: list[float] | tuple[float, ...], raw_losses: list[float] | tuple[float, ...]) -> bool:
-    """Whether neither the smoothed nor the raw loss rose again after its fall (checked on both curves).
-
-    Smoothed: its last point lies within ``MAX_FINAL_RISE`` of its fall above its best. Raw: the median of its
-    last ``RAW_TAIL_POINTS`` points lies within ``RAW_RISE_FRACTION`` of that fall above the smoothed best. A
-    non-finite raw loss is a blow-up.
-    """
-    smoothed = _finite(tuple(losses))
-    if len(smoothed) < 2 or len(_finite(tuple(raw_losses))) < len(raw_losses):
-        return False
-    best = min(smoothed)
-    drop = max(0.0, smoothed[0] - best)
-    if smoothed[-1] - best > MAX_FINAL_RISE * max(drop, 1e-12):
-        return False
-    tail = float(np.median(raw_losses[-RAW_TAIL_POINTS:]))
-    return tail - best <= RAW_RISE_FRACTION * max(drop, 1e-12)
 
 
 def check_never_diverged(result: LRFinderResult) -> Finding | None:
@@ -217,7 +190,7 @@ def diagnose(result: LRFinderResult, method: str | None = None) -> list[Finding]
             )
         ]
     findings = [finding for check in CHECKS if (finding := check(result)) is not None]
-    if len(_finite(result.losses)) >= 2:
+    if len(finite(result.losses)) >= 2:
         suggestion = check_suggestion(result, method)
         if suggestion is not None:
             findings.append(suggestion)

@@ -23,13 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from traenslenzor.tuner.batching import cycle, model_device, move_to_device
-from traenslenzor.tuner.lr.adaptive import (
-    DEFAULT_ADAPTIVE_RANGE,
-    AdaptiveRange,
-    adaptive_metadata,
-    extend_past_max_lr,
-    sweep_with_restart,
-)
+from traenslenzor.tuner.lr.adaptive import DEFAULT_ADAPTIVE_RANGE, AdaptiveRange, AdaptiveSweep
 from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, SweepSettings
@@ -97,8 +91,8 @@ def find_lr(
     device = torch.device(device) if device is not None else model_device(model)
     compute_loss = step_fn or default_step(loss_fn)
     move = to_device or (lambda batch, dev: move_to_device(batch, dev, non_blocking=dev.type == "cuda"))
-    run = functools.partial(
-        _run_sweep,
+    drive = functools.partial(
+        _drive,
         model=model,
         optimizer=optimizer,
         compute_loss=compute_loss,
@@ -109,11 +103,9 @@ def find_lr(
         amp=amp,
         progress_bar=progress_bar,
     )
-    events: list[dict[str, Any]] = []
+    sweep = AdaptiveSweep(settings, adaptive_range)
     with preserved_training_state(model, [optimizer]) as state:
-        test = sweep_with_restart(
-            lambda s: run(s, adaptive_range, events), settings, adaptive_range, events, state.restore, log
-        )
+        test = sweep.run(drive, restore=state.restore)
     log.info("LR range test stopped after %d steps: %s", len(test.lrs), test.stop_reason)
     metadata: dict[str, Any] = {
         "optimizer": type(optimizer).__name__,
@@ -121,15 +113,11 @@ def find_lr(
         "amp": bool(amp),
         "device": str(device),
     }
-    if adaptive_range is not None:
-        metadata.update(adaptive_metadata(settings, events, test))
-    return test.result(**metadata)
+    return test.result(**metadata, **sweep.metadata(test))
 
 
-def _run_sweep(
-    settings: SweepSettings,
-    adaptive: AdaptiveRange | None,
-    events: list[dict[str, Any]],
+def _drive(
+    test: RangeTest,
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -140,8 +128,9 @@ def _run_sweep(
     accumulate: int,
     amp: bool,
     progress_bar: bool,
-) -> RangeTest:
-    """One sweep of ``settings`` (loader generators restored after it), continued past max_lr where asked."""
+) -> None:
+    """Train one optimizer step per recorded point until ``test`` says stop (loader generators restored after)."""
+    settings = test.settings
     log.info(
         "LR range test: up to %d steps, %s sweep %.2e -> %.2e",
         settings.num_training,
@@ -149,24 +138,28 @@ def _run_sweep(
         settings.min_lr,
         settings.max_lr,
     )
-    test = RangeTest(settings)
-    with preserved_loader_generators(train_loader):
+    ratios = group_lr_ratios(optimizer)
+    autocast, scaler = precision(device, amp)
+    with (
+        preserved_loader_generators(train_loader),
+        tqdm(total=test.num_training, desc="LR range test", disable=not progress_bar, leave=False) as bar,
+    ):
         model.train()
         batches = cycle(train_loader)
         try:
-            sweep = functools.partial(
-                _sweep, test, model, optimizer, compute_loss, batches, move, device, accumulate, amp, progress_bar
-            )
-            sweep()
-            if adaptive is not None and extend_past_max_lr(test, adaptive, events, log):
-                sweep()
+            while not test.done:
+                lr = test.lr_at(len(test.lrs))
+                set_group_lrs(optimizer, lr, ratios)
+                value = _train_step(model, optimizer, compute_loss, batches, move, device, accumulate, autocast, scaler)
+                test.record(lr, value)
+                bar.total = test.num_training  # an extension lengthens the sweep
+                bar.update(1)
+                bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
         finally:
             batches.close()  # type: ignore[attr-defined]  # releases the loader's iterator (and its workers)
-    return test
 
 
-def _sweep(
-    test: RangeTest,
+def _train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     compute_loss: StepFn,
@@ -174,37 +167,25 @@ def _sweep(
     move: Callable[[Any, torch.device], Any],
     device: torch.device,
     accumulate: int,
-    amp: bool,
-    progress_bar: bool,
-) -> None:
-    """The training loop from the test's next step: one recorded point per optimizer step until it says stop."""
-    ratios = group_lr_ratios(optimizer)
-    autocast, scaler = precision(device, amp)
-    first = len(test.lrs)
-    with tqdm(total=test.num_training - first, desc="LR range test", disable=not progress_bar, leave=False) as bar:
-        for step in range(first, test.num_training):
-            lr = test.lr_at(step)
-            set_group_lrs(optimizer, lr, ratios)
-            optimizer.zero_grad(set_to_none=True)
-            total = None
-            for _ in range(accumulate):
-                batch = move(next(batches), device)
-                with autocast():
-                    loss = _check_scalar(compute_loss(model, batch))
-                scaled = loss / accumulate if accumulate > 1 else loss
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                total = loss.detach() if total is None else total + loss.detach()
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            value = total.item() / accumulate  # the one sync per step
-            stop = test.record(lr, value)
-            bar.update(1)
-            bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
-            if stop:
-                break
+    autocast: Callable[[], Any],
+    scaler: Any,
+) -> float:
+    """One optimizer step over ``accumulate`` micro-batches; their mean loss (the one sync per step)."""
+    optimizer.zero_grad(set_to_none=True)
+    total = None
+    for _ in range(accumulate):
+        batch = move(next(batches), device)
+        with autocast():
+            loss = _check_scalar(compute_loss(model, batch))
+        scaled = loss / accumulate if accumulate > 1 else loss
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return total.item() / accumulate  # type: ignore[union-attr]
 
 
 def _validate(

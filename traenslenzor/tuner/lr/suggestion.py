@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from traenslenzor.tuner.lr.curve import final_valley, rise_onset, smoothed_noise
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ STABLE_DECADES_BELOW = 1.2
 # A point counts as "not yet rising" while its smoothed loss is within this many noise standard deviations of the
 # lowest loss before it. One sigma: the lowest point of a noisy flat stretch is itself about one sigma low.
 ONSET_NOISE_SIGMAS = 1.0
-# A run of fewer points below the median is a wiggle, not the final valley (see ``final_valley``).
-VALLEY_MIN_POINTS = 3
 # Points ``suggest`` leaves out by default: the first (a bias-corrected EMA has averaged few batches there, so the
 # curve is flat and noisy) and the last (often the blow-up that stopped the test).
 SKIP_BEGIN = 10
@@ -144,54 +143,6 @@ def slide(lrs: np.ndarray, losses: np.ndarray, *, window: int = 15, threshold: f
     return answer
 
 
-def final_valley(losses: np.ndarray, min_points: int = VALLEY_MIN_POINTS) -> tuple[int, int] | None:
-    """Start and bottom index of the last stretch of the curve that lies below its median loss.
-
-    A range-test curve is a plateau (LR too small to learn in a few steps), a descent, a valley and a blow-up.
-    Early points are the least averaged by the EMA (a bias-corrected EMA at step 10 averages ~10 raw losses, at
-    step 60 ~40), so on noisy curves the global minimum can be an early dip of the plateau. The descent that
-    matters is the one that ends in the blow-up: the last run of points below the median level. Runs shorter than
-    ``min_points`` are wiggles, not valleys (e.g. a dip below the median *after* a mild blow-up that levelled off
-    below the plateau) and are passed over unless no run is that long. None when no point lies below the median
-    (a flat curve).
-    """
-    below = np.flatnonzero(losses < np.median(losses))
-    if below.size == 0:
-        return None
-    breaks = np.flatnonzero(np.diff(below) > 1)
-    runs = list(zip(below[np.r_[0, breaks + 1]], below[np.r_[breaks, below.size - 1]], strict=True))
-    long_runs = [run for run in runs if run[1] - run[0] + 1 >= min_points]
-    start, end = (long_runs or runs)[-1]
-    return int(start), int(start + np.argmin(losses[start : end + 1]))
-
-
-def smoothed_noise(losses: np.ndarray, beta: float = DEFAULT_SWEEP.beta) -> float:
-    """Standard deviation of the noise on a curve smoothed by a ``beta`` EMA, estimated from the curve alone.
-
-    For white noise of std s on the raw loss, the EMA's steps ``d_t = (1 - beta)(raw_t - ema_{t-1})`` have std
-    ``(1 - beta) s sqrt(2 / (1 + beta))`` and the EMA itself ``s sqrt((1 - beta) / (1 + beta))``: the smoothed
-    curve's noise is ``std(d) / sqrt(2 (1 - beta))`` (5x the step std at beta = 0.98). ``std(d)`` comes from the
-    median absolute *second* difference (robust to the blow-up, and a smooth trend cancels), divided by
-    ``0.6745 * sqrt(2)`` (the median of |N(0, 2 sigma^2)|). 0 for fewer than 3 points.
-    """
-    if losses.size < 3:
-        return 0.0
-    step_std = float(np.median(np.abs(np.diff(losses, 2)))) / (0.6745 * np.sqrt(2.0))
-    return step_std / float(np.sqrt(2.0 * (1.0 - beta)))
-
-
-def rise_onset(losses: np.ndarray, start: int = 0, tolerance: float = 0.0) -> int:
-    """The last index from ``start`` on whose loss is within ``tolerance`` of the lowest loss before it.
-
-    That is where the final rise begins: every later point lies clearly above everything before it. Unlike the
-    lowest point, it is well defined on a curve that is flat up to noise before it blows up (where the minimum
-    is wherever the noise dipped), and on a curve with a clear valley it is the floor or just after it.
-    """
-    tail = losses[start:]
-    within = np.flatnonzero(tail <= np.minimum.accumulate(tail) + tolerance)
-    return start + int(within[-1])
-
-
 @_rule(min_points=3)
 def stable(
     lrs: np.ndarray,
@@ -206,8 +157,8 @@ def stable(
     edge of stability, seen a few steps late through the EMA). A constant LR trained for a whole budget must stay
     clearly inside the stable region; on the tasks of ``benchmarks/lr_quality.py`` the grid-best constant LR sat
     a roughly fixed distance below that onset, and ``decades_below`` is that distance. The onset is searched in
-    the final valley only (``final_valley``: early dips of the plateau are ignored) with a tolerance of
-    ``ONSET_NOISE_SIGMAS`` times the curve's noise (``smoothed_noise``), so a flat, noisy stretch before the
+    the final valley only (``curve.final_valley``: early dips of the plateau are ignored) with a tolerance of
+    ``ONSET_NOISE_SIGMAS`` times the curve's noise (``curve.smoothed_noise``), so a flat, noisy stretch before the
     blow-up does not decide the answer; ``beta`` is the EMA factor the curve was smoothed with. None when the curve
     has no descent (flat, or lowest at its first point).
     """

@@ -1,21 +1,23 @@
 """The LR range test as a framework-free recorder (Smith 2015/2017).
 
 :class:`RangeTest` owns the sweep, the recorded curve and the stop rules; it never touches a model. The plain
-PyTorch loop (:func:`traenslenzor.tuner.find_lr`) and the Lightning callback both drive it the same way::
+PyTorch loop (:func:`traenslenzor.tuner.find_lr`) and the Lightning callback both drive it the same way (through
+:class:`~traenslenzor.tuner.lr.adaptive.AdaptiveSweep`, whose continuation may lengthen the sweep once it
+completes, so the loop asks ``test.done`` rather than counting steps)::
 
     test = RangeTest(SweepSettings(min_lr=1e-7, max_lr=1.0, num_training=100))
     ratios = group_lr_ratios(optimizer)  # traenslenzor.tuner.lr.param_groups
-    for step in range(test.num_training):
-        set_group_lrs(optimizer, test.lr_at(step), ratios)
-        loss = train_one_optimizer_step()
-        if test.record(test.lr_at(step), loss):
-            break
+    while not test.done:
+        lr = test.lr_at(len(test.lrs))
+        set_group_lrs(optimizer, lr, ratios)
+        test.record(lr, train_one_optimizer_step())
     result = test.result()
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from traenslenzor.tuner.lr.result import LRFinderResult
@@ -30,21 +32,25 @@ class RangeTest:
     """Sweep LRs, record raw and smoothed losses, and decide when to stop.
 
     Args:
-        settings: the sweep (validated when it was built); the default sweep when None.
+        settings: the sweep (validated when it was built); the default sweep when None. Read, never changed.
+        continuation: asked once, when the sweep completes, for LRs to continue at (e.g. past ``max_lr``, see
+            :class:`~traenslenzor.tuner.lr.adaptive.AdaptiveSweep`); an empty answer ends the test. The LRs it
+            gives are kept in :attr:`extension`, and ``max_lr``/``num_training`` then describe the sweep that ran.
     """
 
-    def __init__(self, settings: SweepSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: SweepSettings | None = None,
+        *,
+        continuation: Callable[[RangeTest], Sequence[float]] | None = None,
+    ) -> None:
         if settings is None:
             settings = DEFAULT_SWEEP
         if not isinstance(settings, SweepSettings):
             raise TypeError(f"settings must be a SweepSettings, got {type(settings).__name__}.")
         self.settings = settings
-        self.min_lr = settings.min_lr
-        self.max_lr = settings.max_lr
-        self.num_training = settings.num_training
-        self.mode = settings.mode
-        self.early_stop_threshold = settings.early_stop_threshold
-        self.beta = settings.beta
+        self.extension: tuple[float, ...] = ()  # LRs run past the settings' sweep (from the continuation)
+        self._continuation = continuation
         self._smoother = EmaSmoother(settings.beta)
         self._schedule = lr_schedule(settings.min_lr, settings.max_lr, settings.num_training, settings.mode)
         self.lrs: list[float] = []
@@ -53,6 +59,16 @@ class RangeTest:
         self.best_loss = math.inf
         self.done = False
         self.stop_reason: StopReason | str | None = None
+
+    @property
+    def num_training(self) -> int:
+        """Steps of the sweep: the settings' plus the extension's."""
+        return len(self._schedule)
+
+    @property
+    def max_lr(self) -> float:
+        """Last LR of the sweep: the settings' ``max_lr``, or the end of the extension."""
+        return self.extension[-1] if self.extension else self.settings.max_lr
 
     def lr_at(self, step: int) -> float:
         """LR for optimizer step ``step`` (0-based)."""
@@ -72,28 +88,26 @@ class RangeTest:
             return self.stop(StopReason.NON_FINITE_LOSS)
         smoothed = self._smoother.update(loss)
         self.losses.append(smoothed)
-        if has_diverged(smoothed, self.best_loss, self.early_stop_threshold):
+        if has_diverged(smoothed, self.best_loss, self.settings.early_stop_threshold):
             return self.stop(StopReason.DIVERGED)
         self.best_loss = min(self.best_loss, smoothed)
         if len(self.lrs) >= self.num_training:
-            return self.stop(StopReason.COMPLETED)
+            self.stop(StopReason.COMPLETED)
+            return not self._continue()
         return False
 
-    def extend(self, lrs: list[float]) -> None:
-        """Continue a completed test at ``lrs`` (e.g. past ``max_lr``, see ``lr_adaptive``): more steps, new max_lr.
-
-        Raises:
-            RuntimeError: the test has not completed (it diverged, broke or is still running).
-        """
-        if self.stop_reason != StopReason.COMPLETED:
-            raise RuntimeError(f"Only a completed range test can be extended; this one is {self.stop_reason}.")
-        if not lrs:
-            return
-        self._schedule = [*self._schedule, *(float(lr) for lr in lrs)]
-        self.num_training = len(self._schedule)
-        self.max_lr = self._schedule[-1]
+    def _continue(self) -> bool:
+        """Ask the continuation (once) for more LRs after a completed sweep; whether the test goes on."""
+        if self._continuation is None or self.extension:
+            return False
+        more = tuple(float(lr) for lr in self._continuation(self))
+        if not more:
+            return False
+        self.extension = more
+        self._schedule = [*self._schedule, *more]
         self.done = False
         self.stop_reason = None
+        return True
 
     def stop(self, reason: StopReason | str) -> bool:
         """Mark the test as finished for ``reason`` (e.g. a trainer that stopped on its own); returns True."""
@@ -103,17 +117,21 @@ class RangeTest:
         return True
 
     def result(self, **metadata: Any) -> LRFinderResult:
-        """The recorded curve as an immutable :class:`LRFinderResult`; ``metadata`` is stored with it."""
+        """The recorded curve as an immutable :class:`LRFinderResult`; ``metadata`` is stored with it.
+
+        ``min_lr``/``max_lr``/``num_training`` are those of the sweep that ran (with its extension).
+        """
+        settings = self.settings
         return LRFinderResult(
             lrs=tuple(self.lrs),
             losses=tuple(self.losses),
             raw_losses=tuple(self.raw_losses),
-            min_lr=self.min_lr,
+            min_lr=settings.min_lr,
             max_lr=self.max_lr,
             num_training=self.num_training,
-            mode=self.mode,
-            early_stop_threshold=self.early_stop_threshold,
-            beta=self.beta,
+            mode=settings.mode,
+            early_stop_threshold=settings.early_stop_threshold,
+            beta=settings.beta,
             stop_reason=self.stop_reason,
             metadata=dict(metadata),
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,9 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .synthetic import GENERATOR_VERSION, SPLIT_CODES, label_of, render_sample
+from traenslenzor.doc_classifier.atomic_file import atomic_write
+
+from .generator import GENERATOR_VERSION, SPLIT_CODES, label_of, render_sample
 
 logger = logging.getLogger(__name__)
 
@@ -130,21 +131,11 @@ def read_manifest(cache_dir: Path) -> dict[str, dict[str, Any]]:
     return data.get("files", {})
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_cache(cache_dir: Path, name: str, pages: np.ndarray, key: dict[str, Any]) -> None:
     """Write ``pages`` as ``cache_dir/name`` and record ``key`` for it in the manifest (both atomically)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(cache_dir / name, lambda fh: np.save(fh, pages))
+    atomic_write(cache_dir / name, lambda fh: np.save(fh, pages))
     files = read_manifest(cache_dir)
     files[name] = key
     text = json.dumps({"format": 1, "files": files}, indent=2, sort_keys=True).encode()
-    _atomic_write(cache_dir / MANIFEST, lambda fh: fh.write(text))
+    atomic_write(cache_dir / MANIFEST, lambda fh: fh.write(text))

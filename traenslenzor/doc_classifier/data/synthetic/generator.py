@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..classes import NUM_CLASSES, RVL_CDIP_CLASSES
 from . import layouts_correspondence as corr
 from . import layouts_forms as forms
 from . import layouts_pages as pages
 from .artefacts import scan
-from .classes import NUM_CLASSES, RVL_CDIP_CLASSES
 from .drawing import Page
 from .layout_parts import clutter
 
