@@ -92,6 +92,11 @@ def test_predict_classifies_saved_pages_as_the_model_does_in_memory_and_skips_ba
     assert {row["path"] for row in rows} >= set(exact)
 
 
+def test_predict_dir_without_stage_predict_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config_path", str(CONFIG), "--predict_dir", str(tmp_path)]) == 2
+    assert "--predict_dir needs --stage predict" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("problem", "extra", "message"),
     [

@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_path, overrides)
         if args.predict_dir is not None:
+            if config.stage != "predict":
+                raise ConfigError(f"--predict_dir needs --stage predict (the stage is {config.stage!r}).")
             config.predict_dir = args.predict_dir
         run_experiment(
             config,

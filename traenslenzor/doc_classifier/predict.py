@@ -146,7 +146,9 @@ def normalisation(checkpoint: dict[str, Any], config: ExperimentConfig) -> tuple
 class ImageFiles(Dataset):
     """Image files decoded to grayscale pages and transformed; an unreadable one yields ``None`` (see ``_batch``)."""
 
-    def __init__(self, paths: Sequence[Path], image_size: int, transform: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(
+        self, paths: Sequence[Path], image_size: int, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
         self.paths, self.image_size, self.transform = list(paths), image_size, transform
 
     def __len__(self) -> int:
