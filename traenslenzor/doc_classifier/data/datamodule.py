@@ -159,10 +159,11 @@ class DocDataModule(L.LightningDataModule):
         return {} if self.mean is None else {"mean": self.mean, "std": self.std}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Take the checkpoint's pixel statistics (Lightning calls this before ``setup`` when given ``ckpt_path``)."""
+        """Take the checkpoint's pixel statistics (Lightning calls this when given ``ckpt_path``, after ``setup``
+        and before it asks for the dataloaders)."""
         if "mean" not in state_dict or (state_dict["mean"], state_dict["std"]) == (self.mean, self.std):
             return
-        # Lightning restores after ``setup``, which may have measured statistics already: the checkpoint's win.
+        # ``setup`` may have measured statistics already: the checkpoint's win.
         replaced = "" if self.mean is None else f" (used instead of mean={self.mean:.4f} std={self.std:.4f})"
         self.mean, self.std = float(state_dict["mean"]), float(state_dict["std"])
         self._datasets.clear()  # any built with other statistics are built again on first use
