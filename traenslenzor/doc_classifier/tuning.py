@@ -2,7 +2,7 @@
 
 Order matters: the best LR depends on the batch size, so the batch size is always tuned first, whatever the order
 of the CLI flags. After the LR step the module's ``hparams.learning_rate`` holds the LR and ``hparams.max_lr``
-(OneCycle's peak) ``max_lr_factor`` x it (OneCycle peaks a few times above a good constant LR; Smith 2018).
+(OneCycle's peak) ``max_lr_factor`` x it.
 
 Each value is searched only when its tuning record (``tuning_record.py``) does not match today's run: a matching
 record is reused in seconds, and the log names the trigger that changed when one did. The LR belongs to the global
