@@ -439,7 +439,6 @@ def test_a_misspelled_batch_size_mode_exits_2_in_one_line_before_any_data_is_bui
         (["--tuner_config.max_memory=1"], "is an int, read as bytes, and is less than 1 MiB"),
         (["--trainer_config.accelerator=gpu"], "trainer_config.accelerator = 'gpu', but torch finds no GPU"),
         (["--trainer_config.accelerator=cuda"], "trainer_config.accelerator = 'cuda', but torch finds no GPU"),
-        (["--trainer_config.precision=16-mixed"], "precision = '16-mixed' does not run on the CPU"),
     ],
 )
 def test_config_that_would_fail_late_exits_2_in_one_line_before_any_data_is_built(
@@ -474,3 +473,16 @@ def test_gpu_configs_without_a_gpu_say_so_in_one_line(
     assert main(["--config_path", str(path), "--tune-batch-size", "--tune-learning-rate"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "torch finds no GPU on this machine; set --trainer_config.accelerator=cpu" in line
+
+
+def test_more_devices_than_gpus_exits_2_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: True))  # a machine with one GPU
+    monkeypatch.setattr(CUDAAccelerator, "auto_device_count", staticmethod(lambda: 1))
+    flags = ["--trainer_config.accelerator=gpu", "--trainer_config.devices=2", "--trainer_config.strategy=ddp"]
+    assert main(["--config_path", str(_quickstart_copy(tmp_path)), *flags]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "trainer_config.devices = 2, but this machine has 1 CUDA GPU(s)" in line

@@ -322,3 +322,36 @@ def test_save_tuned_config_writes_batch_accumulation_lr_weight_decay_and_max_lr(
     assert saved["module_config"]["optimizer"]["learning_rate"] == 0.00632
     assert saved["module_config"]["optimizer"]["weight_decay"] == 0.005
     assert saved["module_config"]["scheduler"]["max_lr"] == 0.019
+
+
+# --- the typed steps -----------------------------------------------------------------------------------------------
+
+
+def test_outcome_is_built_from_the_plan_and_the_lr_step() -> None:
+    plan = BatchPlan(per_process=48, world_size=2, accumulation=3)
+    batch_only = tuning.TuningOutcome.from_steps(plan, None, reused=("batch_size",))
+    assert (batch_only.batch_size, batch_only.world_size, batch_only.accumulate_grad_batches) == (48, 2, 3)
+    assert batch_only.global_batch == 288 and batch_only.reused == ("batch_size",)
+    assert batch_only.learning_rate is batch_only.previous_learning_rate is batch_only.results_path is None
+    lr = tuning.LearningRateStep(1e-3, 2e-3, 6e-3, 5e-3, ".logs/p.png", ("info: fine",))
+    both = tuning.TuningOutcome.from_steps(plan, lr, results_path=Path(".logs/r.json"))
+    assert (both.previous_learning_rate, both.learning_rate, both.max_lr, both.weight_decay) == (1e-3, 2e-3, 6e-3, 5e-3)
+    assert (both.plot_path, both.diagnostics, both.results_path) == (".logs/p.png", ("info: fine",), ".logs/r.json")
+
+
+def test_a_reused_step_carries_no_new_record_entry(fake: type[_FakeTuner]) -> None:
+    _tune()  # searches both and writes the record
+    config = load_config(REPO / ".configs/quickstart.toml")
+    module = build_module(config)
+    datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=config.datamodule_config.batch_size))
+    run = tuning.TuningRun(
+        config,
+        module,
+        datamodule,
+        tuning.load_record(RECORD),
+        tuning.model_trigger(config.module_config.backbone, module.model),
+    )
+    plan = tuning.batch_plan_step(run, world_size=1)
+    step = tuning.learning_rate_step(run, plan)
+    assert step.reused and step.entry is None and step.learning_rate == module.hparams.learning_rate
+    assert tuning.save_record(run, {"learning_rate": step}) is None  # nothing searched: the record is not rewritten

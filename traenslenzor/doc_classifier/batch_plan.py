@@ -1,13 +1,13 @@
 """The batch that training sees, and the LR that goes with it: pure arithmetic, no model.
 
-Under data parallelism the guide's "batch size" is per process; one optimizer step averages the gradients of
+Under data parallelism ``batch_size`` is per process; one optimizer step averages the gradients of
 ``per-process x world size x accumulation`` samples, the *global batch*. The LR is found for, and applied to, that
 global batch. Two rules follow:
 
 - ``[datamodule_config] effective_batch_size`` asks for a global batch: when the per-process batch that fits is
-  smaller, ``accumulate_grad_batches = ceil(effective / (found x world))`` (the guide's "use gradient accumulation
-  instead", done for the user), and the per-process batch is evened out so that the global batch comes as close
-  to the request as that accumulation allows;
+  smaller, ``accumulate_grad_batches = ceil(effective / (found x world))`` (gradient accumulation instead of a
+  batch that does not fit, done for the user), and the per-process batch is evened out so that the global batch
+  comes as close to the request as that accumulation allows;
 - an LR found at one global batch, used at another, is rescaled: linear for SGD-family optimizers, square root for
   Adam-family (``traenslenzor.tuner.rescale_lr``), and for AdamW the weight decay keeps ``lr x weight_decay``
   (``rescale_weight_decay``).

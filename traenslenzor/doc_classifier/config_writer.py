@@ -1,7 +1,7 @@
 """Write tuned values back into a TOML config, keeping everything the user wrote.
 
-The guide's step 3 ("Update your config") done by ``--save-tuned-config`` (:func:`save_tuning` picks what differs
-from the config; :func:`save_tuned_config` writes it): ``datamodule_config.batch_size``,
+``--save-tuned-config`` updates the config with what tuning found (:func:`save_tuning` picks what differs from
+the config; :func:`save_tuned_config` writes it): ``datamodule_config.batch_size``,
 ``trainer_config.accumulate_grad_batches``, ``module_config.optimizer.learning_rate`` (and ``weight_decay`` when the
 LR rescale moved AdamW's) and ``module_config.scheduler.max_lr`` are set with tomlkit, which keeps
 comments, key order and layout; no other byte changes. The file is replaced atomically (``atomic_file.py``), so an

@@ -160,7 +160,7 @@ def build_tuning_trainer(config: ExperimentConfig, accumulate_grad_batches: int 
 
 
 def check_accelerator(config: TrainerConfig) -> None:
-    """Refuse, in one line, an accelerator (or a precision) this machine cannot run.
+    """Refuse, in one line, an accelerator this machine does not have.
 
     Lightning would refuse it too, with a traceback, when the first ``Trainer`` is built: after the data (minutes,
     for a real dataset) and the model. The GPU configs name ``accelerator = "gpu"`` and ``precision = "16-mixed"``.
@@ -177,12 +177,9 @@ def check_accelerator(config: TrainerConfig) -> None:
         raise ConfigError(
             f"trainer_config.accelerator = 'mps', but torch finds no Apple GPU on this machine; {to_cpu}."
         )
-    if name == "cuda" and isinstance(devices, int) and devices > CUDAAccelerator.auto_device_count():
+    cuda = name == "cuda" or (name == "gpu" and CUDAAccelerator.is_available())
+    if cuda and isinstance(devices, int) and devices > CUDAAccelerator.auto_device_count():
         raise ConfigError(
             f"trainer_config.devices = {devices}, but this machine has {CUDAAccelerator.auto_device_count()} CUDA "
             "GPU(s); lower devices (or 'auto')."
-        )
-    if name == "cpu" and config.precision in ("16", "16-mixed"):
-        raise ConfigError(
-            f"trainer_config.precision = {config.precision!r} does not run on the CPU; use '32-true' or 'bf16-mixed'."
         )

@@ -1,8 +1,8 @@
-"""The guide's tuning workflow: batch size first, then the LR range test (Smith 2015/2017), then apply both.
+"""The tuning workflow: batch size first, then the LR range test (Smith 2015/2017), then apply both.
 
-Order matters (guide, "Best Practices" 1): the best LR depends on the batch size, so the batch size is always
-tuned first, whatever the order of the CLI flags. After the LR step the module's ``hparams.learning_rate`` holds
-the LR and ``hparams.max_lr`` (OneCycle's peak) ``max_lr_factor`` x it (guide, "Best Practices" 2).
+Order matters: the best LR depends on the batch size, so the batch size is always tuned first, whatever the order
+of the CLI flags. After the LR step the module's ``hparams.learning_rate`` holds the LR and ``hparams.max_lr``
+(OneCycle's peak) ``max_lr_factor`` x it.
 
 Each value is searched only when its tuning record (``tuning_record.py``) does not match today's run: a matching
 record is reused in seconds, and the log names the trigger that changed when one did. The LR belongs to the global

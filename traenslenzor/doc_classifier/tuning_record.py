@@ -1,6 +1,6 @@
 """The tuning record: what tuning found, and a fingerprint of everything that would make it wrong.
 
-The users' guide says to tune once and re-tune only when a trigger changes ("When to re-tune"):
+Tuning is done once and repeated only when something it depends on (a trigger) changes:
 
 - **batch size:** the device, the architecture, the image resolution, mixed precision;
 - **learning rate:** the model, the optimizer, fine-tuning versus training from scratch, the stage of training
