@@ -71,12 +71,12 @@ def spread_table(rows: dict, steps: dict, extended: dict) -> str:
             spreads = [per_task[t][1] for t in members]
             cells.append(f"{statistics.median(gaps):.3f} / {max(gaps):.3f}, {statistics.median(spreads):.2f}")
         lines.append(f"| {mode} | {name} | " + " | ".join(cells) + " |")
-    for mode in steps:
-        lines.append(
-            f"\n{mode}: {extended[mode]} of {len(steps[mode])} runs widened the range; total steps / num_training "
-            f"median {statistics.median(steps[mode]):.2f}, max {max(steps[mode]):.2f}"
-        )
-    return "\n".join(lines)
+    cost = [
+        f"\n{mode}: {extended[mode]} of {len(ratios)} runs widened the range; total steps / num_training "
+        f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f}"
+        for mode, ratios in steps.items()
+    ]
+    return "\n".join([*lines, *cost])
 
 
 def main(argv: list[str] | None = None) -> None:
