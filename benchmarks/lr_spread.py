@@ -56,6 +56,29 @@ def centred(lrs: list[float], raw: list[float], half: int = 5, below: float = 0.
     return float(10 ** xs[int(np.argmin(np.abs(xs - (xs[onset] - below))))])
 
 
+def spread_table(rows: dict, steps: dict, extended: dict) -> str:
+    """Per range and reader: median / worst grid gap and median spread per task group; the adaptive range's cost."""
+    groups = {**GROUPS, "all": tuple(task.name for task in TASKS)}
+    lines = [
+        f"finder seeds {list(SEEDS)}; cells: median / worst grid gap, median spread (decades) over the tasks\n",
+        "| range | reader | " + " | ".join(groups) + " |",
+        "|---|---|" + "---|" * len(groups),
+    ]
+    for (mode, name), per_task in rows.items():
+        cells = []
+        for members in groups.values():
+            gaps = [g for t in members for g in per_task[t][0]]
+            spreads = [per_task[t][1] for t in members]
+            cells.append(f"{statistics.median(gaps):.3f} / {max(gaps):.3f}, {statistics.median(spreads):.2f}")
+        lines.append(f"| {mode} | {name} | " + " | ".join(cells) + " |")
+    cost = [
+        f"\n{mode}: {extended[mode]} of {len(ratios)} runs widened the range; total steps / num_training "
+        f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f}"
+        for mode, ratios in steps.items()
+    ]
+    return "\n".join([*lines, *cost])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS / "lr_spread.json", help="JSON output path")
@@ -91,25 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                 spread = max(logs) - min(logs) if len(logs) == len(values) else math.inf
                 rows.setdefault((mode, name), {})[task.name] = ([grid_gap(grid, v) for v in values], spread)
         print(f"{task.name} done", file=sys.stderr, flush=True)
-    groups = {**GROUPS, "all": tuple(task.name for task in TASKS)}
-    lines = [
-        f"finder seeds {list(SEEDS)}; cells: median / worst grid gap, median spread (decades) over the tasks\n",
-        "| range | reader | " + " | ".join(groups) + " |",
-        "|---|---|" + "---|" * len(groups),
-    ]
-    for (mode, name), per_task in rows.items():
-        cells = []
-        for members in groups.values():
-            gaps = [g for t in members for g in per_task[t][0]]
-            spreads = [per_task[t][1] for t in members]
-            cells.append(f"{statistics.median(gaps):.3f} / {max(gaps):.3f}, {statistics.median(spreads):.2f}")
-        lines.append(f"| {mode} | {name} | " + " | ".join(cells) + " |")
-    for mode in steps:
-        lines.append(
-            f"\n{mode}: {extended[mode]} of {len(steps[mode])} runs widened the range; total steps / num_training "
-            f"median {statistics.median(steps[mode]):.2f}, max {max(steps[mode]):.2f}"
-        )
-    table = "\n".join(lines)
+    table = spread_table(rows, steps, extended)
     print(table)
     record = {
         "finder_seeds": list(SEEDS),

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers follow; at run time the table b
         Tuner,
         TunerConfigurationError,
     )
-    from traenslenzor.tuner.lr.adaptive import AdaptiveRange
+    from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
     from traenslenzor.tuner.lr.diagnostics import Finding
     from traenslenzor.tuner.lr.finder import find_lr
     from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
@@ -47,6 +47,7 @@ _EXPORTS = {
     "SweepSettings": "lr.settings",
     "StopReason": "lr.settings",
     "AdaptiveRange": "lr.adaptive",
+    "AdaptiveSweep": "lr.adaptive",
     "SUGGESTIONS": "lr.suggestion",
     "DEFAULT_SUGGESTION": "lr.suggestion",
     "Finding": "lr.diagnostics",
