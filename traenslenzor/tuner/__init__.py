@@ -23,6 +23,19 @@ if TYPE_CHECKING:  # what IDEs and type checkers follow; at run time the table b
         TunerConfigurationError,
     )
     from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
+    from traenslenzor.tuner.lr.confirm import (
+        DEFAULT_CONFIRM_BUDGET,
+        DEFAULT_CONFIRM_CANDIDATES,
+        ConfirmPlan,
+        Rung,
+        candidate_lrs,
+        curve_wall,
+        finder_band,
+        finder_wall,
+        plan_confirmation,
+        rung_schedule,
+        survivors,
+    )
     from traenslenzor.tuner.lr.diagnostics import Finding
     from traenslenzor.tuner.lr.finder import find_lr
     from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
@@ -56,6 +69,18 @@ _EXPORTS = {
     "rule_for_optimizer": "lr.rescale",
     "group_lr_ratios": "lr.param_groups",
     "set_group_lrs": "lr.param_groups",
+    # confirming the LR by training (the app and the benchmark drive it)
+    "ConfirmPlan": "lr.confirm",
+    "DEFAULT_CONFIRM_BUDGET": "lr.confirm",
+    "DEFAULT_CONFIRM_CANDIDATES": "lr.confirm",
+    "Rung": "lr.confirm",
+    "candidate_lrs": "lr.confirm",
+    "curve_wall": "lr.confirm",
+    "finder_band": "lr.confirm",
+    "finder_wall": "lr.confirm",
+    "plan_confirmation": "lr.confirm",
+    "rung_schedule": "lr.confirm",
+    "survivors": "lr.confirm",
     # batch-size finder
     "find_batch_size": "batch.finder",
     "search_batch_size": "batch.runner",
