@@ -183,3 +183,32 @@ def check_accelerator(config: TrainerConfig) -> None:
             f"trainer_config.devices = {devices}, but this machine has {CUDAAccelerator.auto_device_count()} CUDA "
             "GPU(s); lower devices (or 'auto')."
         )
+
+
+def build_trial_trainer(
+    config: ExperimentConfig,
+    *,
+    max_steps: int,
+    accumulate_grad_batches: int,
+    val_check_interval: int,
+    callbacks: list[Callback],
+) -> L.Trainer:
+    """A bare trainer for one LR-confirmation trial (``lr_confirm.py``): training's settings, ``max_steps``
+    optimizer steps, validation every ``val_check_interval`` training batches; no loggers, checkpoints, early
+    stopping or progress bar (the confirmation shows one bar over its trials)."""
+    tc = config.trainer_config
+    return L.Trainer(
+        **_common_kwargs(tc, accumulate_grad_batches),
+        max_steps=max_steps,
+        max_epochs=-1,
+        limit_train_batches=tc.limit_train_batches,
+        limit_val_batches=tc.limit_val_batches,
+        val_check_interval=val_check_interval,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        logger=False,
+        callbacks=callbacks,
+    )

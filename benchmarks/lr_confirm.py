@@ -1,0 +1,275 @@
+"""The finder's LR confirmed by training (issue 21.5), at the users' horizon: gap, spread and cost per task.
+
+For each task of ``horizon_tasks`` and each finder seed (the seeds of ``lr_horizon``: 100, 101, ...):
+
+1. **The finder**, as ``lr_horizon.run_ours`` runs it (``find_lr`` on a fresh model from the seed, the task's
+   optimizer, loader, range and ``num_training``; its default suggestion ``s``).
+2. **The confirmation**, with the core's own pure functions (``traenslenzor.tuner.plan_confirmation``: the
+   candidates on the quarter-decade lattice from ``s/10`` to ``3 s`` -- or the finder's band when its result
+   carries one -- below the curve's wall, and the successive-halving rungs within ``--budget`` of the task's
+   training steps; ``survivors`` picks who goes on). Each trial trains the task's model from the seed's own start
+   (``horizon_tasks.train``: the same init and batch order for every candidate) with the task's optimizer and
+   schedule compressed to the rung's steps, and is scored on a **validation** split that the oracle never sees:
+   for the small tasks the first ``n_eval / 2`` training samples (trials train on the rest), for the app's
+   documents the synthetic ``test`` split. Plain PyTorch trials, no Optuna: the app drives the same decisions
+   through an Optuna study (``traenslenzor/doc_classifier/lr_confirm.py``); Optuna changes where the trials are
+   stored, not which are run.
+3. **Scores** with ``lr_horizon``'s cached oracle and its ``score_lr`` (gap at the task's full budget, 0 = the
+   grid's best, 1 = useless), for the confirmed LR and for the finder alone from the same run; the not-tuning
+   baselines (fixed default, Prodigy, Schedule-Free) as ``lr_horizon`` measured them (cached).
+   **Spread**: max - min of log10(LR) over seeds, decades. **Cost**: training steps of all trials as a
+   percentage of the task's budget (an upper bound: a diverged trial is counted in full).
+
+Run from the repo root: ``PYTHONPATH=$PWD python benchmarks/lr_confirm.py --group long,onecycle --seeds 5``
+(``--holdout`` for the hold-out tasks, ``--tasks a,b``, ``--budget``, ``--candidates``, ``--reduction``). Writes
+``benchmarks/results/lr_confirm[_holdout].json`` after every task and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lr_tasks
+from horizon_tasks import (
+    GROUPS,
+    INSTEAD,
+    PAGE_CACHE,
+    TASKS,
+    TASKS_BY_NAME,
+    HorizonTask,
+    make_data,
+    make_loader,
+    make_loss,
+    make_model,
+    make_optimizer,
+    train,
+)
+from lr_horizon import LABELS, Oracle, score_lr
+
+from traenslenzor.tuner import (
+    DEFAULT_CONFIRM_BUDGET,
+    DEFAULT_CONFIRM_CANDIDATES,
+    find_lr,
+    finder_band,
+    finder_wall,
+    plan_confirmation,
+    survivors,
+)
+
+log = logging.getLogger("lr_confirm")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def validation_split(task: HorizonTask, data: lr_tasks.TaskData) -> lr_tasks.TaskData:
+    """The trials' data: training samples and a validation split that the oracle's held-out set never overlaps."""
+    if task.data != "documents":
+        n = len(data.x_eval) // 2
+        return lr_tasks.TaskData(data.x_train[n:], data.y_train[n:], data.x_train[:n], data.y_train[:n])
+    from traenslenzor.doc_classifier.data.synthetic_dataset import SyntheticDocuments
+
+    def pixels(split: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pages = SyntheticDocuments(split, length, task.image_size, seed=0, cache_dir=PAGE_CACHE)
+        x = torch.from_numpy(np.stack([pages.page(i) for i in range(length)])).float().div_(255)[:, None]
+        return x, torch.from_numpy(pages.labels)
+
+    raw_train, _ = pixels("train", task.n_train)  # make_data normalises with the training split's statistics
+    x_val, y_val = pixels("test", task.n_eval // 2)
+    return lr_tasks.TaskData(data.x_train, data.y_train, (x_val - raw_train.mean()) / raw_train.std(), y_val)
+
+
+def run_finder(task: HorizonTask, data: lr_tasks.TaskData, seed: int):
+    """``find_lr`` exactly as ``lr_horizon.run_ours`` calls it; (result, suggestion or None, seconds)."""
+    model = make_model(task, seed)
+    optimizer = make_optimizer(task, model, task.finder_range[0])
+    min_lr, max_lr = task.finder_range
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = find_lr(
+            model, optimizer, make_loss(task), make_loader(task, data, seed),
+            min_lr=min_lr, max_lr=max_lr, num_training=task.num_training, progress_bar=False,
+        )  # fmt: skip
+        suggestion = result.suggestion()
+    return result, suggestion, time.perf_counter() - started
+
+
+def confirm(task: HorizonTask, trial_data: lr_tasks.TaskData, seed: int, result, suggestion: float, args) -> dict:
+    """Successive halving over the plan's candidates; every trial from the seed's start, scored on validation."""
+    plan = plan_confirmation(
+        suggestion, task.steps, budget=args.budget, count=args.candidates, reduction=args.reduction,
+        band=finder_band(result), wall=finder_wall(result),
+    )  # fmt: skip
+    losses: dict[float, float] = dict.fromkeys(plan.candidates, 0.0)  # rung 0: every candidate goes on
+    trials = []
+    for index, rung in enumerate(plan.rungs):
+        alive, losses = survivors(losses, rung.trials), {}
+        for lr in alive:
+            loss, _ = train(task, trial_data, seed, lr=lr, steps=rung.steps)
+            losses[lr] = loss
+            trials.append({"rung": index, "lr": lr, "steps": rung.steps, "val_loss": _finite(loss)})
+    confirmed = survivors(losses, 1)[0]
+    return {
+        "plan": plan.to_dict(),
+        "band": finder_band(result),
+        "wall": finder_wall(result),
+        "trials": trials,
+        "confirmed": confirmed,
+        "cost_steps": plan.cost,
+        "cost_percent": 100 * plan.cost / task.steps,
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def run_task(task: HorizonTask, oracle: Oracle, seeds: list[int], args) -> dict:
+    started = time.perf_counter()
+    data = make_data(task)
+    trial_data = validation_split(task, data)
+    base = oracle.untrained(task, data)
+    oracle.build(task, data)  # cached: trains nothing when lr_horizon built it already
+    best = oracle.best(task)
+    from lr_horizon import gaps
+
+    instead = {m: gaps(*oracle.instead(task, data, m), best, base) for m in INSTEAD}
+    runs = []
+    for seed in seeds:
+        result, suggestion, finder_seconds = run_finder(task, data, seed)
+        seed_started = time.perf_counter()
+        confirmation = None if suggestion is None else confirm(task, trial_data, seed, result, suggestion, args)
+        confirmed = None if confirmation is None else confirmation["confirmed"]
+        scores = {
+            "finder": score_lr(oracle, task, data, suggestion, best, base),
+            "confirmed": score_lr(oracle, task, data, confirmed, best, base),
+        }
+        oracle.save()
+        runs.append(
+            {
+                "seed": seed,
+                "scores": scores,
+                "confirmation": confirmation,
+                "finder_seconds": finder_seconds,
+                "confirm_seconds": time.perf_counter() - seed_started,
+            }
+        )
+        log.info(
+            "%s seed %d: finder %.2e (gap %.3f) -> confirmed %s (gap %.3f), cost %s %%",
+            task.name, seed, suggestion or math.nan, scores["finder"]["gap"],
+            "none" if confirmed is None else f"{confirmed:.2e}", scores["confirmed"]["gap"],
+            "-" if confirmation is None else f"{confirmation['cost_percent']:.1f}",
+        )  # fmt: skip
+    return {
+        "task": task.name,
+        "group": task.group,
+        "split": task.split,
+        "steps": task.steps,
+        "schedule": task.schedule,
+        "best": best,
+        "untrained": list(base),
+        "instead": instead,
+        "runs": runs,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# --- tables ----------------------------------------------------------------------------------------------------
+
+
+def _gap_cell(scores: list[dict]) -> str:
+    values = [s["gap"] for s in scores]
+    return f"{statistics.median(values):.3f} / {max(values):.3f}"
+
+
+def _spread(scores: list[dict]) -> str:
+    lrs = [s["lr"] for s in scores if s.get("lr")]
+    if len(lrs) != len(scores) or not lrs:
+        return "–"
+    return f"{math.log10(max(lrs)) - math.log10(min(lrs)):.2f}"
+
+
+def table(results: list[dict]) -> str:
+    """One row per task: gap median / worst, spread, cost; pooled rows per split."""
+    head = ["finder alone", "confirmed", "finder spread", "confirmed spread", "cost % (median / max)"]
+    head += [LABELS[m] for m in INSTEAD]
+    lines = ["| task (group, best lr) | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for split in ("design", "holdout"):
+        members = [t for t in results if t["split"] == split]
+        for t in members:
+            finder = [r["scores"]["finder"] for r in t["runs"]]
+            confirmed = [r["scores"]["confirmed"] for r in t["runs"]]
+            costs = [r["confirmation"]["cost_percent"] for r in t["runs"] if r["confirmation"]]
+            cells = [_gap_cell(finder), _gap_cell(confirmed), _spread(finder), _spread(confirmed)]
+            cells.append(f"{statistics.median(costs):.1f} / {max(costs):.1f}" if costs else "–")
+            cells += [f"{t['instead'][m]['gap']:.3f}" for m in INSTEAD]
+            lines.append(f"| {t['task']} ({t['group']}, {t['best']['lr']:.1e}) | " + " | ".join(cells) + " |")
+        if members:
+            every = [r for t in members for r in t["runs"]]
+            costs = [r["confirmation"]["cost_percent"] for r in every if r["confirmation"]]
+            cells = [_gap_cell([r["scores"][k] for r in every]) for k in ("finder", "confirmed")]
+            for key in ("finder", "confirmed"):
+                spreads = [_spread([r["scores"][key] for r in t["runs"]]) for t in members]
+                numbers = [float(s) for s in spreads if s != "–"]
+                cells.append(f"{statistics.median(numbers):.2f} / {max(numbers):.2f}" if numbers else "–")
+            cells.append(f"{statistics.median(costs):.1f} / {max(costs):.1f}" if costs else "–")
+            cells += [_gap_cell([t["instead"][m] for t in members]) for m in INSTEAD]
+            lines.append(f"| **{split}: median / worst** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--group", default="long,onecycle", help=f"comma-separated subset of {list(GROUPS)}")
+    parser.add_argument("--tasks", help=f"comma-separated task names (overrides --group): {sorted(TASKS_BY_NAME)}")
+    parser.add_argument("--holdout", action="store_true", help="the hold-out tasks instead of the design ones")
+    parser.add_argument("--seeds", type=int, default=5, help="finder seeds per task (default 5)")
+    parser.add_argument("--budget", type=float, default=DEFAULT_CONFIRM_BUDGET, help="share of the task's steps")
+    parser.add_argument("--candidates", type=int, default=DEFAULT_CONFIRM_CANDIDATES)
+    parser.add_argument("--reduction", type=int, default=3, help="successive-halving reduction factor")
+    parser.add_argument("--out", type=Path, help="JSON output path")
+    args = parser.parse_args(argv)
+    if args.tasks:
+        if unknown := set(args.tasks.split(",")) - set(TASKS_BY_NAME):
+            parser.error(f"unknown task(s) {sorted(unknown)}")
+        tasks = [TASKS_BY_NAME[n] for n in args.tasks.split(",")]
+    else:
+        split = "holdout" if args.holdout else "design"
+        tasks = [t for t in TASKS if t.group in args.group.split(",") and t.split == split]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    oracle, seeds = Oracle(), list(range(100, 100 + args.seeds))
+    out = args.out or RESULTS / ("lr_confirm_holdout.json" if args.holdout else "lr_confirm.json")
+    command = "python benchmarks/lr_confirm.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    started, results = time.perf_counter(), []
+    for task in tasks:
+        log.info("%s (%s, %s)", task.name, task.group, task.split)
+        results.append(run_task(task, oracle, seeds, args))
+        record = {
+            "command": command,
+            "seconds": time.perf_counter() - started,
+            "settings": {"budget": args.budget, "candidates": args.candidates, "reduction": args.reduction},
+            "finder_seeds": seeds,
+            "table": table(results),
+            "tasks": results,
+        }
+        out.write_text(json.dumps(record, indent=1))  # after every task: an interrupted run keeps what it measured
+    print(table(results))
+    print(f"\n`{command}`: {time.perf_counter() - started:.0f} s wall; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Confirming the finder's LR by training (issue 21): a short Optuna study over candidates, at the user's schedule.
+
+After the LR finder (or from its reused result), a few candidate LRs around its suggestion are trained with the
+user's own model, optimizer, batch size, accumulation and OneCycle schedule compressed to each trial's steps,
+every one from the same restored start, and scored on validation loss. Successive halving keeps the best ones
+for longer trials; the last rung's best is the confirmed LR. The candidates and the rungs are the core's pure
+decisions (``traenslenzor.tuner.plan_confirmation``); this module runs them:
+
+* the study lives in Optuna's SQLite storage, ``<log dir>/lr_confirm.db``, one study per fingerprint of what the
+  answer depends on (the LR's triggers of ``tuning_record.py``, the suggestion, the plan, the schedule); each
+  trial is one (candidate, rung) training, its validation curve reported step by step. Which trials run is
+  decided by the rung schedule (synchronous successive halving), not by Optuna's asynchronous pruner: run one
+  after another, that pruner promotes every early trial and compares LRs mid-schedule (docs/cli.md);
+* a run that stopped (Ctrl-C, a crash) left its trial RUNNING (or FAILED): the next run marks it failed and
+  trains it again; completed trials are never trained twice. A file that is not an Optuna database is one
+  clear error (exit 2), and is never changed or deleted;
+* every trial starts from a snapshot of the model's weights and the RNGs (restored after the study too), and sets
+  the LR and OneCycle's peak in ``hparams`` only for its own fit: nothing leaks into the real training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
+from traenslenzor.doc_classifier.log import is_rank_zero, say
+from traenslenzor.doc_classifier.lr_confirm_plot import plot_confirmation
+from traenslenzor.doc_classifier.lr_confirm_study import (
+    ConfirmStudyError,
+    TrialCurve,
+    TrialRecord,
+    fail_interrupted,
+    open_study,
+    run_rungs,
+)
+from traenslenzor.doc_classifier.trainer import build_trial_trainer
+from traenslenzor.doc_classifier.tuning_record import Fingerprint, lr_fingerprint
+from traenslenzor.tuner import (
+    ConfirmPlan,
+    finder_band,
+    finder_wall,
+    plan_confirmation,
+    preserved_training_state,
+)
+
+__all__ = ["ConfirmOutcome", "ConfirmStudyError", "TrialCurve", "TrialRecord", "confirm_learning_rate"]
+
+DATABASE_NAME = "lr_confirm.db"
+PLOT_NAME = "lr_confirm_plot.png"
+VALIDATIONS_PER_TRIAL = 4  # points of each trial's validation curve (the last one at its final step)
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """The confirmed LR, the plan it came from, every trial, and what it cost against the planned training."""
+
+    learning_rate: float
+    suggestion: float
+    plan: ConfirmPlan
+    trials: tuple[TrialRecord, ...]
+    study_name: str
+    database: Path
+    band: tuple[float, float] | None = None
+    plot: Path | None = None
+
+    @property
+    def steps(self) -> int:
+        return sum(t.steps for t in self.trials)
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.steps / self.plan.planned_steps
+
+    @property
+    def ran(self) -> int:
+        """Trials trained by this run (the others were completed by an earlier, interrupted one)."""
+        return sum(not t.reused for t in self.trials)
+
+
+# --- what the study depends on -------------------------------------------------------------------------------------
+
+
+def planned_steps(config: ExperimentConfig, train_batches: int, accumulation: int) -> int:
+    """Optimizer steps of the planned training (what OneCycle spans): epochs x steps per epoch, capped by
+    ``max_steps``; ``train_batches`` is the length of the training loader."""
+    tc = config.trainer_config
+    limit = tc.limit_train_batches
+    batches = min(train_batches, int(limit)) if isinstance(limit, int) else int(train_batches * limit)
+    per_epoch = math.ceil(batches / accumulation)
+    epochs = per_epoch * tc.max_epochs if tc.max_epochs > 0 else math.inf
+    steps = min(epochs, tc.max_steps if tc.max_steps > 0 else math.inf)
+    if not math.isfinite(steps) or steps < 1:
+        raise ConfigError(
+            "--confirm-learning-rate needs a planned training of finite length: set trainer_config.max_epochs or "
+            "max_steps (its budget is a share of it)."
+        )
+    return int(steps)
+
+
+def confirm_fingerprint(
+    config: ExperimentConfig, model: dict[str, Any], *, suggestion: float, plan: ConfirmPlan, global_batch: int
+) -> Fingerprint:
+    """The LR's triggers (``lr_fingerprint``) and what the trials depend on besides: a change starts a new study."""
+    tc, dm = config.trainer_config, config.datamodule_config
+    return {
+        **lr_fingerprint(config, model),
+        "confirmation": {
+            "suggestion": float(f"{suggestion:.6e}"),
+            "plan": plan.to_dict(),
+            "global batch": global_batch,
+            "schedule": config.module_config.scheduler.model_dump(mode="json", exclude={"max_lr"}),
+            "max_lr_factor": config.tuner_config.max_lr_factor,
+            "trainer": {k: getattr(tc, k) for k in ("precision", "gradient_clip_val", "limit_val_batches")},
+            "validation": {"size": dm.synthetic_val_size, "limit_val_samples": dm.limit_val_samples},
+            "seed": config.seed,
+        },
+    }
+
+
+def study_name(fingerprint: Fingerprint) -> str:
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
+    return "lr_confirm-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+# --- one trial with Lightning --------------------------------------------------------------------------------------
+
+
+class _TrialWatch(Callback):
+    """Records the validation loss after every validation, and stops a fit whose training loss is not finite."""
+
+    def __init__(self) -> None:
+        self.curve: list[tuple[int, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/loss")
+        loss = float(value) if value is not None else math.inf
+        self.curve.append((trainer.global_step, loss if math.isfinite(loss) else math.inf))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss)):
+            trainer.should_stop = True  # diverged: the rest of the trial would measure nothing
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's per-Trainer notes ("GPU available", ...) once per trial would bury the tuner's lines."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def train_trial(
+    config: ExperimentConfig,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    *,
+    lr: float,
+    steps: int,
+    accumulation: int,
+) -> TrialCurve:
+    """Fit ``module`` for ``steps`` optimizer steps at base LR ``lr`` (OneCycle peak ``max_lr_factor x lr``,
+    spanning those steps), validating ``VALIDATIONS_PER_TRIAL`` times. The caller restores the module."""
+    module.hparams.learning_rate = lr
+    module.hparams.max_lr = config.onecycle_max_lr(lr)
+    watch = _TrialWatch()
+    interval = max(1, steps // VALIDATIONS_PER_TRIAL) * accumulation  # in training batches
+    trainer = build_trial_trainer(
+        config, max_steps=steps, accumulate_grad_batches=accumulation, val_check_interval=interval, callbacks=[watch]
+    )
+    trainer.fit(module, datamodule=datamodule)
+    if not watch.curve or watch.curve[-1][0] != trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    loss = watch.curve[-1][1] if watch.curve else math.inf
+    return TrialCurve(tuple(watch.curve), loss, int(trainer.global_step))
+
+
+# --- the confirmation ----------------------------------------------------------------------------------------------
+
+
+def confirm_learning_rate(
+    config: ExperimentConfig,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    *,
+    suggestion: float,
+    finder_result: Any,
+    accumulation: int,
+    model: dict[str, Any],
+    train: Callable[[float, int], TrialCurve] | None = None,
+) -> ConfirmOutcome:
+    """Plan, open (or resume) the study, run the rungs from one restored start, and plot; applies nothing.
+
+    ``finder_result`` (None for a reused LR without its curve) gives the band and the wall; ``model`` is the
+    tuning record's model trigger; ``train`` replaces the Lightning trial (tests).
+    """
+    tc = config.tuner_config
+    batches = len(datamodule.train_dataloader())
+    planned = planned_steps(config, batches, accumulation)
+    band = None if finder_result is None else finder_band(finder_result)
+    wall = None if finder_result is None else finder_wall(finder_result)
+    try:
+        plan = plan_confirmation(
+            suggestion, planned, budget=tc.confirm_budget, count=tc.confirm_candidates, band=band, wall=wall
+        )
+    except ValueError as exc:
+        raise ConfigError(f"tuner_config.confirm_budget / confirm_candidates: {exc}") from None
+    global_batch = int(datamodule.hparams.batch_size) * accumulation
+    fingerprint = confirm_fingerprint(config, model, suggestion=suggestion, plan=plan, global_batch=global_batch)
+    name, database = study_name(fingerprint), tc.plot_path.parent / DATABASE_NAME
+    study = open_study(database, name)
+    study.set_user_attr("plan", plan.to_dict())
+    study.set_user_attr("suggestion", suggestion)
+    fail_interrupted(study)
+    say("Confirming the learning rate: %d candidates %s", len(plan.candidates), _describe_plan(plan))
+    if train is None:
+
+        def train(lr: float, steps: int) -> TrialCurve:
+            return train_trial(config, module, datamodule, lr=lr, steps=steps, accumulation=accumulation)
+
+    with _restored(module) as restore, _progress(plan, config) as progress, _quiet_lightning():
+
+        def from_the_start(lr: float, steps: int) -> TrialCurve:
+            restore()
+            return train(lr, steps)
+
+        confirmed, trials = run_rungs(study, plan, from_the_start, progress)
+    study.set_user_attr("confirmed_lr", confirmed)
+    outcome = ConfirmOutcome(confirmed, suggestion, plan, trials, name, database, band)
+    plot = database.parent / PLOT_NAME
+    if is_rank_zero():
+        plot_confirmation(outcome, plot)
+    return replace(outcome, plot=plot)
+
+
+def _describe_plan(plan: ConfirmPlan) -> str:
+    lrs = ", ".join(f"{lr:.2e}" for lr in plan.candidates)
+    rungs = " -> ".join(f"{r.trials} x {r.steps} steps" for r in plan.rungs)
+    return f"({lrs}); rungs {rungs}, at most {plan.cost} of {plan.planned_steps} planned steps"
+
+
+@contextmanager
+def _restored(module: L.LightningModule) -> Iterator[Callable[[], None]]:
+    """The module's weights, modes, RNGs and LR hyper-parameters, restored on demand and when the block ends."""
+    saved = {key: module.hparams[key] for key in ("learning_rate", "max_lr")}
+    try:
+        with preserved_training_state(module) as state:
+            yield state.restore
+    finally:
+        module.hparams.update(saved)
+
+
+@contextmanager
+def _progress(plan: ConfirmPlan, config: ExperimentConfig) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    enabled = config.trainer_config.enable_progress_bar and is_rank_zero()
+    bar = tqdm(total=plan.trials, desc="Confirming LR (trials)", unit="trial", disable=not enabled, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
