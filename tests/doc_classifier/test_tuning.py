@@ -301,7 +301,13 @@ def test_the_config_switches_are_the_flags(monkeypatch: pytest.MonkeyPatch, tmp_
     overrides = ["tuner_config.use_batch_size_tuning=true", "tuner_config.use_learning_rate_tuning=true"]
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(load_config(REPO / ".configs/quickstart.toml", overrides))
-    assert seen == {"batch_size": True, "learning_rate": True, "retune": False}
+    assert seen == {"batch_size": True, "learning_rate": True, "retune": False, "confirm": False}
+    # confirming the LR runs (or reuses) the LR finder first: it switches the LR tuning on
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(
+            load_config(REPO / ".configs/quickstart.toml", ["tuner_config.confirm_learning_rate=true"])
+        )
+    assert seen == {"batch_size": False, "learning_rate": True, "retune": False, "confirm": True}
 
 
 def test_save_tuned_config_writes_batch_accumulation_lr_weight_decay_and_max_lr(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 ::
 
     python traenslenzor/doc_classifier/run.py --config_path .configs/quickstart.toml \\
-        --tune-batch-size --tune-learning-rate [--tune-only] [--save-tuned-config [PATH]] \\
+        --tune-batch-size --tune-learning-rate [--confirm-learning-rate] [--tune-only] [--save-tuned-config [PATH]] \\
         [--retune] [--stage train|val|test|predict] [--predict_dir DIR] [--trainer_config.max_epochs=3 ...]
 
 Everything is checked before anything expensive starts: the config (unknown keys, bad values), the flags, the
@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tune-batch-size", action="store_true", help="find the largest batch size that fits")
     parser.add_argument("--tune-learning-rate", action="store_true", help="run the LR range test and apply it")
+    parser.add_argument(
+        "--confirm-learning-rate",
+        action="store_true",
+        help="after the LR finder (implied), train a few candidate LRs at this run's schedule for a share of its "
+        "steps (tuner_config.confirm_budget) and keep the best on validation loss; an Optuna study in "
+        ".logs/lr_confirm.db",
+    )
     parser.add_argument("--tune-only", action="store_true", help="tune, report (and save), but do not train")
     parser.add_argument(
         "--retune",
@@ -130,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_learning_rate=args.tune_learning_rate,
             tune_only=args.tune_only,
             retune=args.retune,
+            confirm_learning_rate=args.confirm_learning_rate,
             save_tuned_config=args.config_path if save is True else save,
             config_path=args.config_path,
         )

@@ -17,7 +17,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from traenslenzor.doc_classifier.data import DataModuleConfig
-from traenslenzor.tuner import BatchSearchSettings, BatchSizeMode, SweepSettings
+from traenslenzor.tuner import (
+    DEFAULT_CONFIRM_BUDGET,
+    DEFAULT_CONFIRM_CANDIDATES,
+    BatchSearchSettings,
+    BatchSizeMode,
+    SweepSettings,
+)
 
 # The tuner's own defaults and checks, written once in the tuner: [tuner_config] takes its defaults from these and
 # validates its values by building them (``TunerConfig._tuner_accepts``), so a bad value fails when the config loads.
@@ -196,6 +202,10 @@ class TunerConfig(_Section):
     # switching tuning on from the file (the origin project's keys; equivalent to the CLI flags)
     use_batch_size_tuning: bool = False
     use_learning_rate_tuning: bool = False
+    # confirming the LR by training candidates at the run's own schedule (--confirm-learning-rate; docs/cli.md)
+    confirm_learning_rate: bool = False
+    confirm_budget: float = Field(DEFAULT_CONFIRM_BUDGET, gt=0, le=1)  # share of the planned training's steps
+    confirm_candidates: int = Field(DEFAULT_CONFIRM_CANDIDATES, ge=2)
     # applying the results
     rescale_lr: bool = True  # a reused LR found at another global batch is rescaled (false: searched again)
     max_lr_factor: float = Field(3.0, gt=0)  # OneCycle max_lr = factor x found LR

@@ -24,6 +24,7 @@ from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STR
 from traenslenzor.doc_classifier.data import DocDataModule
 from traenslenzor.doc_classifier.evaluation import evaluation_callbacks
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
+from traenslenzor.doc_classifier.lr_confirm import DATABASE_NAME, check_database
 from traenslenzor.doc_classifier.module import DocClassifier
 from traenslenzor.doc_classifier.predict import PredictionRun, run_prediction
 from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer, check_accelerator
@@ -90,6 +91,29 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_
         )
 
 
+def preflight_confirmation(config: ExperimentConfig) -> None:
+    """What ``--confirm-learning-rate`` needs, checked before any data, model or process is made: validation data to
+    score the trials on, a study database that is Optuna's (or none yet), and one process (the study is written by
+    one; under DDP it is refused, docs/cli.md)."""
+    tc = config.trainer_config
+    if tc.limit_val_batches == 0:
+        raise ConfigError(
+            "--confirm-learning-rate scores its trials on validation loss, but trainer_config.limit_val_batches = 0 "
+            "turns validation off; set it above 0 (or drop --confirm-learning-rate)."
+        )
+    check_database(config.tuner_config.plot_path.parent / DATABASE_NAME)  # corrupt or foreign: exit 2, untouched
+    if isinstance(tc.devices, int) and tc.devices > 0:
+        processes = tc.devices * tc.num_nodes
+    else:
+        processes = build_tuning_trainer(config).world_size  # a Trainer built, not run: it resolves "auto"
+    if processes > 1:
+        raise ConfigError(
+            f"--confirm-learning-rate runs in one process, but this run would start {processes} (devices = "
+            f"{tc.devices!r}, num_nodes = {tc.num_nodes}): confirm with devices = 1 (e.g. --trainer_config.devices=1 "
+            "--tune-only --save-tuned-config), then train on all devices without the flag."
+        )
+
+
 def build_datamodule(config: ExperimentConfig) -> DocDataModule:
     """The ``DocDataModule``, set up now so that a missing dataset fails before any model is built."""
     datamodule = DocDataModule(config.datamodule_config)
@@ -153,14 +177,17 @@ def run_experiment(
     save_tuned_config: str | Path | None = None,
     config_path: str | Path | None = None,
     callbacks: Sequence[Any] = (),
+    confirm_learning_rate: bool = False,
 ) -> ExperimentResult:
     """Run one experiment as the guide describes. ``save_tuned_config`` needs ``config_path`` (the source file).
 
-    ``[tuner_config] use_batch_size_tuning`` / ``use_learning_rate_tuning`` switch tuning on as the flags do.
-    ``retune`` searches again even where the tuning record still matches.
+    ``[tuner_config] use_batch_size_tuning`` / ``use_learning_rate_tuning`` / ``confirm_learning_rate`` switch
+    tuning on as the flags do; confirming the LR runs (or reuses) the LR finder first. ``retune`` searches again
+    even where the tuning record still matches.
     """
+    confirm = confirm_learning_rate or config.tuner_config.confirm_learning_rate
     tune_batch_size = tune_batch_size or config.tuner_config.use_batch_size_tuning
-    tune_learning_rate = tune_learning_rate or config.tuner_config.use_learning_rate_tuning
+    tune_learning_rate = tune_learning_rate or config.tuner_config.use_learning_rate_tuning or confirm
     tuning_asked = tune_batch_size or tune_learning_rate
     if config.stage == "predict":
         if tuning_asked or tune_only or save_tuned_config is not None:
@@ -171,6 +198,8 @@ def run_experiment(
     if save_tuned_config is not None and config_path is None:
         raise ConfigError("save_tuned_config needs config_path: the TOML file whose values are updated.")
     preflight(config, tune_learning_rate=tune_learning_rate, tune_batch_size=tune_batch_size)
+    if confirm:
+        preflight_confirmation(config)
     if config.trainer_config.cpu_threads is not None:
         torch.set_num_threads(config.trainer_config.cpu_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -182,7 +211,7 @@ def run_experiment(
             with leaving_no_trace(module):
                 tuning = run_tuning(
                     config, module, datamodule, batch_size=tune_batch_size, learning_rate=tune_learning_rate,
-                    retune=retune,
+                    retune=retune, confirm=confirm,
                 )  # fmt: skip
             accumulation = tuning.accumulate_grad_batches
         else:

@@ -40,6 +40,7 @@ from traenslenzor.doc_classifier.lr_confirm_study import (
     ConfirmStudyError,
     TrialCurve,
     TrialRecord,
+    check_database,
     fail_interrupted,
     open_study,
     run_rungs,
@@ -54,7 +55,17 @@ from traenslenzor.tuner import (
     preserved_training_state,
 )
 
-__all__ = ["ConfirmOutcome", "ConfirmStudyError", "TrialCurve", "TrialRecord", "confirm_learning_rate"]
+__all__ = [
+    "DATABASE_NAME",
+    "ConfirmOutcome",
+    "ConfirmSetup",
+    "ConfirmStudyError",
+    "TrialCurve",
+    "TrialRecord",
+    "check_database",
+    "confirm_learning_rate",
+    "prepare_confirmation",
+]
 
 DATABASE_NAME = "lr_confirm.db"
 PLOT_NAME = "lr_confirm_plot.png"
@@ -195,25 +206,36 @@ def train_trial(
 # --- the confirmation ----------------------------------------------------------------------------------------------
 
 
-def confirm_learning_rate(
+@dataclass(frozen=True)
+class ConfirmSetup:
+    """What a confirmation will run, known before it runs: the plan, its fingerprint and the study's name."""
+
+    suggestion: float
+    plan: ConfirmPlan
+    fingerprint: Fingerprint
+    study_name: str
+    database: Path
+    band: tuple[float, float] | None
+    accumulation: int
+
+
+def prepare_confirmation(
     config: ExperimentConfig,
-    module: L.LightningModule,
     datamodule: L.LightningDataModule,
     *,
     suggestion: float,
     finder_result: Any,
     accumulation: int,
     model: dict[str, Any],
-    train: Callable[[float, int], TrialCurve] | None = None,
-) -> ConfirmOutcome:
-    """Plan, open (or resume) the study, run the rungs from one restored start, and plot; applies nothing.
+) -> ConfirmSetup:
+    """The plan (candidates from ``finder_result``'s band, below its wall; None: the lattice window alone) and the
+    study it belongs to. ``model`` is the tuning record's model trigger.
 
-    ``finder_result`` (None for a reused LR without its curve) gives the band and the wall; ``model`` is the
-    tuning record's model trigger; ``train`` replaces the Lightning trial (tests).
+    Raises:
+        ConfigError: a budget too small for the planned training, or a training of no finite length.
     """
     tc = config.tuner_config
-    batches = len(datamodule.train_dataloader())
-    planned = planned_steps(config, batches, accumulation)
+    planned = planned_steps(config, len(datamodule.train_dataloader()), accumulation)
     band = None if finder_result is None else finder_band(finder_result)
     wall = None if finder_result is None else finder_wall(finder_result)
     try:
@@ -224,16 +246,33 @@ def confirm_learning_rate(
         raise ConfigError(f"tuner_config.confirm_budget / confirm_candidates: {exc}") from None
     global_batch = int(datamodule.hparams.batch_size) * accumulation
     fingerprint = confirm_fingerprint(config, model, suggestion=suggestion, plan=plan, global_batch=global_batch)
-    name, database = study_name(fingerprint), tc.plot_path.parent / DATABASE_NAME
-    study = open_study(database, name)
+    database = tc.plot_path.parent / DATABASE_NAME
+    return ConfirmSetup(suggestion, plan, fingerprint, study_name(fingerprint), database, band, accumulation)
+
+
+def confirm_learning_rate(
+    config: ExperimentConfig,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    setup: ConfirmSetup,
+    *,
+    fresh: bool = False,
+    train: Callable[[float, int], TrialCurve] | None = None,
+) -> ConfirmOutcome:
+    """Open (or resume) the study, run the rungs from one restored start, and plot; applies nothing.
+
+    ``fresh`` drops the study's earlier trials first (``--retune``); ``train`` replaces the Lightning trial (tests).
+    """
+    plan = setup.plan
+    study = open_study(setup.database, setup.study_name, fresh=fresh)
     study.set_user_attr("plan", plan.to_dict())
-    study.set_user_attr("suggestion", suggestion)
+    study.set_user_attr("suggestion", setup.suggestion)
     fail_interrupted(study)
     say("Confirming the learning rate: %d candidates %s", len(plan.candidates), _describe_plan(plan))
     if train is None:
 
         def train(lr: float, steps: int) -> TrialCurve:
-            return train_trial(config, module, datamodule, lr=lr, steps=steps, accumulation=accumulation)
+            return train_trial(config, module, datamodule, lr=lr, steps=steps, accumulation=setup.accumulation)
 
     with _restored(module) as restore, _progress(plan, config) as progress, _quiet_lightning():
 
@@ -243,8 +282,8 @@ def confirm_learning_rate(
 
         confirmed, trials = run_rungs(study, plan, from_the_start, progress)
     study.set_user_attr("confirmed_lr", confirmed)
-    outcome = ConfirmOutcome(confirmed, suggestion, plan, trials, name, database, band)
-    plot = database.parent / PLOT_NAME
+    outcome = ConfirmOutcome(confirmed, setup.suggestion, plan, trials, setup.study_name, setup.database, setup.band)
+    plot = setup.database.parent / PLOT_NAME
     if is_rank_zero():
         plot_confirmation(outcome, plot)
     return replace(outcome, plot=plot)

@@ -57,6 +57,7 @@ def _draw_curves(ax, outcome: ConfirmOutcome, colours: dict) -> None:
             ax.plot([], [], color=colours[trial.lr], label=f"{label} (diverged)" if label else None)
     ax.set_xlabel("training step of the trial")
     ax.set_ylabel("validation loss")
+    ax.set_yscale("log")
     ax.set_title("validation loss per candidate (thicker: later rung)")
     ax.legend(title="base LR", fontsize=8)
 
@@ -74,5 +75,6 @@ def _draw_finals(ax, outcome: ConfirmOutcome, colours: dict) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("base learning rate")
     ax.set_ylabel("final validation loss of the trial")
+    ax.set_yscale("log")
     ax.set_title("final loss against LR")
     ax.legend(fontsize=8)

@@ -75,8 +75,9 @@ def check_database(path: Path) -> None:
         raise ConfirmStudyError(f"{path} is an SQLite database of something else (tables: {shown}); {fix}.")
 
 
-def open_study(path: Path, name: str) -> Any:
-    """The study ``name`` in ``path`` (created when missing), after :func:`check_database`."""
+def open_study(path: Path, name: str, *, fresh: bool = False) -> Any:
+    """The study ``name`` in ``path`` (created when missing), after :func:`check_database`; ``fresh`` deletes that
+    one study first (its trials are trained again; the file and its other studies stay)."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -85,6 +86,9 @@ def open_study(path: Path, name: str) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+        if fresh and name in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}:
+            say("Re-tuning the confirmed learning rate (--retune): study %s starts again.", name)
+            optuna.delete_study(study_name=name, storage=storage)
         return optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True)
     except (SQLAlchemyError, RuntimeError) as exc:  # RuntimeError: a schema of another Optuna version
         raise ConfirmStudyError(

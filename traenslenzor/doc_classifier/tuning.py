@@ -31,6 +31,7 @@ import lightning as L
 from traenslenzor.doc_classifier.batch_plan import BatchPlan, plan_batch, rescale_for_batch
 from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
+from traenslenzor.doc_classifier.lr_confirm import confirm_learning_rate, prepare_confirmation
 from traenslenzor.doc_classifier.trainer import build_tuning_trainer
 from traenslenzor.doc_classifier.tuning_record import (
     Entry,
@@ -61,7 +62,9 @@ class TuningOutcome:
     plot_path: str | None = None
     results_path: str | None = None
     diagnostics: tuple[str, ...] = field(default_factory=tuple)
-    reused: tuple[str, ...] = ()  # "batch_size" and/or "learning_rate", taken from the record
+    reused: tuple[str, ...] = ()  # "batch_size", "learning_rate", "lr_confirm": taken from the record
+    suggested_learning_rate: float | None = None  # the finder's, when a confirmation replaced it
+    confirm_plot_path: str | None = None
 
     @property
     def global_batch(self) -> int | None:
@@ -75,16 +78,21 @@ class TuningOutcome:
         *,
         reused: tuple[str, ...] = (),
         results_path: Path | None = None,
+        confirmation: ConfirmStep | None = None,
     ) -> TuningOutcome:
-        """The outcome of a run: the batch ``plan`` it settled on and its LR step (None: the LR was not tuned)."""
+        """The outcome of a run: the batch ``plan`` it settled on, its LR step (None: the LR was not tuned) and the
+        confirmation that replaced the LR step's value (None: none ran)."""
         lr = lr if lr is not None else LearningRateStep(previous_learning_rate=None)
+        confirmed = confirmation is not None
         return cls(
             batch_size=plan.per_process,
             accumulate_grad_batches=plan.accumulation,
             world_size=plan.world_size,
-            learning_rate=lr.learning_rate,
+            learning_rate=confirmation.learning_rate if confirmed else lr.learning_rate,
             previous_learning_rate=lr.previous_learning_rate,
-            max_lr=lr.max_lr,
+            max_lr=confirmation.max_lr if confirmed else lr.max_lr,
+            suggested_learning_rate=lr.learning_rate if confirmed else None,
+            confirm_plot_path=confirmation.plot_path if confirmed else None,
             weight_decay=lr.weight_decay,
             plot_path=lr.plot_path,
             results_path=None if results_path is None else str(results_path),
@@ -414,7 +422,70 @@ def learning_rate_step(run: TuningRun, plan: BatchPlan) -> LearningRateStep:
     return LearningRateStep(previous, lr, max_lr, moved, str(plot_path), diagnostics, entry=entry)
 
 
-def save_record(run: TuningRun, steps: dict[str, BatchSizeStep | LearningRateStep]) -> Path | None:
+@dataclass(frozen=True)
+class ConfirmStep:
+    """The confirmation step: the LR confirmed by training (or reused from the record), applied over the suggestion."""
+
+    suggestion: float
+    learning_rate: float
+    max_lr: float | None
+    trials: int
+    steps: int
+    percent: float
+    plot_path: str | None = None
+    reused: bool = False
+    entry: Entry | None = None  # the record's new entry, when the study ran
+
+
+def _finder_curve(run: TuningRun, lr_step: LearningRateStep) -> LRFinderResult | None:
+    """The range test behind ``lr_step``'s LR (searched now or recorded); None when the LR was rescaled from it."""
+    entry = lr_step.entry or run.record.get("learning_rate")
+    raw = None if entry is None else entry.details.get("result")
+    if raw is None or entry.values.get("learning_rate") != lr_step.learning_rate:
+        return None  # a curve read at another global batch says nothing of this one's wall
+    try:
+        return LRFinderResult.from_dict(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def confirm_step(run: TuningRun, plan: BatchPlan, lr_step: LearningRateStep) -> ConfirmStep:
+    """Confirm the LR step's value by training candidates (``lr_confirm.py``), or reuse the recorded confirmation
+    while its triggers hold; apply the confirmed LR and OneCycle's peak."""
+    suggestion = float(lr_step.learning_rate)
+    setup = prepare_confirmation(
+        run.config, run.datamodule, suggestion=suggestion, finder_result=_finder_curve(run, lr_step),
+        accumulation=plan.accumulation, model=run.model,
+    )  # fmt: skip
+    recorded = _reusable(run.record.get("lr_confirm"), setup.fingerprint, "confirmed learning rate", retune=run.retune)
+    entry = None
+    if recorded is not None:
+        values = recorded.values
+        _reuse_note("confirmed learning rate", f"{values['learning_rate']:.2e}", run.record_path, recorded)
+    else:
+        outcome = confirm_learning_rate(run.config, run.module, run.datamodule, setup, fresh=run.retune)
+        values = {
+            "learning_rate": outcome.learning_rate, "trials": len(outcome.trials), "steps": outcome.steps,
+            "percent": outcome.percent, "plot": str(outcome.plot), "suggestion": suggestion,
+            "study": outcome.study_name, "database": str(outcome.database),
+            "planned_steps": setup.plan.planned_steps, "global_batch": plan.global_batch,
+        }  # fmt: skip
+        trials = [{"lr": t.lr, "rung": t.rung, "loss": t.loss, "steps": t.steps} for t in outcome.trials]
+        entry = new_entry(values, setup.fingerprint, {"plan": setup.plan.to_dict(), "trials": trials})
+        say("  LR confirmation plot saved to: %s (study %s in %s)", outcome.plot, outcome.study_name, outcome.database)
+    lr = float(values["learning_rate"])
+    say(
+        "✓ Confirmed learning rate: %.2e (%d trials, %d training steps = %.1f %% of the planned training)",
+        lr, values["trials"], values["steps"], values["percent"],
+    )  # fmt: skip
+    max_lr, _ = _apply_lr(run, suggestion, lr, run.module.config.optimizer.weight_decay)
+    return ConfirmStep(
+        suggestion, lr, max_lr, values["trials"], values["steps"], values["percent"], values["plot"],
+        reused=recorded is not None, entry=entry,
+    )  # fmt: skip
+
+
+def save_record(run: TuningRun, steps: dict[str, BatchSizeStep | LearningRateStep | ConfirmStep]) -> Path | None:
     """Write the record with the entries of the searches that ran (rank 0); its path, or None when none ran."""
     searched = {name: step.entry for name, step in steps.items() if step.entry is not None}
     if not searched:
@@ -436,19 +507,25 @@ def run_tuning(
     batch_size: bool,
     learning_rate: bool,
     retune: bool = False,
+    confirm: bool = False,
 ) -> TuningOutcome:
-    """Tune what is asked -- batch size always before LR -- reusing what the record still covers; apply it."""
+    """Tune what is asked -- batch size always before LR, then the LR's confirmation (``confirm``) -- reusing what
+    the record still covers; apply it."""
     started = time.perf_counter()
     trainer = build_tuning_trainer(config)
     model = model_trigger(config.module_config.backbone, module.model)
     run = TuningRun(config, module, datamodule, load_record(config.tuner_config.results_path), model, retune)
-    steps: dict[str, BatchSizeStep | LearningRateStep] = {}
+    steps: dict[str, BatchSizeStep | LearningRateStep | ConfirmStep] = {}
     if batch_size:
         steps["batch_size"] = batch_size_step(run, trainer)
     plan = batch_plan_step(run, trainer.world_size)
-    lr_step = None
+    lr_step = confirmation = None
     if learning_rate:
         lr_step = steps["learning_rate"] = learning_rate_step(run, plan)
+    if confirm and lr_step is not None and lr_step.learning_rate is not None:
+        confirmation = steps["lr_confirm"] = confirm_step(run, plan, lr_step)
+    elif confirm:
+        say("No learning rate to confirm: the finder suggested none.", level=logging.WARNING)
     results_path = save_record(run, steps)
     reused = tuple(name for name, step in steps.items() if step.reused)
     searched = [name for name, step in steps.items() if step.entry is not None]
@@ -458,4 +535,4 @@ def run_tuning(
         ", ".join(searched) or "nothing",
         ", ".join(reused) or "nothing",
     )
-    return TuningOutcome.from_steps(plan, lr_step, reused=reused, results_path=results_path)
+    return TuningOutcome.from_steps(plan, lr_step, reused=reused, results_path=results_path, confirmation=confirmation)

@@ -4,7 +4,9 @@ Tuning is done once and repeated only when something it depends on (a trigger) c
 
 - **batch size:** the device, the architecture, the image resolution, mixed precision;
 - **learning rate:** the model, the optimizer, fine-tuning versus training from scratch, the stage of training
-  (and a batch-size change, which the workflow follows by rescaling the LR instead; ``tuning.py``).
+  (and a batch-size change, which the workflow follows by rescaling the LR instead; ``tuning.py``);
+- **the confirmed learning rate** (``--confirm-learning-rate``): the LR's triggers, and what its trials depend on
+  besides (the suggestion, the candidates and rungs, the schedule; ``lr_confirm.confirm_fingerprint``).
 
 Each search's entry in ``tuning_results.json`` keeps its value and a fingerprint: one JSON value per trigger,
 named. A later run computes today's fingerprint and compares it trigger by trigger: equal, the value is reused in
@@ -48,7 +50,11 @@ LR_SEARCH_KEYS = (
 Fingerprint = dict[str, Any]
 _ENTRY_KEYS = frozenset({"values", "fingerprint", "tuned_at"})
 # The values each search's entry must hold to be used.
-_VALUE_KEYS = {"batch_size": {"batch_size"}, "learning_rate": {"learning_rate", "weight_decay", "global_batch"}}
+_VALUE_KEYS = {
+    "batch_size": {"batch_size"},
+    "learning_rate": {"learning_rate", "weight_decay", "global_batch"},
+    "lr_confirm": {"learning_rate", "suggestion", "study"},  # the LR confirmed by training (lr_confirm.py)
+}
 
 
 # --- the triggers --------------------------------------------------------------------------------------------------
@@ -170,7 +176,8 @@ class Entry:
 
 
 def load_record(path: Path) -> dict[str, Entry]:
-    """``{"batch_size": Entry, "learning_rate": Entry}`` (either may be missing); ``{}`` for no usable file.
+    """``{"batch_size": Entry, "learning_rate": Entry, "lr_confirm": Entry}`` (any may be missing); ``{}`` for no
+    usable file.
 
     A file that is not JSON, not this format, or missing fields is ignored with a warning naming the cause.
     """
@@ -186,7 +193,7 @@ def load_record(path: Path) -> dict[str, Entry]:
         _ignore(path, f"it is from an older format ({found!r}, expected {RECORD_FORMAT!r})")
         return {}
     entries = {}
-    for name in ("batch_size", "learning_rate"):
+    for name in _VALUE_KEYS:
         raw = data.get(name)
         if raw is None:
             continue
