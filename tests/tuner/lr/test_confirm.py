@@ -41,12 +41,18 @@ def test_fewer_candidates_are_the_ones_nearest_the_window_centre_and_more_widen_
 
 
 def test_candidates_stay_strictly_below_the_wall():
-    # The curve blew up at 5e-4: nothing at or above it (10**-13/4 = 5.6e-4 is above), the window shifts down.
-    lrs = candidate_lrs(1e-3, 6, wall=5e-4)
-    assert max(lrs) < 5e-4
-    assert _k(lrs) == [-19, -18, -17, -16, -15, -14]
+    # The curve blew up at 1.5e-3: nothing at or above it (10**-11/4 = 1.8e-3 is above), the window shifts down.
+    lrs = candidate_lrs(1e-3, 6, wall=1.5e-3)
+    assert max(lrs) < 1.5e-3
+    assert _k(lrs) == [-17, -16, -15, -14, -13, -12]
     # A wall exactly on a lattice point excludes that point.
     assert max(candidate_lrs(1e-3, 6, wall=10**-2.75)) == pytest.approx(1e-3)
+
+
+def test_a_wall_at_or_below_the_suggestion_is_noise_and_ignored():
+    # A flat, noisy start climbs above its first loss long before the blow-up: that "wall" is not one.
+    assert candidate_lrs(1e-3, 6, wall=1.2e-8) == candidate_lrs(1e-3, 6)
+    assert candidate_lrs(1e-3, 6, wall=1e-3) == candidate_lrs(1e-3, 6)
 
 
 def test_a_band_replaces_the_window():

@@ -109,6 +109,10 @@ def candidate_lrs(
 ) -> tuple[float, ...]:
     """``count`` LRs of the lattice ``10**(k / per_decade)``, ascending, all below ``wall``.
 
+    A wall at or below the suggestion is ignored: the suggestion rule read the curve past it, so it is the noise of
+    a flat start rising above the first loss (measured: a hold-out curve whose wall read 1.2e-8 sent every candidate
+    six decades below its suggestion), not where training blows up.
+
     The window is ``band`` when given (the finder's own interval), else ``window`` times the suggestion. Of the
     lattice points below the wall, the ``count`` nearest (in log LR) to the window's geometric centre are kept: a
     window that holds more points is trimmed at both ends, one that holds fewer is widened, and a wall that cuts
@@ -126,6 +130,8 @@ def candidate_lrs(
         raise ValueError(f"band ({low!r}, {high!r}): needs 0 < low <= high")
     if wall is not None and not wall > 0:
         raise ValueError(f"wall={wall!r}: needs a positive LR (or None)")
+    if wall is not None and wall <= suggestion:
+        wall = None  # noise on a flat start, not a blow-up: the finder read its curve past that point
     centre = (math.log10(low) + math.log10(high)) / 2
     top = math.floor(per_decade * math.log10(high) + 1e-9)
     if wall is not None:
