@@ -58,6 +58,7 @@ class Counting:
 
 
 PLAN = plan_confirmation(1e-3, 2000)  # 6 candidates 1e-4 .. 1.8e-3; rungs 6 x 41, 2 x 123
+SMALL = plan_confirmation(1e-3, 100, count=2)  # one rung of 2 trials: where the plan's shape does not matter
 
 
 # --- the study -----------------------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def test_an_interrupted_study_resumes_and_trains_only_what_is_missing(tmp_path: 
     confirmed, trials = run_rungs(study, PLAN, resumed)
     assert len(resumed.calls) == PLAN.trials - 3  # the interrupted trial again, and the ones never started
     assert [t.reused for t in trials] == [True] * 3 + [False] * 5
-    assert confirmed == run_rungs(open_study(tmp_path / "fresh.db", "name"), PLAN, fake_trial)[0]
+    assert confirmed == pytest.approx(10**-2.75)  # what the uninterrupted study answers (the test above)
 
 
 def test_a_trial_left_running_by_a_crash_is_failed_and_trained_again(
@@ -97,25 +98,25 @@ def test_a_trial_left_running_by_a_crash_is_failed_and_trained_again(
 
     database = tmp_path / "s.db"
     crashed = open_study(database, "name")
-    crashed.enqueue_trial({"lr": PLAN.candidates[0], "rung": 0})
-    crashed.ask({"lr": CategoricalDistribution(PLAN.candidates), "rung": IntDistribution(0, 1)})  # never told
+    crashed.enqueue_trial({"lr": SMALL.candidates[0], "rung": 0})
+    crashed.ask({"lr": CategoricalDistribution(SMALL.candidates), "rung": IntDistribution(0, 0)})  # never told
     study = open_study(database, "name")
     assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
     caplog.set_level(logging.INFO)
     assert fail_interrupted(study) == 1
     assert "1 trial(s) of an interrupted run are trained again" in caplog.text
     train = Counting()
-    run_rungs(study, PLAN, train)
-    assert len(train.calls) == PLAN.trials
-    assert [t.state.name for t in study.get_trials()] == ["FAIL"] + ["COMPLETE"] * 8
+    run_rungs(study, SMALL, train)
+    assert len(train.calls) == SMALL.trials == 2
+    assert [t.state.name for t in study.get_trials()] == ["FAIL"] + ["COMPLETE"] * 2
 
 
 def test_a_fresh_study_drops_only_its_own_trials(tmp_path: Path) -> None:
     database = tmp_path / "s.db"
-    run_rungs(open_study(database, "mine"), PLAN, fake_trial)
-    run_rungs(open_study(database, "other"), PLAN, fake_trial)
+    run_rungs(open_study(database, "mine"), SMALL, fake_trial)
+    run_rungs(open_study(database, "other"), SMALL, fake_trial)
     assert open_study(database, "mine", fresh=True).get_trials() == []
-    assert len(open_study(database, "other").get_trials()) == 8
+    assert len(open_study(database, "other").get_trials()) == 2
 
 
 def _foreign(path: Path) -> None:
