@@ -11,6 +11,7 @@ import math
 import re
 import shutil
 import sqlite3
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +21,7 @@ import torch
 from traenslenzor.doc_classifier import lr_confirm, tuning
 from traenslenzor.doc_classifier.cli import main
 from traenslenzor.doc_classifier.config import load_config
+from traenslenzor.doc_classifier.config_writer import save_tuning
 from traenslenzor.doc_classifier.experiment import build_datamodule, build_module
 from traenslenzor.doc_classifier.lr_confirm_study import (
     ConfirmStudyError,
@@ -232,6 +234,13 @@ def test_a_finished_confirmation_is_reused_while_its_triggers_hold(
     assert lines[confirmed[0] + 1] == "  Updated optimizer LR: 1.00e-03 → 1.78e-03"
     assert lines[confirmed[0] + 2] == "  OneCycle max_lr: 5.33e-03 (3 × LR)"
     assert Path(".logs/lr_confirm.db").is_file() and Path(".logs/lr_confirm_plot.png").read_bytes()[:4] == b"\x89PNG"
+
+    # --save-tuned-config writes the confirmed LR (and its OneCycle peak), not the finder's
+    config = tmp_path / "exp.toml"
+    shutil.copy(REPO / ".configs/quickstart.toml", config)
+    save_tuning(config, config, first, load_config(config))
+    saved = tomllib.loads(config.read_text(encoding="utf-8"))["module_config"]
+    assert (saved["optimizer"]["learning_rate"], saved["scheduler"]["max_lr"]) == (0.00178, 0.00533)
 
     caplog.clear()
     second, module = _tune()
