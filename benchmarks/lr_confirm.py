@@ -20,7 +20,7 @@ For each task of ``horizon_tasks`` and each finder seed (the seeds of ``lr_horiz
    **Spread**: max - min of log10(LR) over seeds, decades. **Cost**: training steps of all trials as a
    percentage of the task's budget (an upper bound: a diverged trial is counted in full).
 
-Run from the repo root: ``PYTHONPATH=$PWD python benchmarks/lr_confirm.py --group long,onecycle --seeds 5``
+Run from the repo root: ``python -m benchmarks.lr_confirm --group long,onecycle --seeds 5``
 (``--holdout`` for the hold-out tasks, ``--tasks a,b``, ``--budget``, ``--candidates``, ``--reduction``). Writes
 ``benchmarks/results/lr_confirm[_holdout].json`` after every task and prints markdown tables.
 """
@@ -34,15 +34,14 @@ import math
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lr_tasks
-from horizon_tasks import (
+from benchmarks import finders, lr_tasks
+from benchmarks.common import RESULTS, quiet_loggers
+from benchmarks.horizon_tasks import (
     GROUPS,
     INSTEAD,
     PAGE_CACHE,
@@ -56,12 +55,10 @@ from horizon_tasks import (
     make_optimizer,
     train,
 )
-from lr_horizon import LABELS, Oracle, score_lr
-
+from benchmarks.lr_horizon import LABELS, Lattice, gaps, score_lr, sweep_of
 from traenslenzor.tuner import (
     DEFAULT_CONFIRM_BUDGET,
     DEFAULT_CONFIRM_CANDIDATES,
-    find_lr,
     finder_band,
     finder_wall,
     plan_confirmation,
@@ -69,7 +66,6 @@ from traenslenzor.tuner import (
 )
 
 log = logging.getLogger("lr_confirm")
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def validation_split(task: HorizonTask, data: lr_tasks.TaskData) -> lr_tasks.TaskData:
@@ -93,16 +89,8 @@ def run_finder(task: HorizonTask, data: lr_tasks.TaskData, seed: int):
     """``find_lr`` exactly as ``lr_horizon.run_ours`` calls it; (result, suggestion or None, seconds)."""
     model = make_model(task, seed)
     optimizer = make_optimizer(task, model, task.finder_range[0])
-    min_lr, max_lr = task.finder_range
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = find_lr(
-            model, optimizer, make_loss(task), make_loader(task, data, seed),
-            min_lr=min_lr, max_lr=max_lr, num_training=task.num_training, progress_bar=False,
-        )  # fmt: skip
-        suggestion = result.suggestion()
-    return result, suggestion, time.perf_counter() - started
+    ours = finders.run_ours(model, optimizer, make_loss(task), make_loader(task, data, seed), sweep_of(task))
+    return ours["result"], ours["result"].suggestion(), ours["seconds"]
 
 
 def confirm(task: HorizonTask, trial_data: lr_tasks.TaskData, seed: int, result, suggestion: float, args) -> dict:
@@ -135,15 +123,13 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def run_task(task: HorizonTask, oracle: Oracle, seeds: list[int], args) -> dict:
+def run_task(task: HorizonTask, oracle: Lattice, seeds: list[int], args) -> dict:
     started = time.perf_counter()
     data = make_data(task)
     trial_data = validation_split(task, data)
     base = oracle.untrained(task, data)
     oracle.build(task, data)  # cached: trains nothing when lr_horizon built it already
     best = oracle.best(task)
-    from lr_horizon import gaps
-
     instead = {m: gaps(*oracle.instead(task, data, m), best, base) for m in INSTEAD}
     runs = []
     for seed in seeds:
@@ -248,12 +234,11 @@ def main(argv: list[str] | None = None) -> None:
         split = "holdout" if args.holdout else "design"
         tasks = [t for t in TASKS if t.group in args.group.split(",") and t.split == split]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "traenslenzor"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_loggers()
     torch.set_num_threads(1)
-    oracle, seeds = Oracle(), list(range(100, 100 + args.seeds))
+    oracle, seeds = Lattice(), list(range(100, 100 + args.seeds))
     out = args.out or RESULTS / ("lr_confirm_holdout.json" if args.holdout else "lr_confirm.json")
-    command = "python benchmarks/lr_confirm.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.lr_confirm " + " ".join(sys.argv[1:] if argv is None else argv)
     started, results = time.perf_counter(), []
     for task in tasks:
         log.info("%s (%s, %s)", task.name, task.group, task.split)

@@ -7,7 +7,7 @@ default plan at 2000 planned steps (6 candidates, s0 = 41 steps, reduction 3, th
 trial reports a validation loss at every multiple of s0, a parabola in log LR that shrinks with the steps (no
 training: only the pruner's decisions are measured). Orders: the grid's (ascending LR), descending, 20 random.
 
-Run: ``python benchmarks/lr_confirm_pruner.py``.
+Run: ``python -m benchmarks.lr_confirm_pruner``.
 """
 
 import math
