@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from traenslenzor.tuner.lr.wall import (
+    MID_DECADES_BELOW,
     START_POINTS,
-    WALL_DECADES_BELOW,
     WALL_LEVEL,
     centred_smooth,
     read_wall,
@@ -42,22 +42,26 @@ def test_reads_the_wall_where_the_curve_climbs_back_a_quarter_of_its_fall() -> N
     exact = X[np.flatnonzero((smooth >= level) & (X > -2))[0]]  # first point past the floor above the level
     assert exact - 0.05 <= math.log10(reading.wall_lr) <= exact  # interpolated between it and the point before
     assert math.log10(reading.wall_lr) == pytest.approx(-0.7, abs=0.1)  # the wall's own 0.25 crossing: -0.65
-    assert math.log10(reading.lr) == pytest.approx(math.log10(reading.wall_lr) - WALL_DECADES_BELOW)
+    assert reading.decided_by == "descent+wall"
+    assert math.log10(reading.descent_lr) == pytest.approx(-3.0, abs=0.05)  # half-way down the sigmoid
+    middle = (math.log10(reading.descent_lr) + math.log10(reading.wall_lr)) / 2
+    assert math.log10(reading.lr) == pytest.approx(middle - MID_DECADES_BELOW)
     assert reading.low < reading.lr < reading.high
 
 
-def test_the_reading_follows_the_wall_not_the_descent() -> None:
-    moved = read_wall(LRS, _curve(wall_at=-2.0))
-    base = read_wall(LRS, _curve(wall_at=-1.0))
+@pytest.mark.parametrize(("wall_at", "descent_at"), [(-2.0, -3.0), (-1.0, -4.0)])
+def test_the_answer_moves_half_as_far_as_the_wall_or_the_descent(wall_at: float, descent_at: float) -> None:
+    moved = read_wall(LRS, _curve(wall_at=wall_at, descent_at=descent_at))
+    base = read_wall(LRS, _curve(wall_at=-1.0, descent_at=-3.0))
     assert moved is not None and base is not None
-    assert math.log10(base.lr / moved.lr) == pytest.approx(1.0, abs=0.06)
+    assert math.log10(base.lr / moved.lr) == pytest.approx(0.5, abs=0.06)
 
 
 def test_a_flat_curve_reads_its_blow_up_not_its_noise() -> None:
     rng = np.random.default_rng(0)
     losses = 2.0 + 0.002 * rng.standard_normal(X.size) + 0.01 * np.exp((X + 1.0) / 0.1)
     reading = read_wall(LRS, losses)
-    assert reading is not None and reading.rose
+    assert reading is not None and reading.rose and reading.decided_by == "wall"
     assert -1.6 < math.log10(reading.wall_lr) < -0.9
 
 
