@@ -157,10 +157,20 @@ class LRFinderResult:
         self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
     ) -> SuggestionOutcome:
         """The full outcome of the suggestion rule ``method`` (index, LR, rule, reason when there is none)."""
-        from traenslenzor.tuner.lr.suggestion import suggest
+        from traenslenzor.tuner.lr.suggestion import FALLBACK_SUGGESTION, suggest
 
         name, curve = self.curve_for(method)
-        return suggest(self.lrs, curve, method=name, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
+        outcome = suggest(self.lrs, curve, method=name, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
+        if method is None and outcome.index is None and name != FALLBACK_SUGGESTION:
+            # the default reads nothing here (e.g. too few points for its start level): the old default decides
+            fallback = suggest(
+                self.lrs, self.losses, method=FALLBACK_SUGGESTION, skip_begin=skip_begin, skip_end=skip_end,
+                beta=self.beta,
+            )  # fmt: skip
+            if fallback.index is not None:
+                log.info("The %r rule read nothing (%s); the %r rule decided.", name, outcome.reason, fallback.method)
+                return fallback
+        return outcome
 
     def suggestion(
         self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
