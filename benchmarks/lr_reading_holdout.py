@@ -12,12 +12,8 @@ The new tasks reuse the builders of ``lr_tasks`` / ``horizon_tasks`` (same oracl
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from horizon_tasks import ADAM_RANGE, SGD_RANGE, HorizonTask
-from lr_tasks import Task
+from benchmarks.horizon_tasks import ADAM_RANGE, SGD_RANGE, HorizonTask
+from benchmarks.lr_tasks import Task
 
 # committed 2026-12-05 before any measurement: a deep MLP with SGD-momentum and CE, a transformer with Adam at
 # batch 64, RAdam on the BatchNorm CNN, RMSprop on the GRU, linear MSE regression with SGD-momentum, a BatchNorm
