@@ -32,6 +32,7 @@ import torch
 from benchmarks import horizon_tasks as ht
 from benchmarks import lr_tasks as lt
 from benchmarks.common import RESULTS, quiet_loggers
+from benchmarks.finders import Sweep, lit_module, run_lightning, run_torch_lr_finder
 from benchmarks.lr_horizon import Lattice
 from benchmarks.lr_quality import grid_gap, grid_oracle, oracle_grid
 from benchmarks.lr_reading_holdout import HORIZON_HOLDOUT_2, SIXTH_HOLDOUT
@@ -39,6 +40,7 @@ from traenslenzor.tuner import find_lr
 
 SEED0 = 100
 READERS = ("before", "stable", "wall")  # before: today's default (no probe); stable/wall: the probed result
+ANCHORS = ("valley", "lightning", "torch_lr_finder")  # fastai's valley on today's curve, the two other finders
 
 
 def _short(names: tuple[str, ...]) -> list:
@@ -94,7 +96,7 @@ def _builders(task):
     )
 
 
-def run_task(task, seeds: int, short_oracle, horizon_oracle) -> dict:
+def run_task(task, seeds: int, short_oracle, horizon_oracle, anchors: bool = False) -> dict:
     data, make_model, make_optimizer, make_loader, loss = _builders(task)
     if isinstance(task, lt.Task):
         grid = oracle_grid(short_oracle, task, data)
@@ -118,6 +120,7 @@ def run_task(task, seeds: int, short_oracle, horizon_oracle) -> dict:
             seconds = time.perf_counter() - start
             if probe == 0:
                 out["before"] = result.suggestion()
+                out["valley"] = result.suggestion(method="valley")
                 out["before_seconds"], out["before_steps"] = seconds, len(result.lrs)
                 continue
             out["stable"] = result.suggestion(method="stable")
@@ -129,11 +132,19 @@ def run_task(task, seeds: int, short_oracle, horizon_oracle) -> dict:
             out["seconds"], out["steps"] = seconds, len(result.lrs)
             out["probe_passes"] = result.metadata.get("probe_forward_passes", 0)
             out["findings"] = [f.code for f in result.diagnostics()]
-        for reader in READERS:
+        if anchors:
+            sweep = Sweep(min_lr, max_lr, task.num_training)
+            module = lit_module(lambda seed=seed: make_model(seed), loss, lambda m, lr: make_optimizer(m), min_lr)
+            out["lightning"] = run_lightning(module, make_loader(seed), sweep)["suggestion"]
+            model = make_model(seed)
+            tlf = run_torch_lr_finder(model, make_optimizer(model), loss, make_loader(seed), sweep, task.name)
+            out["torch_lr_finder"] = tlf["suggestion"]
+        readers = READERS + (ANCHORS if anchors else ANCHORS[:1])
+        for reader in readers:
             out[f"{reader}_gap"] = gap(out[reader])
         runs.append(out)
     row = {"task": task.name, "num_training": task.num_training, "runs": runs}
-    for reader in READERS:
+    for reader in readers:
         logs = [math.log10(r[reader]) if r[reader] else math.nan for r in runs]
         row[f"{reader}_spread"] = max(logs) - min(logs) if all(map(math.isfinite, logs)) else math.inf
         row[f"{reader}_gaps"] = [r[f"{reader}_gap"] for r in runs]
@@ -162,7 +173,9 @@ def table(rows: dict[str, list[dict]]) -> str:
     for group, tasks in rows.items():
         if not tasks:
             continue
-        for reader in READERS:
+        for reader in READERS + ANCHORS:
+            if f"{reader}_spread" not in tasks[0]:
+                continue
             spreads = [t[f"{reader}_spread"] for t in tasks]
             gaps = [g for t in tasks for g in t[f"{reader}_gaps"]]
             worse = [t["task"] for t in tasks if max(t[f"{reader}_gaps"]) > max(t["before_gaps"]) + 0.05]
@@ -193,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", default="", help="only these task names (comma-separated)")
     parser.add_argument("--out", default=str(RESULTS / "lr_reading.json"))
+    parser.add_argument("--anchors", action="store_true", help="also run Lightning's and torch-lr-finder's finders")
     args = parser.parse_args(argv)
     quiet_loggers()
     torch.set_num_threads(1)
@@ -205,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         for task in groups()[group]:
             if wanted and task.name not in wanted:
                 continue
-            rows[group].append(run_task(task, args.seeds, short_oracle, horizon_oracle))
+            rows[group].append(run_task(task, args.seeds, short_oracle, horizon_oracle, args.anchors))
             print(f"  {group} {task.name}: spread wall {rows[group][-1]['wall_spread']:.2f}", flush=True)
     short_oracle.save()
     text = table(rows) + "\n\n" + task_table(rows)
