@@ -354,7 +354,7 @@ def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResu
             level=logging.WARNING,
         )
     else:
-        band = result.band if result is not None and run.config.tuner_config.suggestion_method is None else None
+        band = getattr(result, "band", None) if run.config.tuner_config.suggestion_method is None else None
         say("✓ Suggested learning rate: %.2e%s", lr, f" (band {band[0]:.1e} .. {band[1]:.1e})" if band else "")
     return result, lr
 

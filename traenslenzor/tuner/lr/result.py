@@ -141,7 +141,12 @@ class LRFinderResult:
 
         Built from this curve alone: the answer read with the wall at 0.1 and 0.6 of the fall instead of 0.25,
         widened by 0.15 decades for the run-to-run spread measured on the benchmarks (docs/suggestion.md).
+        None when the default rule did not decide (a result without the fixed-batch curve).
         """
+        from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION
+
+        if self.suggestion_outcome().method != DEFAULT_SUGGESTION:
+            return None  # the fallback decided (no probe curve, too few points): no band for its answer
         reading = self.reading()
         return None if reading is None else (reading.low, reading.high)
 
