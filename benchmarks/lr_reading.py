@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 import warnings
 
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     short_oracle.save()
     text = table(rows) + "\n\n" + task_table(rows)
     print(text)
-    payload = {"command": "python -m benchmarks.lr_reading " + " ".join(argv or []), "seeds": args.seeds,
+    given = sys.argv[1:] if argv is None else argv
+    payload = {"command": " ".join(["python -m benchmarks.lr_reading", *given]), "seeds": args.seeds,
                "seconds": time.perf_counter() - start, "rows": rows, "table": text}  # fmt: skip
     with open(args.out, "w") as f:
         json.dump(payload, f, indent=1, default=lambda v: None)
