@@ -80,8 +80,16 @@ def centred_smooth(log_lrs: np.ndarray, losses: np.ndarray, width: float = SMOOT
     """Zero-lag smoothing: running median of 5 points, then a Gaussian kernel of ``width`` decades in log-LR."""
     n = losses.size
     median = np.array([np.median(losses[max(0, i - 2) : i + 3]) for i in range(n)])
-    weights = np.exp(-0.5 * ((log_lrs[:, None] - log_lrs[None, :]) / width) ** 2)
-    return weights @ median / weights.sum(axis=1)
+    # the kernel is cut at 4 widths (weights below 3e-4), so that a long sweep costs n x window, not n x n
+    order = np.argsort(log_lrs, kind="stable")
+    sorted_x = log_lrs[order]
+    smooth = np.empty(n)
+    for i in range(n):
+        lo, hi = np.searchsorted(sorted_x, [log_lrs[i] - 4 * width, log_lrs[i] + 4 * width], side="left")
+        near = order[lo : max(hi, lo + 1)]
+        weights = np.exp(-0.5 * ((log_lrs[near] - log_lrs[i]) / width) ** 2)
+        smooth[i] = weights @ median[near] / weights.sum()
+    return smooth
 
 
 def _crossing(x: np.ndarray, smooth: np.ndarray, floor: int, level: float) -> tuple[float, bool]:
