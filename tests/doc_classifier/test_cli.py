@@ -118,7 +118,7 @@ def test_run_py_tunes_batch_size_then_lr_applies_both_and_trains(
     assert positions == sorted(positions), "guide log lines out of order (batch size must come before LR)"
 
     batch_size = int(lines[positions[2]].rsplit(": ", 1)[1])
-    suggested = float(lines[positions[5]].rsplit(": ", 1)[1])
+    suggested = float(lines[positions[5]].rsplit(": ", 1)[1].split()[0])  # the band follows the number
     assert lines[positions[6]].endswith(f"→ {suggested:.2e}")
     assert batch_size in (2, 4, 8)
 

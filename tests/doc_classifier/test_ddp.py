@@ -75,7 +75,7 @@ def test_two_processes_tune_once_and_train_with_the_same_values(tmp_path: Path) 
         return hits[0]
 
     batch = int(once("[ExperimentConfig::tuner]: ✓ Optimal batch size found: ").rsplit(": ", 1)[1])
-    lr = float(once("[ExperimentConfig::tuner]: ✓ Suggested learning rate: ").rsplit(": ", 1)[1])
+    lr = float(once("[ExperimentConfig::tuner]: ✓ Suggested learning rate: ").rsplit(": ", 1)[1].split()[0])
     once(f"[ExperimentConfig::tuner]: Batch: {batch} per process x 2 processes x 1 accumulation = global batch ")
     once("[ExperimentConfig::tuner]:   LR finder plot saved to: .logs/lr_finder_plot.png")
     once("[ExperimentConfig::tuner]:   Tuning results saved to: .logs/tuning_results.json")

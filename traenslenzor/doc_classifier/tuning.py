@@ -362,7 +362,8 @@ def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResu
             level=logging.WARNING,
         )
     else:
-        say("✓ Suggested learning rate: %.2e", lr)
+        band = getattr(result, "band", None) if run.config.tuner_config.suggestion_method is None else None
+        say("✓ Suggested learning rate: %.2e%s", lr, f" (band {band[0]:.1e} .. {band[1]:.1e})" if band else "")
     return result, lr
 
 

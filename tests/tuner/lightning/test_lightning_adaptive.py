@@ -49,7 +49,9 @@ def test_tuner_keeps_lightnings_fixed_range_unless_asked(tmp_path) -> None:
 
 
 def test_tuner_extends_past_max_lr_when_asked(tmp_path) -> None:
+    # the adaptive range reads the training loss; no probe, so the small loader trains on all its batches
     kwargs = {"min_lr": 1e-4, "max_lr": 0.05, "num_training": 40, "update_attr": False, "progress_bar": False}
+    kwargs["probe_batches"] = 0
     fixed = Tuner(trainer(tmp_path, max_steps=200)).lr_find(LinReg(), **kwargs)
     model = LinReg()
     before = _weights(model)

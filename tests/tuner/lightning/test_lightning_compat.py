@@ -247,6 +247,7 @@ def test_signatures_and_defaults_are_lightnings(ours, theirs) -> None:
         "max_memory",
         "adaptive_range",
         "early_exit",
+        "probe_batches",
     }
 
 
@@ -444,13 +445,14 @@ def test_one_step_sweep_is_refused_before_any_step(tmp_path) -> None:
 
 
 def test_skip_begin_moves_the_steepest_suggestion() -> None:
-    # Documented difference: the default rule is "stable", which Lightning's test_suggestion_parameters_work
+    # Documented difference: the default rule is "wall" (on the fixed-batch curve; "stable" on a result without
+    # one), which Lightning's test_suggestion_parameters_work
     # (skip_begin=10 vs 70 must differ) does not describe -- there ours gives the same LR for both. skip_begin still
     # bounds every rule's window: with Lightning's rule (steepest slope) on a curve with a steep drop at point 20 and
     # a gentler one at point 80, skipping 70 points moves the answer from the first drop to the second.
     from traenslenzor.tuner import DEFAULT_SUGGESTION, LRFinderResult
 
-    assert DEFAULT_SUGGESTION == "stable"
+    assert DEFAULT_SUGGESTION == "wall"
     lrs = [1e-6 * 10 ** (5 * i / 99) for i in range(100)]
     losses = [3.0 - 1.0 * (i > 20) - 0.5 * (i > 80) for i in range(100)]
     result = LRFinderResult(lrs, losses, losses, min_lr=1e-6, max_lr=0.1, num_training=100)
@@ -479,7 +481,9 @@ def test_none_training_step_is_skipped_not_recorded(tmp_path) -> None:
     # so the curve has num_training real points (a NaN in ours means training broke, and ends the search).
     model = _SometimesNone()
     t = trainer(tmp_path)
-    result = OurTuner(t).lr_find(model, num_training=20, early_stop_threshold=None, progress_bar=False)
+    result = OurTuner(t).lr_find(
+        model, num_training=20, early_stop_threshold=None, progress_bar=False, probe_batches=0
+    )  # calls counted: training steps only
     assert len(result.results["lr"]) == len(result.results["loss"]) == 20
     assert all(math.isfinite(loss) for loss in result.results["loss"])
     assert model.calls == 22
@@ -503,7 +507,7 @@ def test_accumulation_records_one_point_per_optimizer_step(accumulate, tmp_path)
     # at one LR, and no partial window is flushed at the end: exactly accumulate x points training steps.
     model = _RecordsLr()
     t = trainer(tmp_path, accumulate_grad_batches=accumulate)
-    result = OurTuner(t).lr_find(model, num_training=10, early_stop_threshold=None, progress_bar=False)
+    result = OurTuner(t).lr_find(model, num_training=10, early_stop_threshold=None, progress_bar=False, probe_batches=0)
     lrs = result.results["lr"]
     assert len(lrs) == len(result.results["loss"]) == 10
     assert len(model.seen_lrs) == accumulate * 10

@@ -160,8 +160,8 @@ def test_manual_optimization_and_gradient_accumulation(tmp_path) -> None:
     assert len(result.results["lr"]) == 10
     model = NoValModel(n=64)
     result = Tuner(trainer(tmp_path, accumulate_grad_batches=2)).lr_find(
-        model, num_training=10, max_lr=0.1, progress_bar=False
-    )
+        model, num_training=10, max_lr=0.1, progress_bar=False, probe_batches=0
+    )  # batches counted: training steps only
     assert len(result.results["lr"]) == 10
     assert len(model.batch_sizes) == 20  # two micro-batches per LR point
 
@@ -176,7 +176,7 @@ def test_batches_skipped_by_training_step_do_not_count_as_points(tmp_path) -> No
         return None if batch_idx % 3 == 2 else step(batch, batch_idx)
 
     model.training_step = every_third_skipped
-    result = Tuner(trainer(tmp_path)).lr_find(model, num_training=10, max_lr=0.1, progress_bar=False)
+    result = Tuner(trainer(tmp_path)).lr_find(model, num_training=10, max_lr=0.1, progress_bar=False, probe_batches=0)
     assert len(result.results["lr"]) == 10
     assert attempts == list(range(14))  # 10 points and the 4 skipped batches 2, 5, 8, 11
 

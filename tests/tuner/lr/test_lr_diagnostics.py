@@ -123,3 +123,19 @@ def test_no_never_diverged_when_only_the_raw_loss_blew_up() -> None:
     assert "never_diverged" not in _codes(result)
     assert not never_turned_up(result.losses, result.raw_losses)
     assert never_turned_up(result.losses[:130], result.raw_losses[:130])  # before the climb it had not turned up
+
+
+def test_the_log_says_when_the_wall_alone_decided_or_was_not_reached() -> None:
+    import numpy as np
+
+    from traenslenzor.tuner.lr.result import LRFinderResult
+
+    x = np.linspace(-6.0, 0.0, 60)
+    lrs = list(10.0**x)
+    flat = list(2.0 + 0.01 * np.exp((x + 1.0) / 0.1))  # no descent, a blow-up
+    result = LRFinderResult(lrs, flat, flat, 1e-6, 1.0, 60, probe_losses=flat)
+    assert "wall_only" in [f.code for f in result.diagnostics()]
+    falling = list(2.0 - 0.1 * (x + 6.0))  # falls to the end: never climbs back
+    result = LRFinderResult(lrs, falling, falling, 1e-6, 1.0, 60, probe_losses=falling)
+    assert "wall_not_reached" in [f.code for f in result.diagnostics()]
+    assert "wall_only" not in [f.code for f in result.diagnostics(method="stable")]

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from traenslenzor.tuner.lr.adaptive import AdaptiveRange
 from traenslenzor.tuner.lr.finder import find_lr
 from traenslenzor.tuner.lr.schedule import lr_schedule
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES
 
 
 def _model() -> nn.Module:
@@ -118,7 +119,9 @@ def test_nan_loss_stops_at_once_and_restores(trained) -> None:
         loss = _ce(outputs, targets)
         return loss * math.nan if len(calls) == 4 else loss
 
-    result = find_lr(model, optimizer, loss_fn, _loader(), num_training=20, progress_bar=False, adaptive_range=None)
+    result = find_lr(
+        model, optimizer, loss_fn, _loader(), num_training=20, progress_bar=False, adaptive_range=None, probe_batches=0
+    )  # calls counted: training steps only (the probe's passes are tested on their own)
     assert result.stop_reason == "non_finite_loss" and len(result.lrs) == 4 and len(calls) == 4
     assert math.isnan(result.raw_losses[-1]) and all(math.isfinite(v) for v in result.raw_losses[:3])
     _assert_identical(before, _fingerprint(model, optimizer))
@@ -209,6 +212,7 @@ def test_accumulation_steps_micro_batches_mean_loss_and_scaled_grads() -> None:
         early_stop_threshold=None,
         accumulate_grad_batches=3,
         progress_bar=False,
+        probe_batches=0,  # the x values below are the loader's, in order
     )
     assert len(optimizer.seen_lrs) == 4 and len(calls) == 12
     # tiny LRs barely move w, so each point is ~ the mean of its three x values: 2, 5, 8, 11
@@ -237,6 +241,7 @@ def test_loader_shorter_than_search_is_cycled() -> None:
         num_training=10,
         early_stop_threshold=None,
         progress_bar=False,
+        probe_batches=0,  # calls counted: training steps only
     )
     assert result.stop_reason == "completed" and len(result.lrs) == 10 and len(calls) == 10
     assert result.lrs[-1] == 1e-3
@@ -285,7 +290,8 @@ def test_step_fn_to_device_dict_batches_amp_and_progress_bar() -> None:
         amp=True,
         early_stop_threshold=None,
     )
-    assert len(result.lrs) == 4 and moved == [torch.device("cpu")] * 4
+    # every step moves its training batch and the PROBE_BATCHES set-aside batches (the probe after the step)
+    assert len(result.lrs) == 4 and moved == [torch.device("cpu")] * 4 * (1 + PROBE_BATCHES)
     assert result.metadata["amp"] is True and result.metadata["optimizer"] == "AdamW"
 
 
@@ -375,7 +381,8 @@ def _linreg() -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
 def test_sweep_continues_past_max_lr_when_the_loss_never_turned_up() -> None:
     model, optimizer, loader = _linreg()
     before = _fingerprint(model, optimizer)
-    kwargs = {"min_lr": 1e-4, "max_lr": 0.05, "num_training": 40, "progress_bar": False}
+    # the adaptive range reads the training loss; no probe, so the 8-batch loader trains on all its batches
+    kwargs = {"min_lr": 1e-4, "max_lr": 0.05, "num_training": 40, "progress_bar": False, "probe_batches": 0}
     fixed = find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range=None, **kwargs)
     assert fixed.stop_reason == "completed" and "never_diverged" in [f.code for f in fixed.diagnostics()]
     result = find_lr(model, optimizer, nn.MSELoss(), loader, **kwargs)
@@ -427,3 +434,32 @@ def test_adaptive_range_settings_are_checked() -> None:
     model, optimizer, loader = _linreg()
     with pytest.raises(TypeError, match="AdaptiveRange"):
         find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range={"extend_decades": 1})  # type: ignore[arg-type]
+
+
+def test_probe_measures_the_same_set_aside_batches_after_every_step_and_restores(trained) -> None:
+    model, optimizer = trained
+    loader = _loader(n=160, batch_size=8)
+    set_aside = [float(x[0, 0]) for x, _ in loader][:PROBE_BATCHES]  # the loader's first batches
+    before = _fingerprint(model, optimizer)
+    calls: list[tuple[bool, float]] = []  # per forward: (grad enabled, first input value)
+    hook = model.register_forward_pre_hook(
+        lambda _, args: calls.append((torch.is_grad_enabled(), float(args[0][0, 0])))
+    )
+    kwargs = {"num_training": 6, "early_stop_threshold": None, "progress_bar": False, "adaptive_range": None}
+    result = find_lr(model, optimizer, _ce, loader, **kwargs)
+    hook.remove()
+    # per step: one training forward (with grad), then a forward on each set-aside batch (no grad), always the same
+    assert [grad for grad, _ in calls] == ([True] + [False] * PROBE_BATCHES) * 6
+    steps = [calls[i : i + 1 + PROBE_BATCHES] for i in range(0, len(calls), 1 + PROBE_BATCHES)]
+    assert all([value for _, value in step[1:]] == pytest.approx(set_aside) for step in steps)
+    assert steps[0][0][1] not in set_aside  # training starts after them
+    assert len(result.probe_losses) == 6 and all(math.isfinite(v) for v in result.probe_losses)
+    assert result.results["probe_loss"] == list(result.probe_losses)
+    assert result.metadata["probe_forward_passes"] == 6 * PROBE_BATCHES
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_probe_batches_must_be_a_non_negative_integer() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match="probe_batches"):
+        find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), _ce, _loader(), probe_batches=-1)

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 
+import numpy as np
 import pytest
 
 from traenslenzor.tuner.lr.result import LRFinderResult
@@ -36,9 +37,14 @@ def test_results_keys_and_lightning_names() -> None:
 
 def test_suggestion_delegates_to_suggest() -> None:
     result = _result(_valley_curve())
-    for method in ("steepest", "valley", "minimum", None):
+    for method in ("steepest", "valley", "minimum", "stable"):
         want = suggest(result.lrs, result.losses, method=method, skip_begin=5, skip_end=2)
         assert result.suggestion(skip_begin=5, skip_end=2, method=method) == want.lr
+    # no probe curve: the default falls back to `stable` on the smoothed loss; `wall` by name reads the raw loss
+    fallback = suggest(result.lrs, result.losses, method="stable", skip_begin=5, skip_end=2)
+    assert result.suggestion(skip_begin=5, skip_end=2) == fallback.lr
+    wall = suggest(result.lrs, result.raw_losses, method="wall", skip_begin=5, skip_end=2)
+    assert result.suggestion(skip_begin=5, skip_end=2, method="wall") == wall.lr
     with pytest.raises(ValueError, match="unknown suggestion method"):
         result.suggestion(method="nope")
 
@@ -164,3 +170,56 @@ def test_plot_marks_the_requested_range_the_sweep_went_past() -> None:
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert "requested max_lr = 1.00e-02" in labels
     plt.close(fig)
+
+
+def _probe_result(n: int = 60) -> LRFinderResult:
+    """A noisy training loss and a clean fixed-batch curve (descent, floor, wall) over 6 decades."""
+    x = np.linspace(-6.0, 0.0, n)
+    probe = 1.0 + 1.0 / (1.0 + np.exp((x + 3.0) / 0.2)) + 0.01 * np.exp((x + 1.0) / 0.1)
+    raw = probe + 0.3 * np.random.default_rng(0).standard_normal(n)
+    return _result(list(raw), probe_losses=list(probe))
+
+
+def test_the_default_reads_the_fixed_batch_curve_and_carries_a_band() -> None:
+    result = _probe_result()
+    outcome = result.suggestion_outcome()
+    assert outcome.method == "wall"
+    assert outcome.lr == suggest(result.lrs, result.probe_losses, method="wall").lr
+    reading = result.reading()
+    assert reading is not None and reading.lr == pytest.approx(outcome.lr)
+    low, high = result.band
+    assert low < outcome.lr < high and (low, high) == (reading.low, reading.high)
+    assert result.results["probe_loss"] == list(result.probe_losses)
+    assert _result(_valley_curve()).suggestion_outcome().method == "stable"  # no probe curve: the old default
+
+
+def test_json_keeps_the_probe_curve_and_reads_format_1_files() -> None:
+    result = _probe_result()
+    data = json.loads(result.to_json())
+    assert data["format"] == "traenslenzor.lr_finder_result/2" and len(data["probe_losses"]) == 60
+    assert LRFinderResult.from_dict(data) == result
+    old = {**data, "format": "traenslenzor.lr_finder_result/1"}
+    del old["probe_losses"]
+    loaded = LRFinderResult.from_dict(old)
+    assert loaded.probe_losses == () and loaded.suggestion_outcome().method == "stable"
+    with pytest.raises(ValueError, match="probe_losses"):
+        LRFinderResult(result.lrs, result.losses, result.raw_losses, 1e-6, 1.0, 60, probe_losses=(1.0,))
+
+
+def test_plot_draws_the_curve_it_read_without_lag_and_shades_the_band() -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Polygon, Rectangle
+
+    result = _probe_result()
+    ax = result.plot().axes[0]
+    (read,) = [line for line in ax.get_lines() if "read" in str(line.get_label())]
+    assert "fixed-batch" in str(read.get_label())
+    (dot,) = _red_dots(ax)
+    assert dot.get_xdata()[0] == pytest.approx(result.suggestion())
+    # the drawn curve's lowest point sits where the probe's is (a lagging EMA would put it to the right)
+    lowest = read.get_xdata()[int(np.argmin(read.get_ydata()))]
+    true_lowest = result.lrs[int(np.argmin(result.probe_losses))]
+    assert abs(math.log10(lowest / true_lowest)) < 0.3
+    shaded = [p for p in ax.patches if isinstance(p, Polygon | Rectangle) and "band" in str(p.get_label())]
+    assert len(shaded) == 1
+    plt.close("all")

@@ -32,6 +32,7 @@ from traenslenzor.tuner.lightning.steps import (
     cycle_batches,
     fit_dataloader,
     lr_search_step,
+    probe_step,
     search_isolation,
 )
 from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
@@ -39,6 +40,7 @@ from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class LearningRateFinder(SearchCallback):
         progress_bar: show a tqdm bar on rank 0.
         adaptive_range: widen the sweep where the curve shows no edge (``AdaptiveRange``); None keeps it fixed.
         early_exit: end the trainer call once the search is done (what :class:`Tuner` sets).
+        probe_batches: batches set aside whose loss ``training_step`` measures after every step, forward only (the
+            curve the default suggestion reads, ``traenslenzor.tuner.lr.wall``); 0 measures none.
 
     After the search, :attr:`optimal_lr` holds the :class:`~traenslenzor.tuner.LRFinderResult` (Lightning's name).
     """
@@ -80,6 +84,7 @@ class LearningRateFinder(SearchCallback):
         progress_bar: bool = True,
         adaptive_range: AdaptiveRange | None = None,
         early_exit: bool = False,
+        probe_batches: int = PROBE_BATCHES,
     ) -> None:
         super().__init__(early_exit=early_exit)
         mode = mode.lower() if isinstance(mode, str) else mode
@@ -93,6 +98,9 @@ class LearningRateFinder(SearchCallback):
             raise TunerConfigurationError(
                 f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}."
             )
+        if not isinstance(probe_batches, int) or isinstance(probe_batches, bool) or probe_batches < 0:
+            raise TunerConfigurationError(f"probe_batches={probe_batches!r}: must be an integer >= 0.")
+        self._probe_batches = probe_batches
         self._adaptive = adaptive_range
         self._update_attr = update_attr
         self._attr_name = attr_name
@@ -122,8 +130,15 @@ class LearningRateFinder(SearchCallback):
         ):
             module.train()
             with torch.enable_grad():
-                test = sweep.run(lambda test: _drive(trainer, optimizer, test, bar), restore=state.restore)
-        metadata: dict[str, Any] = {"optimizer": type(optimizer).__name__, "start_global_step": start_step}
+                test = sweep.run(
+                    lambda test: _drive(trainer, optimizer, test, bar, self._probe_batches), restore=state.restore
+                )
+        metadata: dict[str, Any] = {
+            "optimizer": type(optimizer).__name__,
+            "start_global_step": start_step,
+            "probe_batches": self._probe_batches,
+            "probe_forward_passes": self._probe_batches * len(test.probe_losses),
+        }
         result = test.result(source="lightning", **metadata, **sweep.metadata(test))
         if test.stop_reason != StopReason.COMPLETED:
             log.info(
@@ -171,8 +186,11 @@ def _single_optimizer(trainer: pl.Trainer) -> torch.optim.Optimizer:
     return optimizers[0]
 
 
-def _drive(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool) -> None:
-    """Drive ``test`` to its end: set the LR, take one real training step, record the loss.
+def _drive(
+    trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTest, bar: bool, probe_batches: int
+) -> None:
+    """Drive ``test`` to its end: set the LR, take one real training step, record the loss (and the loss on the
+    first ``probe_batches`` batches, set aside, measured after the step).
 
     A sweep the :class:`AdaptiveSweep` continues past ``max_lr`` goes on here from the current state and data
     position, as in ``find_lr``.
@@ -183,6 +201,9 @@ def _drive(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTes
     batch_idx = skips = 0
     progress: Any = tqdm(total=test.num_training, desc="Finding best initial lr", disable=not bar, leave=False)
     with progress, preserved_loader_generators(loader):
+        # A manually optimized module steps its optimizers inside training_step: no forward-only probe through it.
+        automatic = trainer.lightning_module.automatic_optimization
+        probe = [next(batches) for _ in range(probe_batches)] if automatic else []
         while not test.done:
             lr = test.lr_at(len(test.lrs))
             set_group_lrs(optimizer, lr, ratios)
@@ -195,6 +216,6 @@ def _drive(trainer: pl.Trainer, optimizer: torch.optim.Optimizer, test: RangeTes
                         "training_step returned None for every batch; the LR finder needs the loss returned."
                     )
                 continue
-            test.record(lr, loss)
+            test.record(lr, loss, probe_step(trainer, probe) if probe else None)
             progress.total = test.num_training  # an extension lengthens the sweep
             progress.update()

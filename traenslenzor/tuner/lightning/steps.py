@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
 from traenslenzor.tuner.batching import cycle
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError
+from traenslenzor.tuner.lr.wall import PROBE_SEED
 
 # Evaluation stages: the step method of the LightningModule and the precision plugin's context for it.
 EVAL_STEPS = {
@@ -118,6 +119,20 @@ def lr_search_step(
         return losses[-1]  # what Lightning's closure returns: the last micro-batch's loss (None if it skipped)
 
     strategy.optimizer_step(optimizer, closure)
+    return _mean_over_ranks(trainer, losses)
+
+
+def probe_step(trainer: pl.Trainer, probe: list[Any]) -> float | None:
+    """The mean ``training_step`` loss on the set-aside ``probe`` batches, forward only, mean over ranks.
+
+    No gradient, and the same RNG draws every time (dropout masks), so that the curve changes only with the weights
+    (``traenslenzor.tuner.lr.wall``). None when ``training_step`` returned None for one of them.
+    """
+    strategy = trainer.strategy
+    device = strategy.root_device
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(PROBE_SEED)
+        losses = [loss_of(strategy.training_step(strategy.batch_to_device(b), i)) for i, b in enumerate(probe)]
     return _mean_over_ranks(trainer, losses)
 
 

@@ -36,6 +36,7 @@ from traenslenzor.tuner.lightning.learning_rate_finder import LearningRateFinder
 from traenslenzor.tuner.lr.adaptive import AdaptiveRange
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES
 
 __all__ = [
     "BatchSizeFinder",
@@ -138,6 +139,7 @@ class Tuner:
         *,
         progress_bar: bool = True,
         adaptive_range: AdaptiveRange | None = None,
+        probe_batches: int = PROBE_BATCHES,
     ) -> LRFinderResult | None:
         """Run the LR range test and return its :class:`LRFinderResult` (``.results``, ``.suggestion()``,
         ``.plot()``); with ``update_attr`` the suggestion is written to every LR holder and the live optimizer.
@@ -145,7 +147,9 @@ class Tuner:
         Arguments as Lightning's ``Tuner.lr_find``. Returns None (with a warning) under ``fast_dev_run``.
         The range is Lightning's fixed ``[min_lr, max_lr]`` unless ``adaptive_range`` is given: then a sweep whose
         loss never turns up continues past ``max_lr``, and one that blows up at once restarts below ``min_lr``, as
-        ``find_lr`` does by default (docs/lightning.md says why the default differs).
+        ``find_lr`` does by default (docs/lightning.md says why the default differs). ``probe_batches`` batches are
+        set aside and their loss measured after every step, forward only: the curve the default suggestion reads
+        (0 measures none; the suggestion then falls back to the ``stable`` rule).
         """
         _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
         if method != "fit":
@@ -164,6 +168,7 @@ class Tuner:
             progress_bar=progress_bar,
             adaptive_range=adaptive_range,
             early_exit=True,  # this trainer call exists only to search
+            probe_batches=probe_batches,
         )
         if update_attr:
             lr_holders(model, _datamodule_of(train_dataloaders, datamodule), attr_name)

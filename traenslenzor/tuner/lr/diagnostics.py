@@ -17,6 +17,7 @@ import numpy as np
 from traenslenzor.tuner.lr.curve import final_valley, finite, never_turned_up, smoothed_noise
 from traenslenzor.tuner.lr.settings import StopReason
 from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END
+from traenslenzor.tuner.lr.wall import MIN_FALL, WALL_DECADES_BELOW
 
 if TYPE_CHECKING:
     from traenslenzor.tuner.lr.result import LRFinderResult
@@ -165,6 +166,32 @@ def check_suggestion(result: LRFinderResult, method: str | None = None) -> Findi
     return None
 
 
+def check_reading(result: LRFinderResult, method: str | None = None) -> Finding | None:
+    """Which estimate decided the default (wall) reading, when it was not the usual two: a flat curve, no wall."""
+    if method not in (None, "wall") or result.curve_for(method)[0] != "wall":
+        return None
+    reading = result.reading()
+    if reading is None:
+        return None
+    if not reading.rose:
+        return Finding(
+            "wall_not_reached",
+            "warning",
+            f"The fixed-batch loss never climbed back after its lowest point (at {reading.floor_lr:.2e}): the wall is "
+            f"the last point, {reading.wall_lr:.2e}, a lower bound, so the suggestion may be too low. Raise max_lr "
+            "until the loss blows up.",
+        )
+    if reading.descent_lr is None:
+        return Finding(
+            "wall_only",
+            "info",
+            f"The fixed-batch loss fell by less than {MIN_FALL:.0%} before it blew up: there is no descent to read, "
+            f"so the wall alone decided (the suggestion is {WALL_DECADES_BELOW} decades below where the loss climbed "
+            f"back, {reading.wall_lr:.2e}). Check it with a short run or a slower sweep (more num_training).",
+        )
+    return None
+
+
 Check = Callable[["LRFinderResult"], "Finding | None"]
 CHECKS: tuple[Check, ...] = (
     check_too_few_points,
@@ -190,6 +217,9 @@ def diagnose(result: LRFinderResult, method: str | None = None) -> list[Finding]
             )
         ]
     findings = [finding for check in CHECKS if (finding := check(result)) is not None]
+    reading = check_reading(result, method)
+    if reading is not None:
+        findings.append(reading)
     if len(finite(result.losses)) >= 2:
         suggestion = check_suggestion(result, method)
         if suggestion is not None:

@@ -6,8 +6,10 @@ decides when to stop. Everything the search changes (weights, buffers, optimizer
 loader's sampler generator) is captured once in memory before the first step and restored afterwards -- also when
 the search raises or is interrupted.
 
-Cost: the loop adds to each training step only setting the LR and one ``.item()`` (the one sync needed to read
-the loss), so it runs about as fast as plain training.
+Cost: the loop adds to each training step setting the LR, one ``.item()`` (the one sync needed to read the loss)
+and the fixed-batch probe: ``probe_batches`` forward passes without gradient on the same batches after every step
+(the curve the default suggestion reads, ``traenslenzor.tuner.lr.wall``; 0 switches it off). A forward pass costs
+about a third of a training step, so the default 4 add about 1.3 steps' worth of compute per step.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES, PROBE_SEED
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 from traenslenzor.tuner.torch_loop import StepFn, default_step, precision
 
@@ -53,6 +56,7 @@ def find_lr(
     to_device: Callable[[Any, torch.device], Any] | None = None,
     progress_bar: bool = True,
     adaptive_range: AdaptiveRange | None = DEFAULT_ADAPTIVE_RANGE,
+    probe_batches: int = PROBE_BATCHES,
 ) -> LRFinderResult:
     """Run the LR range test and return its curve; the model and optimizer are left exactly as they were.
 
@@ -76,6 +80,9 @@ def find_lr(
         adaptive_range: widen the sweep where the curve shows no edge (:class:`~traenslenzor.tuner.lr.adaptive.
             AdaptiveRange`): continue past ``max_lr`` when the loss never turned up, restart below ``min_lr`` when
             it blew up at once; recorded in ``metadata["adaptive_range"]``. None keeps the range fixed.
+        probe_batches: the first this many batches are set aside and their loss is measured after every step
+            (forward only, no gradient, fixed RNG): ``results["probe_loss"]``, the curve the default suggestion
+            reads. 0 measures none (the suggestion then falls back to the ``stable`` rule on the training loss).
 
     Returns:
         The :class:`LRFinderResult` (``.results``, ``.suggestion()``, ``.plot()``, ``.diagnostics()``).
@@ -84,6 +91,8 @@ def find_lr(
         ValueError: bad sweep settings, an empty loader, ``accumulate_grad_batches < 1``, no loss function; all
             raised before any training step.
     """
+    if not isinstance(probe_batches, int) or isinstance(probe_batches, bool) or probe_batches < 0:
+        raise ValueError(f"probe_batches={probe_batches!r}: must be an integer >= 0 (0 measures no probe curve).")
     settings = SweepSettings(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
     if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
         raise TypeError(f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}.")
@@ -102,6 +111,7 @@ def find_lr(
         accumulate=accumulate_grad_batches,
         amp=amp,
         progress_bar=progress_bar,
+        probe_batches=probe_batches,
     )
     sweep = AdaptiveSweep(settings, adaptive_range)
     with preserved_training_state(model, [optimizer]) as state:
@@ -112,6 +122,8 @@ def find_lr(
         "accumulate_grad_batches": accumulate_grad_batches,
         "amp": bool(amp),
         "device": str(device),
+        "probe_batches": probe_batches,
+        "probe_forward_passes": probe_batches * len(test.probe_losses),
     }
     return test.result(**metadata, **sweep.metadata(test))
 
@@ -128,8 +140,12 @@ def _drive(
     accumulate: int,
     amp: bool,
     progress_bar: bool,
+    probe_batches: int,
 ) -> None:
-    """Train one optimizer step per recorded point until ``test`` says stop (loader generators restored after)."""
+    """Train one optimizer step per recorded point until ``test`` says stop (loader generators restored after).
+
+    The first ``probe_batches`` batches are set aside; their loss is measured after every step (``_probe_loss``).
+    """
     settings = test.settings
     log.info(
         "LR range test: up to %d steps, %s sweep %.2e -> %.2e",
@@ -147,11 +163,13 @@ def _drive(
         model.train()
         batches = cycle(train_loader)
         try:
+            probe = [next(batches) for _ in range(probe_batches)]
             while not test.done:
                 lr = test.lr_at(len(test.lrs))
                 set_group_lrs(optimizer, lr, ratios)
                 value = _train_step(model, optimizer, compute_loss, batches, move, device, accumulate, autocast, scaler)
-                test.record(lr, value)
+                probe_loss = _probe_loss(model, compute_loss, probe, move, device, autocast) if probe else None
+                test.record(lr, value, probe_loss)
                 bar.total = test.num_training  # an extension lengthens the sweep
                 bar.update(1)
                 bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
@@ -186,6 +204,26 @@ def _train_step(
     else:
         optimizer.step()
     return total.item() / accumulate  # type: ignore[union-attr]
+
+
+@torch.no_grad()
+def _probe_loss(
+    model: nn.Module,
+    compute_loss: StepFn,
+    probe: list[Any],
+    move: Callable[[Any, torch.device], Any],
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> float:
+    """Mean loss on the probe batches, forward only; the same RNG draws (dropout masks) every time."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(PROBE_SEED)
+        total = None
+        for batch in probe:
+            with autocast():
+                loss = compute_loss(model, move(batch, device)).detach().float()
+            total = loss if total is None else total + loss
+    return total.item() / len(probe)  # type: ignore[union-attr]
 
 
 def _validate(

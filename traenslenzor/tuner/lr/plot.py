@@ -2,7 +2,10 @@
 
 Reading it (see ``docs/lr_finder.md``): the loss is flat where the LR is too low, falls where training works, and
 blows up where the LR is too high; a good LR sits where the loss still falls steeply, before the bottom. The faint
-line is the raw per-step loss, the solid one the bias-corrected EMA the suggestion reads.
+blue line is the raw per-step training loss. The solid line is the curve the suggestion was read from: for the
+default rule (``wall``) the loss on the fixed probe batches (orange, its raw points faint) smoothed without lag
+(centred, ``lr.wall.centred_smooth``), with the suggestion's band shaded; for the other rules the bias-corrected
+EMA of the training loss (blue), which lags the raw loss by about ``1 / (1 - beta)`` steps.
 
 matplotlib is imported inside the functions only, so that the tuner imports without it.
 """
@@ -43,17 +46,24 @@ def plot_lr_finder(
         fig, ax = plt.subplots(figsize=(7, 4.5))
     else:
         fig = ax.figure
-    lrs, smoothed = list(result.lrs), list(result.losses)
-    ax.plot(lrs, list(result.raw_losses), color="tab:blue", alpha=0.3, linewidth=1, label="loss (raw)")
-    ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="loss (smoothed)")
+    lrs = list(result.lrs)
+    read_lrs, read, raw = _read_curve(result, method)
+    ax.plot(lrs, list(result.raw_losses), color="tab:blue", alpha=0.3, linewidth=1, label="training loss (raw)")
+    if read is result.losses:
+        ax.plot(lrs, list(read), color="tab:blue", linewidth=2, label="training loss (EMA, read)")
+    else:
+        if raw is not result.raw_losses:
+            ax.plot(lrs, list(raw), color="tab:orange", alpha=0.35, linewidth=1, label="fixed-batch loss (raw)")
+        label = "fixed-batch loss" if raw is not result.raw_losses else "training loss"
+        ax.plot(read_lrs, read, color="tab:orange", linewidth=2, label=f"{label} (centred smoothing, read)")
     ax.set_xscale("log")
     ax.set_xlabel("Learning rate (log scale)")
     ax.set_ylabel("Loss")
     ax.set_title(f"LR range test ({len(lrs)} steps, stopped: {result.stop_reason or 'unknown'})")
-    _limit_y(ax, smoothed, list(result.raw_losses))
+    _limit_y(ax, list(read), list(raw))
     _mark_adaptive_range(ax, result)
     if suggest:
-        _mark_suggestion(ax, result, method)
+        _mark_suggestion(ax, result, method, read_lrs, read)
     ax.grid(True, which="both", alpha=0.3)
     if lrs:
         ax.legend(loc="best")
@@ -62,12 +72,45 @@ def plot_lr_finder(
     return fig
 
 
-def _mark_suggestion(ax: Axes, result: LRFinderResult, method: str | None) -> None:
+def _read_curve(result: LRFinderResult, method: str | None) -> tuple[list[float], list[float], tuple[float, ...]]:
+    """(LRs, curve, its raw points) of what rule ``method`` reads: the EMA as recorded, or the raw curve the wall
+    reading smooths (fixed-batch or training loss), smoothed here the same way, without lag."""
+    import numpy as np
+
+    from traenslenzor.tuner.lr.suggestion import READS_PROBE
+    from traenslenzor.tuner.lr.wall import centred_smooth
+
+    name, curve = result.curve_for(method)
+    if name not in READS_PROBE:
+        return list(result.lrs), curve, result.raw_losses  # type: ignore[return-value]
+    keep = [i for i, (lr, v) in enumerate(zip(result.lrs, curve, strict=True)) if lr > 0 and math.isfinite(v)]
+    if len(keep) < 3:
+        return [], [], curve
+    x = np.log10([result.lrs[i] for i in keep])
+    smooth = centred_smooth(x, np.array([curve[i] for i in keep]))
+    return [result.lrs[i] for i in keep], [float(v) for v in smooth], curve
+
+
+def _mark_suggestion(
+    ax: Axes, result: LRFinderResult, method: str | None, read_lrs: list[float], read: list[float]
+) -> None:
+    import numpy as np
+
     outcome = result.suggestion_outcome(method=method)
-    if outcome.index is None:
+    if outcome.index is None or outcome.lr is None:
         ax.text(0.02, 0.02, f"no suggestion: {outcome.reason}", transform=ax.transAxes, fontsize=8, wrap=True)
         return
-    lr, loss = result.lrs[outcome.index], result.losses[outcome.index]
+    lr = outcome.lr
+    from traenslenzor.tuner.lr.suggestion import READS_PROBE
+
+    if outcome.method in READS_PROBE and read_lrs:  # on the drawn curve, at the reading's own LR
+        loss = float(np.interp(math.log10(lr), np.log10(read_lrs), read))
+    else:
+        loss = result.losses[outcome.index]
+    if method is None or method == outcome.method:
+        band = result.band if outcome.method == "wall" and method is None else None
+        if band is not None:
+            ax.axvspan(*band, color=SUGGESTION_COLOR, alpha=0.12, label=f"band {band[0]:.1e} .. {band[1]:.1e}")
     ax.plot(
         [lr],
         [loss],

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END
 
@@ -24,11 +26,13 @@ if TYPE_CHECKING:
 
     from traenslenzor.tuner.lr.diagnostics import Finding
     from traenslenzor.tuner.lr.suggestion import SuggestionOutcome
+    from traenslenzor.tuner.lr.wall import WallReading
 
 log = logging.getLogger(__name__)
 
-FORMAT = "traenslenzor.lr_finder_result/1"
-_CURVES = ("lrs", "losses", "raw_losses")
+FORMAT = "traenslenzor.lr_finder_result/2"  # /2 added probe_losses; /1 files still load (without them)
+_READABLE = ("traenslenzor.lr_finder_result/1", FORMAT)
+_CURVES = ("lrs", "losses", "raw_losses", "probe_losses")
 
 
 def _to_json_number(value: float) -> float | None:
@@ -53,6 +57,8 @@ class LRFinderResult:
         stop_reason: a :class:`~traenslenzor.tuner.lr.settings.StopReason` (a ``str``: ``"completed"``,
             ``"diverged"``, ``"non_finite_loss"``) or an adapter's own reason string.
         metadata: free-form, JSON-serialisable facts about the run (optimizer, device, ...).
+        probe_losses: the loss on the same few batches after each step (forward only; the curve the default
+            suggestion reads, ``traenslenzor.tuner.lr.wall``); empty when the sweep measured none.
     """
 
     lrs: tuple[float, ...]
@@ -66,6 +72,7 @@ class LRFinderResult:
     beta: float = DEFAULT_SWEEP.beta
     stop_reason: StopReason | str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    probe_losses: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in _CURVES:
@@ -74,6 +81,10 @@ class LRFinderResult:
             raise ValueError(
                 f"lrs, losses and raw_losses must be equally long, got {len(self.lrs)}, {len(self.losses)} "
                 f"and {len(self.raw_losses)}."
+            )
+        if self.probe_losses and len(self.probe_losses) != len(self.lrs):
+            raise ValueError(
+                f"probe_losses must be empty or as long as lrs, got {len(self.probe_losses)} and {len(self.lrs)}."
             )
         if isinstance(self.stop_reason, str) and not isinstance(self.stop_reason, StopReason):
             known = {reason.value: reason for reason in StopReason}
@@ -89,8 +100,55 @@ class LRFinderResult:
     # Lightning's `_LRFinder` names, so code written for Lightning's result keeps working.
     @property
     def results(self) -> dict[str, list[float]]:
-        """``{"lr": [...], "loss": [...smoothed], "raw_loss": [...]}`` (Lightning's keys, plus the raw loss)."""
-        return {"lr": list(self.lrs), "loss": list(self.losses), "raw_loss": list(self.raw_losses)}
+        """``{"lr", "loss" (smoothed), "raw_loss"}`` (Lightning's keys, plus the raw loss) and ``"probe_loss"``
+        when the sweep measured the fixed probe batches."""
+        out = {"lr": list(self.lrs), "loss": list(self.losses), "raw_loss": list(self.raw_losses)}
+        if self.probe_losses:
+            out["probe_loss"] = list(self.probe_losses)
+        return out
+
+    def curve_for(self, method: str | None = None) -> tuple[str, tuple[float, ...]]:
+        """The rule ``method`` resolves to (None: the default) and the loss curve it reads.
+
+        The default rule (``wall``) reads the fixed-batch curve; a result without one (an old file, a sweep with
+        ``probe_batches=0``) falls back to ``FALLBACK_SUGGESTION`` on the smoothed loss. ``wall`` asked for by name on
+        such a result reads the raw training loss.
+        """
+        from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION, FALLBACK_SUGGESTION, READS_PROBE
+
+        name = method or (DEFAULT_SUGGESTION if self.probe_losses else FALLBACK_SUGGESTION)
+        if name not in READS_PROBE:
+            return name, self.losses
+        return name, (self.probe_losses or self.raw_losses)
+
+    def reading(self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END) -> WallReading | None:
+        """The wall reading of the curve the default rule reads (features, band); None when it has none."""
+        from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION
+        from traenslenzor.tuner.lr.wall import read_wall
+
+        _, curve = self.curve_for(DEFAULT_SUGGESTION)
+        stop = len(self.lrs) - skip_end
+        points = [(lr, v) for lr, v in zip(self.lrs[skip_begin:stop], curve[skip_begin:stop], strict=True) if lr > 0]
+        points = [(lr, v) for lr, v in points if math.isfinite(lr) and math.isfinite(v)]
+        if not points:
+            return None
+        lrs, losses = zip(*points, strict=True)
+        return read_wall(np.asarray(lrs), np.asarray(losses))
+
+    @property
+    def band(self) -> tuple[float, float] | None:
+        """(low, high) around the default suggestion: where a re-run would likely land (``lr.wall``); None if none.
+
+        Built from this curve alone: the answer read with the wall at 0.1 and 0.6 of the fall instead of 0.25,
+        widened by 0.15 decades for the run-to-run spread measured on the benchmarks (docs/suggestion.md).
+        None when the default rule did not decide (a result without the fixed-batch curve).
+        """
+        from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION
+
+        if self.suggestion_outcome().method != DEFAULT_SUGGESTION:
+            return None  # the fallback decided (no probe curve, too few points): no band for its answer
+        reading = self.reading()
+        return None if reading is None else (reading.low, reading.high)
 
     @property
     def lr_min(self) -> float:
@@ -104,9 +162,20 @@ class LRFinderResult:
         self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
     ) -> SuggestionOutcome:
         """The full outcome of the suggestion rule ``method`` (index, LR, rule, reason when there is none)."""
-        from traenslenzor.tuner.lr.suggestion import suggest
+        from traenslenzor.tuner.lr.suggestion import FALLBACK_SUGGESTION, suggest
 
-        return suggest(self.lrs, self.losses, method=method, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
+        name, curve = self.curve_for(method)
+        outcome = suggest(self.lrs, curve, method=name, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
+        if method is None and outcome.index is None and name != FALLBACK_SUGGESTION:
+            # the default reads nothing here (e.g. too few points for its start level): the old default decides
+            fallback = suggest(
+                self.lrs, self.losses, method=FALLBACK_SUGGESTION, skip_begin=skip_begin, skip_end=skip_end,
+                beta=self.beta,
+            )  # fmt: skip
+            if fallback.index is not None:
+                log.info("The %r rule read nothing (%s); the %r rule decided.", name, outcome.reason, fallback.method)
+                return fallback
+        return outcome
 
     def suggestion(
         self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None
@@ -116,7 +185,8 @@ class LRFinderResult:
         Args:
             skip_begin: points ignored at the start (flat and noisy there).
             skip_end: points ignored at the end (often the blow-up); 0 keeps all.
-            method: a rule of ``traenslenzor.tuner.SUGGESTIONS``; None uses ``DEFAULT_SUGGESTION``.
+            method: a rule of ``traenslenzor.tuner.SUGGESTIONS``; None uses ``DEFAULT_SUGGESTION`` (``wall``, on the
+                fixed-batch curve; ``stable`` for a result without one, see :meth:`curve_for`).
 
         Raises:
             ValueError: ``method`` is not a known rule.
@@ -164,8 +234,8 @@ class LRFinderResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LRFinderResult:
         """Rebuild a result from :meth:`to_dict` output."""
-        if data.get("format", FORMAT) != FORMAT:
-            raise ValueError(f"Not an LR finder result of format {FORMAT!r}: format={data.get('format')!r}.")
+        if data.get("format", FORMAT) not in _READABLE:
+            raise ValueError(f"Not an LR finder result of format {_READABLE}: format={data.get('format')!r}.")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names - {"format"})
         if unknown:

@@ -23,6 +23,7 @@ import numpy as np
 
 from traenslenzor.tuner.lr.curve import final_valley, rise_onset, smoothed_noise
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP
+from traenslenzor.tuner.lr.wall import START_POINTS, read_wall
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +171,38 @@ def stable(
     return int(np.argmin(np.abs(x - (x[onset] - decades_below))))
 
 
+@_rule(min_points=START_POINTS + 3)
+def wall(lrs: np.ndarray, losses: np.ndarray) -> int | None:
+    """The wall reading (``traenslenzor.tuner.lr.wall``): below the middle of the descent and the wall.
+
+    Meant for the loss on the fixed probe batches (``LRFinderResult.probe_losses``, which
+    ``LRFinderResult.suggestion`` gives it); on a curve without them it reads the raw training loss. Returns the
+    curve point nearest the reading; ``suggest`` reports the reading's own LR.
+    """
+    reading = read_wall(lrs, losses)
+    if reading is None:
+        return None
+    return int(np.argmin(np.abs(np.log10(lrs) - np.log10(reading.lr))))
+
+
 SUGGESTIONS: dict[str, Rule] = {
     "steepest": steepest,
     "valley": valley,
     "minimum": minimum,
     "slide": slide,
     "stable": stable,
+    "wall": wall,
 }
 
-# Chosen by benchmarks/lr_quality.py; the measurements are in docs/suggestion.md.
-DEFAULT_SUGGESTION = "stable"
+# Chosen by benchmarks/lr_reading.py (issue 20); the measurements are in docs/suggestion.md. A result without the
+# fixed-batch curve (a file written before it, a sweep run with probe_batches=0) falls back to FALLBACK_SUGGESTION.
+DEFAULT_SUGGESTION = "wall"
+FALLBACK_SUGGESTION = "stable"
+# Rules that read the loss on the fixed probe batches when the result has it (else the raw training loss); the
+# others read the smoothed training loss.
+READS_PROBE = frozenset({"wall"})
+# Rules whose answer is an LR of their own, between curve points (``suggest`` reports it instead of the point's).
+_EXACT = {"wall": lambda lrs, losses: read_wall(lrs, losses)}
 
 
 @dataclass(frozen=True)
@@ -244,7 +267,11 @@ def suggest(
     if index is None:
         return _no_suggestion(name, f"rule {name!r} found no suggestion on this curve (e.g. the loss never decreased).")
     full = int(kept[index])
-    return SuggestionOutcome(index=full, lr=float(lr_arr[full]), method=name)
+    lr = float(lr_arr[full])
+    if name in _EXACT:
+        reading = _EXACT[name](lr_arr[kept], loss_arr[kept])
+        lr = lr if reading is None else reading.lr
+    return SuggestionOutcome(index=full, lr=lr, method=name)
 
 
 def _no_suggestion(method: str, reason: str) -> SuggestionOutcome:

@@ -56,6 +56,7 @@ class RangeTest:
         self.lrs: list[float] = []
         self.losses: list[float] = []  # smoothed
         self.raw_losses: list[float] = []
+        self.probe_losses: list[float] = []  # loss on the fixed probe batches after each step (issue 20); may be empty
         self.best_loss = math.inf
         self.done = False
         self.stop_reason: StopReason | str | None = None
@@ -76,11 +77,18 @@ class RangeTest:
             raise IndexError(f"step={step} is outside the range test's {self.num_training} steps.")
         return self._schedule[step]
 
-    def record(self, lr: float, loss: float) -> bool:
-        """Store one point; return True when the test must stop now."""
+    def record(self, lr: float, loss: float, probe: float | None = None) -> bool:
+        """Store one point; return True when the test must stop now.
+
+        ``probe`` is the loss on the fixed probe batches measured after this step (forward only); give it at every
+        step or never (a missing one is stored as NaN once the curve has any).
+        """
         if self.done:
             raise RuntimeError(f"The range test has already stopped ({self.stop_reason}); start a new RangeTest.")
         loss = float(loss)
+        if probe is not None or self.probe_losses:
+            missing = len(self.lrs) - len(self.probe_losses)
+            self.probe_losses.extend([math.nan] * missing + [math.nan if probe is None else float(probe)])
         self.lrs.append(float(lr))
         self.raw_losses.append(loss)
         if not math.isfinite(loss):
@@ -126,6 +134,7 @@ class RangeTest:
             lrs=tuple(self.lrs),
             losses=tuple(self.losses),
             raw_losses=tuple(self.raw_losses),
+            probe_losses=tuple(self.probe_losses),
             min_lr=settings.min_lr,
             max_lr=self.max_lr,
             num_training=self.num_training,
