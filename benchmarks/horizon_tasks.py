@@ -5,7 +5,7 @@ measured; never used to tune anything):
 
 * ``long``: constant LR for >= 3000 steps, at least 10 x the tuner's 300-step cap (3 x ``num_training``);
 * ``onecycle``: OneCycleLR with ``max_lr = 3 x`` the base LR over 2000-3000 steps, as the app trains
-  (``traenslenzor.doc_classifier.module``: the schedule's knobs are read from the app's ``SchedulerConfig``);
+  (``traenslenzor.doc_classifier.training.module``: the schedule's knobs are read from the app's ``SchedulerConfig``);
 * ``app``: the app's own backbones (``tiny_cnn``, ``alexnet``) on the app's synthetic documents, with the app's
   optimizer (``build_optimizer``: AdamW or SGD-momentum, weight decay on weights only) and OneCycle; scored on
   validation loss and accuracy. Pages are rendered once (``SyntheticDocuments``) and normalised by the training
@@ -268,7 +268,7 @@ def make_loader(task: HorizonTask, data: lr_tasks.TaskData, seed: int, batch_siz
 def make_model(task: HorizonTask, seed: int) -> nn.Module:
     if task.data != "documents":
         return lr_tasks.make_model(task, seed)  # type: ignore[arg-type]
-    from traenslenzor.doc_classifier.models import build_model
+    from traenslenzor.doc_classifier.models.backbones import build_model
 
     torch.manual_seed(seed)
     return build_model(task.model, num_classes=16, in_channels=1, dropout=0.5, image_size=task.image_size)
@@ -279,14 +279,14 @@ def make_optimizer(task: HorizonTask, model: nn.Module, lr: float) -> torch.opti
     if task.data != "documents":
         return lr_tasks.make_optimizer(task, model.parameters(), lr)  # type: ignore[arg-type]
     from traenslenzor.doc_classifier.config import OptimizerConfig
-    from traenslenzor.doc_classifier.module import build_optimizer
+    from traenslenzor.doc_classifier.training.module import build_optimizer
 
     return build_optimizer(model, OptimizerConfig(name=task.optimizer), lr)
 
 
 def _groups(task: HorizonTask, model: nn.Module) -> list[dict]:
     if task.data == "documents":
-        from traenslenzor.doc_classifier.module import parameter_groups
+        from traenslenzor.doc_classifier.training.module import parameter_groups
 
         return parameter_groups(model, task.weight_decay)
     return [{"params": list(model.parameters()), "weight_decay": task.weight_decay}]

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from traenslenzor.doc_classifier.cli import build_parser, main, split_overrides
-from traenslenzor.doc_classifier.config_writer import readable_lr
+from traenslenzor.doc_classifier.tuning.config_writer import readable_lr
 from traenslenzor.tuner import LRFinderResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -271,9 +271,9 @@ class _FakeTuner:
 def test_tuning_passes_the_config_and_applies_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suggestion: float | None
 ) -> None:
-    from traenslenzor.doc_classifier import tuning
     from traenslenzor.doc_classifier.config import load_config
     from traenslenzor.doc_classifier.experiment import build_module
+    from traenslenzor.doc_classifier.tuning import steps as tuning
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tuning, "Tuner", _FakeTuner)
@@ -319,7 +319,7 @@ def test_tuning_passes_the_config_and_applies_results(
 def test_saved_config_keeps_the_training_batch_size_after_an_eval_search(
     tmp_path: Path, stage: str, written: int
 ) -> None:
-    from traenslenzor.doc_classifier.config_writer import save_tuning
+    from traenslenzor.doc_classifier.tuning.config_writer import save_tuning
 
     config = _quickstart_copy(tmp_path)
     from traenslenzor.doc_classifier.config import load_config

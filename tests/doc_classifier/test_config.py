@@ -279,7 +279,7 @@ def test_an_endless_run_is_fine_without_onecycle_or_with_max_steps() -> None:
 
 
 def test_backbone_names_are_the_model_tables() -> None:
-    from traenslenzor.doc_classifier.models import BACKBONES
+    from traenslenzor.doc_classifier.models.backbones import BACKBONES
 
     for name in BACKBONES:
         assert validate_config({"module_config": {"backbone": name}}).module_config.backbone == name

@@ -162,7 +162,7 @@ class ModuleConfig(_Section):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        from traenslenzor.doc_classifier.models import BACKBONES
+        from traenslenzor.doc_classifier.models.backbones import BACKBONES
 
         if value not in BACKBONES:
             raise ValueError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONES)}")

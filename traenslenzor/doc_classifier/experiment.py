@@ -18,18 +18,18 @@ import lightning as L
 import torch
 from torchmetrics import Metric
 
-from traenslenzor.doc_classifier import config_writer
-from traenslenzor.doc_classifier.batch_plan import plan_batch
 from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STRATEGIES, ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.data import DocDataModule
-from traenslenzor.doc_classifier.evaluation import evaluation_callbacks
+from traenslenzor.doc_classifier.inference.evaluation import evaluation_callbacks
+from traenslenzor.doc_classifier.inference.predict import PredictionRun, run_prediction
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
-from traenslenzor.doc_classifier.lr_confirm import DATABASE_NAME, check_database
-from traenslenzor.doc_classifier.module import DocClassifier
-from traenslenzor.doc_classifier.predict import PredictionRun, run_prediction
-from traenslenzor.doc_classifier.trainer import build_trainer, build_tuning_trainer, check_accelerator
-from traenslenzor.doc_classifier.tuning import TuningOutcome, run_tuning
-from traenslenzor.doc_classifier.wandb_run import require_wandb
+from traenslenzor.doc_classifier.training.module import DocClassifier
+from traenslenzor.doc_classifier.training.trainer import build_trainer, build_tuning_trainer, check_accelerator
+from traenslenzor.doc_classifier.training.wandb_run import require_wandb
+from traenslenzor.doc_classifier.tuning import config_writer
+from traenslenzor.doc_classifier.tuning.batch_plan import plan_batch
+from traenslenzor.doc_classifier.tuning.confirm.trials import DATABASE_NAME, check_database
+from traenslenzor.doc_classifier.tuning.steps import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}  # predict: predict.py

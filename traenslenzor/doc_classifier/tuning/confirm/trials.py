@@ -35,8 +35,9 @@ from lightning.pytorch.callbacks import Callback
 
 from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
-from traenslenzor.doc_classifier.lr_confirm_plot import plot_confirmation
-from traenslenzor.doc_classifier.lr_confirm_study import (
+from traenslenzor.doc_classifier.training.trainer import build_trial_trainer
+from traenslenzor.doc_classifier.tuning.confirm.plot import plot_confirmation
+from traenslenzor.doc_classifier.tuning.confirm.study import (
     ConfirmStudyError,
     TrialCurve,
     TrialRecord,
@@ -45,8 +46,7 @@ from traenslenzor.doc_classifier.lr_confirm_study import (
     open_study,
     run_rungs,
 )
-from traenslenzor.doc_classifier.trainer import build_trial_trainer
-from traenslenzor.doc_classifier.tuning_record import Fingerprint, lr_fingerprint
+from traenslenzor.doc_classifier.tuning.record import Fingerprint, lr_fingerprint
 from traenslenzor.tuner import (
     ConfirmPlan,
     finder_band,

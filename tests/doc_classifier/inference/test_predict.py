@@ -15,7 +15,7 @@ from traenslenzor.doc_classifier.cli import main
 from traenslenzor.doc_classifier.config import load_config
 from traenslenzor.doc_classifier.data import RVL_CDIP_CLASSES, DocDataModule, open_split
 from traenslenzor.doc_classifier.experiment import run_experiment
-from traenslenzor.doc_classifier.module import DocClassifier
+from traenslenzor.doc_classifier.training.module import DocClassifier
 
 CONFIG = REPO / ".configs/quickstart.toml"
 

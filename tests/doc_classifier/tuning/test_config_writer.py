@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from traenslenzor.doc_classifier import atomic_file
-from traenslenzor.doc_classifier.config_writer import readable_lr, save_tuned_config, update_toml
+from traenslenzor.doc_classifier.tuning.config_writer import readable_lr, save_tuned_config, update_toml
 
 CONFIG = """\
 # my experiment -- keep this comment

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig, TrainerConfig
 from traenslenzor.doc_classifier.log import TRAIN_PREFIX
-from traenslenzor.doc_classifier.wandb_run import wandb_callbacks, wandb_logger
+from traenslenzor.doc_classifier.training.wandb_run import wandb_callbacks, wandb_logger
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from tests.doc_classifier.test_cli import REPO, SHRINK
-from traenslenzor.doc_classifier import experiment, wandb_run
+from traenslenzor.doc_classifier import experiment
 from traenslenzor.doc_classifier.cli import main
 from traenslenzor.doc_classifier.config import load_config
+from traenslenzor.doc_classifier.training import wandb_run
 
 WANDB = ['--trainer_config.loggers=["csv", "wandb"]', "--trainer_config.wandb.offline=true"]
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import lightning as L
 
-from traenslenzor.doc_classifier.batch_plan import BatchPlan, plan_batch, rescale_for_batch
 from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
-from traenslenzor.doc_classifier.lr_confirm import confirm_learning_rate, prepare_confirmation
-from traenslenzor.doc_classifier.trainer import build_tuning_trainer
-from traenslenzor.doc_classifier.tuning_record import (
+from traenslenzor.doc_classifier.training.trainer import build_tuning_trainer
+from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan, plan_batch, rescale_for_batch
+from traenslenzor.doc_classifier.tuning.confirm.trials import confirm_learning_rate, prepare_confirmation
+from traenslenzor.doc_classifier.tuning.record import (
     Entry,
     Fingerprint,
     batch_fingerprint,

@@ -18,12 +18,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from traenslenzor.doc_classifier import lr_confirm, tuning
 from traenslenzor.doc_classifier.cli import main
 from traenslenzor.doc_classifier.config import load_config
-from traenslenzor.doc_classifier.config_writer import save_tuning
 from traenslenzor.doc_classifier.experiment import build_datamodule, build_module
-from traenslenzor.doc_classifier.lr_confirm_study import (
+from traenslenzor.doc_classifier.tuning import steps as tuning
+from traenslenzor.doc_classifier.tuning.config_writer import save_tuning
+from traenslenzor.doc_classifier.tuning.confirm import trials as lr_confirm
+from traenslenzor.doc_classifier.tuning.confirm.study import (
     ConfirmStudyError,
     TrialCurve,
     check_database,
@@ -31,10 +32,10 @@ from traenslenzor.doc_classifier.lr_confirm_study import (
     open_study,
     run_rungs,
 )
-from traenslenzor.doc_classifier.tuning_record import model_trigger
+from traenslenzor.doc_classifier.tuning.record import model_trigger
 from traenslenzor.tuner import plan_confirmation
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 BEST = 3e-3  # the fake trials' best LR
 
 

@@ -34,7 +34,7 @@ from traenslenzor.doc_classifier.data import RVL_CDIP_CLASSES, DocDataModule
 from traenslenzor.doc_classifier.data.page_io import DECODE_ERRORS, open_page
 from traenslenzor.doc_classifier.data.transforms import build_transform
 from traenslenzor.doc_classifier.log import tell
-from traenslenzor.doc_classifier.module import DocClassifier
+from traenslenzor.doc_classifier.training.module import DocClassifier
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from traenslenzor.doc_classifier.models import (
+from traenslenzor.doc_classifier.models.backbones import (
     BACKBONES,
     build_model,
     load_pretrained,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from traenslenzor.doc_classifier.lr_confirm import ConfirmOutcome
+    from traenslenzor.doc_classifier.tuning.confirm.trials import ConfirmOutcome
 
 _MARKERS = "os^Dv*"
 

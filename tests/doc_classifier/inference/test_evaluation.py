@@ -10,8 +10,8 @@ from PIL import Image
 
 from tests.doc_classifier.test_cli import REPO, SHRINK
 from traenslenzor.doc_classifier.config import load_config
-from traenslenzor.doc_classifier.evaluation import PerClassReport
 from traenslenzor.doc_classifier.experiment import run_experiment
+from traenslenzor.doc_classifier.inference.evaluation import PerClassReport
 
 
 def test_report_support_accuracy_table_and_csv_from_a_hand_made_matrix() -> None:

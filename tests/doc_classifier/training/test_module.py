@@ -11,7 +11,7 @@ from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_has
 from torch.utils.data import DataLoader, TensorDataset
 
 from traenslenzor.doc_classifier.config import ModuleConfig
-from traenslenzor.doc_classifier.module import DocClassifier, build_optimizer, parameter_groups
+from traenslenzor.doc_classifier.training.module import DocClassifier, build_optimizer, parameter_groups
 
 
 def _config(scheduler: str = "onecycle", **optimizer: Any) -> ModuleConfig:

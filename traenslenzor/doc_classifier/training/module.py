@@ -19,7 +19,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from traenslenzor.doc_classifier.config import ConfigError, ModuleConfig, OptimizerConfig
-from traenslenzor.doc_classifier.models import build_model
+from traenslenzor.doc_classifier.models.backbones import build_model
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -13,13 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from traenslenzor.doc_classifier import tuning
-from traenslenzor.doc_classifier.batch_plan import BatchPlan, plan_batch, rescale_for_batch
 from traenslenzor.doc_classifier.config import load_config
 from traenslenzor.doc_classifier.experiment import build_module
+from traenslenzor.doc_classifier.tuning import steps as tuning
+from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan, plan_batch, rescale_for_batch
 from traenslenzor.tuner import SUGGESTIONS, LRFinderResult
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RECORD = Path(".logs/tuning_results.json")
 
 
@@ -314,7 +314,7 @@ def test_save_tuned_config_writes_batch_accumulation_lr_weight_decay_and_max_lr(
     import shutil
     import tomllib
 
-    from traenslenzor.doc_classifier.config_writer import save_tuning
+    from traenslenzor.doc_classifier.tuning.config_writer import save_tuning
 
     path = tmp_path / "exp.toml"
     shutil.copy(REPO / ".configs/quickstart.toml", path)

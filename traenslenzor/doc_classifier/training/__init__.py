@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the Trainer factories, and the optional Weights & Biases run."""
