@@ -273,16 +273,16 @@ def test_tuning_passes_the_config_and_applies_results(
 ) -> None:
     from traenslenzor.doc_classifier.config import load_config
     from traenslenzor.doc_classifier.experiment import build_module
-    from traenslenzor.doc_classifier.tuning import steps as tuning
+    from traenslenzor.doc_classifier.tuning import steps, workflow
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tuning, "Tuner", _FakeTuner)
+    monkeypatch.setattr(steps, "Tuner", _FakeTuner)
     monkeypatch.setattr(_FakeTuner, "calls", [])
     monkeypatch.setattr(_FakeTuner, "suggestion", suggestion)
     config = load_config(REPO / ".configs/quickstart.toml", ["tuner_config.max_memory=0.5", "tuner_config.margin=0.1"])
     module = build_module(config)
     datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=7))
-    outcome = tuning.run_tuning(config, module, datamodule, batch_size=True, learning_rate=True)
+    outcome = workflow.run_tuning(config, module, datamodule, batch_size=True, learning_rate=True)
 
     (first, bs_kwargs), (second, lr_kwargs) = _FakeTuner.calls
     assert (first, second) == ("scale_batch_size", "lr_find")

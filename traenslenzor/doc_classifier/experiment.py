@@ -29,7 +29,7 @@ from traenslenzor.doc_classifier.training.wandb_run import require_wandb
 from traenslenzor.doc_classifier.tuning import config_writer
 from traenslenzor.doc_classifier.tuning.batch_plan import plan_batch
 from traenslenzor.doc_classifier.tuning.confirm.trials import DATABASE_NAME, check_database
-from traenslenzor.doc_classifier.tuning.steps import TuningOutcome, run_tuning
+from traenslenzor.doc_classifier.tuning.workflow import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
 _STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}  # predict: predict.py

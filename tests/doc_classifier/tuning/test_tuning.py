@@ -15,7 +15,7 @@ import pytest
 
 from traenslenzor.doc_classifier.config import load_config
 from traenslenzor.doc_classifier.experiment import build_module
-from traenslenzor.doc_classifier.tuning import steps as tuning
+from traenslenzor.doc_classifier.tuning import record, steps, workflow
 from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan, plan_batch, rescale_for_batch
 from traenslenzor.tuner import SUGGESTIONS, LRFinderResult
 
@@ -78,7 +78,7 @@ class _FakeTuner:
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> type[_FakeTuner]:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tuning, "Tuner", _FakeTuner)
+    monkeypatch.setattr(steps, "Tuner", _FakeTuner)
     monkeypatch.setattr(_FakeTuner, "calls", [])
     return _FakeTuner
 
@@ -88,7 +88,7 @@ def _tune(*overrides: str, batch: bool = True, lr: bool = True, retune: bool = F
     config = load_config(REPO / ".configs/quickstart.toml", list(overrides))
     module = build_module(config)
     datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=config.datamodule_config.batch_size))
-    outcome = tuning.run_tuning(config, module, datamodule, batch_size=batch, learning_rate=lr, retune=retune)
+    outcome = workflow.run_tuning(config, module, datamodule, batch_size=batch, learning_rate=lr, retune=retune)
     return outcome, module, datamodule
 
 
@@ -318,7 +318,7 @@ def test_save_tuned_config_writes_batch_accumulation_lr_weight_decay_and_max_lr(
 
     path = tmp_path / "exp.toml"
     shutil.copy(REPO / ".configs/quickstart.toml", path)
-    outcome = tuning.TuningOutcome(
+    outcome = workflow.TuningOutcome(
         batch_size=64, accumulate_grad_batches=4, learning_rate=6.32e-3, max_lr=1.896e-2, weight_decay=0.005
     )
     assert save_tuning(path, path, outcome, load_config(path)) == path
@@ -335,12 +335,12 @@ def test_save_tuned_config_writes_batch_accumulation_lr_weight_decay_and_max_lr(
 
 def test_outcome_is_built_from_the_plan_and_the_lr_step() -> None:
     plan = BatchPlan(per_process=48, world_size=2, accumulation=3)
-    batch_only = tuning.TuningOutcome.from_steps(plan, None, reused=("batch_size",))
+    batch_only = workflow.TuningOutcome.from_steps(plan, None, reused=("batch_size",))
     assert (batch_only.batch_size, batch_only.world_size, batch_only.accumulate_grad_batches) == (48, 2, 3)
     assert batch_only.global_batch == 288 and batch_only.reused == ("batch_size",)
     assert batch_only.learning_rate is batch_only.previous_learning_rate is batch_only.results_path is None
-    lr = tuning.LearningRateStep(1e-3, 2e-3, 6e-3, 5e-3, ".logs/p.png", ("info: fine",))
-    both = tuning.TuningOutcome.from_steps(plan, lr, results_path=Path(".logs/r.json"))
+    lr = steps.LearningRateStep(1e-3, 2e-3, 6e-3, 5e-3, ".logs/p.png", ("info: fine",))
+    both = workflow.TuningOutcome.from_steps(plan, lr, results_path=Path(".logs/r.json"))
     assert (both.previous_learning_rate, both.learning_rate, both.max_lr, both.weight_decay) == (1e-3, 2e-3, 6e-3, 5e-3)
     assert (both.plot_path, both.diagnostics, both.results_path) == (".logs/p.png", ("info: fine",), ".logs/r.json")
 
@@ -350,14 +350,14 @@ def test_a_reused_step_carries_no_new_record_entry(fake: type[_FakeTuner]) -> No
     config = load_config(REPO / ".configs/quickstart.toml")
     module = build_module(config)
     datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=config.datamodule_config.batch_size))
-    run = tuning.TuningRun(
+    run = steps.TuningRun(
         config,
         module,
         datamodule,
-        tuning.load_record(RECORD),
-        tuning.model_trigger(config.module_config.backbone, module.model),
+        record.load_record(RECORD),
+        record.model_trigger(config.module_config.backbone, module.model),
     )
-    plan = tuning.batch_plan_step(run, world_size=1)
-    step = tuning.learning_rate_step(run, plan)
+    plan = steps.batch_plan_step(run, world_size=1)
+    step = steps.learning_rate_step(run, plan)
     assert step.reused and step.entry is None and step.learning_rate == module.hparams.learning_rate
-    assert tuning.save_record(run, {"learning_rate": step}) is None  # nothing searched: the record is not rewritten
+    assert workflow.save_record(run, {"learning_rate": step}) is None  # nothing searched: the record is not rewritten

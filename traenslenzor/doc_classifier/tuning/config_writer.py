@@ -23,7 +23,7 @@ from traenslenzor.doc_classifier.log import say
 
 if TYPE_CHECKING:
     from traenslenzor.doc_classifier.config import ExperimentConfig
-    from traenslenzor.doc_classifier.tuning.steps import TuningOutcome
+    from traenslenzor.doc_classifier.tuning.workflow import TuningOutcome
 
 BATCH_SIZE_KEY = ("datamodule_config", "batch_size")
 ACCUMULATION_KEY = ("trainer_config", "accumulate_grad_batches")

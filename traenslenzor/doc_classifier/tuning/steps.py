@@ -1,28 +1,21 @@
-"""The tuning workflow: batch size first, then the LR range test (Smith 2015/2017), then apply both.
+"""The tuning workflow's batch-size and LR steps: each reuses the record's entry while its triggers hold, else
+searches, and applies what it found (the workflow that runs them: ``workflow.py``).
 
-Order matters: the best LR depends on the batch size, so the batch size is always tuned first, whatever the order
-of the CLI flags. After the LR step the module's ``hparams.learning_rate`` holds the LR and ``hparams.max_lr``
-(OneCycle's peak) ``max_lr_factor`` x it.
-
-Each value is searched only when its tuning record (``tuning_record.py``) does not match today's run: a matching
+Each value is searched only when its tuning record (``record.py``) does not match today's run: a matching
 record is reused in seconds, and the log names the trigger that changed when one did. The LR belongs to the global
 batch (``batch_plan.py``): a reused LR found at another global batch is rescaled, unless ``rescale_lr = false``,
 in which case the batch change is a trigger and the LR is searched again.
 
-``run_tuning`` is a sequence of steps, each returning a typed value: ``batch_size_step`` (a ``BatchSizeStep``),
-``batch_plan_step`` (the ``BatchPlan`` training uses), ``learning_rate_step`` (a ``LearningRateStep``), then
-``save_record`` writes the entries of the searches that ran; ``TuningOutcome.from_steps`` puts them together.
-
-Under DDP every rank runs this workflow with the same inputs and so takes the same decisions; the log lines, the
-plot and the record are written by rank 0 only.
+Each step returns a typed value: ``batch_size_step`` a ``BatchSizeStep``, ``batch_plan_step`` the ``BatchPlan``
+training uses, ``learning_rate_step`` a ``LearningRateStep``. Under DDP every rank runs them with the same inputs and
+so takes the same decisions; the log lines and the plot are written by rank 0 only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,74 +25,16 @@ from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
 from traenslenzor.doc_classifier.training.trainer import build_tuning_trainer
 from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan, plan_batch, rescale_for_batch
-from traenslenzor.doc_classifier.tuning.confirm.trials import confirm_learning_rate, prepare_confirmation
 from traenslenzor.doc_classifier.tuning.record import (
     Entry,
     Fingerprint,
     batch_fingerprint,
     changed_triggers,
     device_trigger,
-    load_record,
     lr_fingerprint,
-    model_trigger,
     new_entry,
-    write_record,
 )
 from traenslenzor.tuner import AdaptiveRange, LRFinderResult, Tuner
-
-
-@dataclass(frozen=True)
-class TuningOutcome:
-    """What tuning found (or reused) and applied; ``None`` for what was not tuned (or not found)."""
-
-    batch_size: int | None = None  # per process
-    accumulate_grad_batches: int = 1
-    world_size: int = 1
-    learning_rate: float | None = None
-    previous_learning_rate: float | None = None
-    max_lr: float | None = None
-    weight_decay: float | None = None  # set when the LR rescale moved AdamW's weight decay
-    plot_path: str | None = None
-    results_path: str | None = None
-    diagnostics: tuple[str, ...] = field(default_factory=tuple)
-    reused: tuple[str, ...] = ()  # "batch_size", "learning_rate", "lr_confirm": taken from the record
-    suggested_learning_rate: float | None = None  # the finder's, when a confirmation replaced it
-    confirm_plot_path: str | None = None
-
-    @property
-    def global_batch(self) -> int | None:
-        return None if self.batch_size is None else self.batch_size * self.world_size * self.accumulate_grad_batches
-
-    @classmethod
-    def from_steps(
-        cls,
-        plan: BatchPlan,
-        lr: LearningRateStep | None,
-        *,
-        reused: tuple[str, ...] = (),
-        results_path: Path | None = None,
-        confirmation: ConfirmStep | None = None,
-    ) -> TuningOutcome:
-        """The outcome of a run: the batch ``plan`` it settled on, its LR step (None: the LR was not tuned) and the
-        confirmation that replaced the LR step's value (None: none ran)."""
-        lr = lr if lr is not None else LearningRateStep(previous_learning_rate=None)
-        confirmed = confirmation is not None
-        return cls(
-            batch_size=plan.per_process,
-            accumulate_grad_batches=plan.accumulation,
-            world_size=plan.world_size,
-            learning_rate=confirmation.learning_rate if confirmed else lr.learning_rate,
-            previous_learning_rate=lr.previous_learning_rate,
-            max_lr=confirmation.max_lr if confirmed else lr.max_lr,
-            suggested_learning_rate=lr.learning_rate if confirmed else None,
-            confirm_plot_path=confirmation.plot_path if confirmed else None,
-            weight_decay=lr.weight_decay,
-            plot_path=lr.plot_path,
-            results_path=None if results_path is None else str(results_path),
-            diagnostics=lr.diagnostics,
-            reused=reused,
-        )
-
 
 # --- the batch size ------------------------------------------------------------------------------------------------
 
@@ -218,7 +153,7 @@ def _report_search(result: LRFinderResult, config: ExperimentConfig) -> tuple[Pa
 # --- reuse ---------------------------------------------------------------------------------------------------------
 
 
-def _reusable(entry: Entry | None, fingerprint: dict[str, Any], what: str, *, retune: bool) -> Entry | None:
+def reusable(entry: Entry | None, fingerprint: dict[str, Any], what: str, *, retune: bool) -> Entry | None:
     """``entry`` when it was found under ``fingerprint``; else None, and the log says why ``what`` is searched.
 
     An LR entry whose search suggested nothing is not reused: there is nothing to apply.
@@ -235,7 +170,8 @@ def _reusable(entry: Entry | None, fingerprint: dict[str, Any], what: str, *, re
     return entry
 
 
-def _reuse_note(what: str, value: str, path: Path, entry: Entry) -> None:
+def reuse_note(what: str, value: str, path: Path, entry: Entry) -> None:
+    """Log that ``what`` (worth ``value``) is taken from the record at ``path``, and which triggers it checked."""
     triggers = ", ".join(sorted(entry.fingerprint))
     say(
         "✓ Reusing %s %s from %s (tuned %s): none of its triggers changed (%s).",
@@ -323,11 +259,11 @@ def batch_size_step(run: TuningRun, trainer: L.Trainer) -> BatchSizeStep:
     """Reuse the recorded batch size when its triggers still match, else search; the datamodule holds the result."""
     device = device_trigger(trainer.strategy.root_device)
     fingerprint = batch_fingerprint(run.config, device, run.model)
-    entry = _reusable(run.record.get("batch_size"), fingerprint, "batch size", retune=run.retune)
+    entry = reusable(run.record.get("batch_size"), fingerprint, "batch size", retune=run.retune)
     if entry is not None:
         size = int(entry.values["batch_size"])
         run.datamodule.hparams.batch_size = size
-        _reuse_note("batch size", str(size), run.record_path, entry)
+        reuse_note("batch size", str(size), run.record_path, entry)
         return BatchSizeStep(size, reused=True)
     tuner = Tuner(trainer)
     found = tune_batch_size(tuner, run.module, run.datamodule, run.config)
@@ -367,7 +303,9 @@ def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResu
     return result, lr
 
 
-def _apply_lr(run: TuningRun, previous: float, lr: float, weight_decay: float) -> tuple[float | None, float | None]:
+def apply_tuned_lr(
+    run: TuningRun, previous: float, lr: float, weight_decay: float
+) -> tuple[float | None, float | None]:
     """Write the LR, OneCycle's peak and (when it moved) the weight decay; returns (peak, moved weight decay)."""
     config = run.config
     max_lr = apply_learning_rate(run.module, config, lr)
@@ -407,133 +345,17 @@ def learning_rate_step(run: TuningRun, plan: BatchPlan) -> LearningRateStep:
     previous = float(run.module.hparams.learning_rate)
     weight_decay = run.config.module_config.optimizer.weight_decay
     fingerprint = lr_fingerprint(run.config, run.model)
-    entry = _reusable(run.record.get("learning_rate"), fingerprint, "learning rate", retune=run.retune)
+    entry = reusable(run.record.get("learning_rate"), fingerprint, "learning rate", retune=run.retune)
     carried = None if entry is None else _lr_for_batch(entry, plan, run.config)
     if entry is not None and carried is not None:
         lr, weight_decay = carried
-        _reuse_note("learning rate", f"{entry.values['learning_rate']:.2e}", run.record_path, entry)
-        max_lr, moved = _apply_lr(run, previous, lr, weight_decay)
+        reuse_note("learning rate", f"{entry.values['learning_rate']:.2e}", run.record_path, entry)
+        max_lr, moved = apply_tuned_lr(run, previous, lr, weight_decay)
         return LearningRateStep(previous, lr, max_lr, moved, reused=True)
     result, lr = _search_learning_rate(run, plan)
-    max_lr, moved = _apply_lr(run, previous, lr, weight_decay) if lr is not None else (None, None)
+    max_lr, moved = apply_tuned_lr(run, previous, lr, weight_decay) if lr is not None else (None, None)
     if result is None:
         return LearningRateStep(previous, lr, max_lr, moved)
     plot_path, diagnostics = _report_search(result, run.config)
     entry = _lr_entry(result, lr, weight_decay, plan, fingerprint, diagnostics)
     return LearningRateStep(previous, lr, max_lr, moved, str(plot_path), diagnostics, entry=entry)
-
-
-@dataclass(frozen=True)
-class ConfirmStep:
-    """The confirmation step: the LR confirmed by training (or reused from the record), applied over the suggestion."""
-
-    suggestion: float
-    learning_rate: float
-    max_lr: float | None
-    trials: int
-    steps: int
-    percent: float
-    plot_path: str | None = None
-    reused: bool = False
-    entry: Entry | None = None  # the record's new entry, when the study ran
-
-
-def _finder_curve(run: TuningRun, lr_step: LearningRateStep) -> LRFinderResult | None:
-    """The range test behind ``lr_step``'s LR (searched now or recorded); None when the LR was rescaled from it."""
-    entry = lr_step.entry or run.record.get("learning_rate")
-    raw = None if entry is None else entry.details.get("result")
-    if raw is None or entry.values.get("learning_rate") != lr_step.learning_rate:
-        return None  # a curve read at another global batch says nothing of this one's wall
-    try:
-        return LRFinderResult.from_dict(raw)
-    except (TypeError, ValueError):
-        return None
-
-
-def confirm_step(run: TuningRun, plan: BatchPlan, lr_step: LearningRateStep) -> ConfirmStep:
-    """Confirm the LR step's value by training candidates (``lr_confirm.py``), or reuse the recorded confirmation
-    while its triggers hold; apply the confirmed LR and OneCycle's peak."""
-    suggestion = float(lr_step.learning_rate)
-    setup = prepare_confirmation(
-        run.config, run.datamodule, suggestion=suggestion, finder_result=_finder_curve(run, lr_step),
-        accumulation=plan.accumulation, model=run.model,
-    )  # fmt: skip
-    recorded = _reusable(run.record.get("lr_confirm"), setup.fingerprint, "confirmed learning rate", retune=run.retune)
-    entry = None
-    if recorded is not None:
-        values = recorded.values
-        _reuse_note("confirmed learning rate", f"{values['learning_rate']:.2e}", run.record_path, recorded)
-    else:
-        outcome = confirm_learning_rate(run.config, run.module, run.datamodule, setup, fresh=run.retune)
-        values = {
-            "learning_rate": outcome.learning_rate, "trials": len(outcome.trials), "steps": outcome.steps,
-            "percent": outcome.percent, "plot": str(outcome.plot), "suggestion": suggestion,
-            "study": outcome.study_name, "database": str(outcome.database),
-            "planned_steps": setup.plan.planned_steps, "global_batch": plan.global_batch,
-        }  # fmt: skip
-        trials = [{"lr": t.lr, "rung": t.rung, "loss": t.loss, "steps": t.steps} for t in outcome.trials]
-        entry = new_entry(values, setup.fingerprint, {"plan": setup.plan.to_dict(), "trials": trials})
-        say("  LR confirmation plot saved to: %s (study %s in %s)", outcome.plot, outcome.study_name, outcome.database)
-    lr = float(values["learning_rate"])
-    say(
-        "✓ Confirmed learning rate: %.2e (%d trials, %d training steps = %.1f %% of the planned training)",
-        lr, values["trials"], values["steps"], values["percent"],
-    )  # fmt: skip
-    max_lr, _ = _apply_lr(run, suggestion, lr, run.module.config.optimizer.weight_decay)
-    return ConfirmStep(
-        suggestion, lr, max_lr, values["trials"], values["steps"], values["percent"], values["plot"],
-        reused=recorded is not None, entry=entry,
-    )  # fmt: skip
-
-
-def save_record(run: TuningRun, steps: dict[str, BatchSizeStep | LearningRateStep | ConfirmStep]) -> Path | None:
-    """Write the record with the entries of the searches that ran (rank 0); its path, or None when none ran."""
-    searched = {name: step.entry for name, step in steps.items() if step.entry is not None}
-    if not searched:
-        return None
-    if is_rank_zero():
-        write_record(run.record_path, {**run.record, **searched})
-    say("  Tuning results saved to: %s", run.record_path)
-    return run.record_path
-
-
-# --- the workflow --------------------------------------------------------------------------------------------------
-
-
-def run_tuning(
-    config: ExperimentConfig,
-    module: L.LightningModule,
-    datamodule: L.LightningDataModule,
-    *,
-    batch_size: bool,
-    learning_rate: bool,
-    retune: bool = False,
-    confirm: bool = False,
-) -> TuningOutcome:
-    """Tune what is asked -- batch size always before LR, then the LR's confirmation (``confirm``) -- reusing what
-    the record still covers; apply it."""
-    started = time.perf_counter()
-    trainer = build_tuning_trainer(config)
-    model = model_trigger(config.module_config.backbone, module.model)
-    run = TuningRun(config, module, datamodule, load_record(config.tuner_config.results_path), model, retune)
-    steps: dict[str, BatchSizeStep | LearningRateStep | ConfirmStep] = {}
-    if batch_size:
-        steps["batch_size"] = batch_size_step(run, trainer)
-    plan = batch_plan_step(run, trainer.world_size)
-    lr_step = confirmation = None
-    if learning_rate:
-        lr_step = steps["learning_rate"] = learning_rate_step(run, plan)
-    if confirm and lr_step is not None and lr_step.learning_rate is not None:
-        confirmation = steps["lr_confirm"] = confirm_step(run, plan, lr_step)
-    elif confirm:
-        say("No learning rate to confirm: the finder suggested none.", level=logging.WARNING)
-    results_path = save_record(run, steps)
-    reused = tuple(name for name, step in steps.items() if step.reused)
-    searched = [name for name, step in steps.items() if step.entry is not None]
-    say(
-        "Tuning took %.1f s (searched: %s; reused: %s).",
-        time.perf_counter() - started,
-        ", ".join(searched) or "nothing",
-        ", ".join(reused) or "nothing",
-    )
-    return TuningOutcome.from_steps(plan, lr_step, reused=reused, results_path=results_path, confirmation=confirmation)

@@ -21,9 +21,9 @@ import torch
 from traenslenzor.doc_classifier.cli import main
 from traenslenzor.doc_classifier.config import load_config
 from traenslenzor.doc_classifier.experiment import build_datamodule, build_module
-from traenslenzor.doc_classifier.tuning import steps as tuning
+from traenslenzor.doc_classifier.tuning import steps, workflow
 from traenslenzor.doc_classifier.tuning.config_writer import save_tuning
-from traenslenzor.doc_classifier.tuning.confirm import trials as lr_confirm
+from traenslenzor.doc_classifier.tuning.confirm import trials
 from traenslenzor.doc_classifier.tuning.confirm.study import (
     ConfirmStudyError,
     TrialCurve,
@@ -171,7 +171,7 @@ def _cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
 def test_bad_confirm_settings_exit_2_with_one_line_before_any_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, override: str, message: str
 ) -> None:
-    monkeypatch.setattr(lr_confirm, "train_trial", pytest.fail)  # nothing may train
+    monkeypatch.setattr(trials, "train_trial", pytest.fail)  # nothing may train
     assert _cli(tmp_path, monkeypatch, override) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and message in error and "\n" not in error
@@ -205,12 +205,12 @@ class _FakeTuner:
         )
 
 
-def _tune(*overrides: str, retune: bool = False) -> tuple[tuning.TuningOutcome, object]:
+def _tune(*overrides: str, retune: bool = False) -> tuple[workflow.TuningOutcome, object]:
     config = load_config(REPO / ".configs/quickstart.toml", list(overrides))
     module = build_module(config)
     loader = range(100)  # 100 batches an epoch x 6 epochs: 600 planned steps
     datamodule = SimpleNamespace(hparams=SimpleNamespace(batch_size=32), train_dataloader=lambda: loader)
-    outcome = tuning.run_tuning(
+    outcome = workflow.run_tuning(
         config, module, datamodule, batch_size=False, learning_rate=True, retune=retune, confirm=True
     )
     return outcome, module
@@ -220,10 +220,10 @@ def test_a_finished_confirmation_is_reused_while_its_triggers_hold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tuning, "Tuner", _FakeTuner)
-    monkeypatch.setattr(tuning, "save_plot", lambda *args: None)
+    monkeypatch.setattr(steps, "Tuner", _FakeTuner)
+    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
     train = Counting()
-    monkeypatch.setattr(lr_confirm, "train_trial", lambda *args, lr, steps, **kwargs: train(lr, steps))
+    monkeypatch.setattr(trials, "train_trial", lambda *args, lr, steps, **kwargs: train(lr, steps))
     caplog.set_level(logging.INFO)
     first, module = _tune()
     lines = [r.getMessage().removeprefix("[ExperimentConfig::tuner]: ") for r in caplog.records]
@@ -269,20 +269,20 @@ def test_real_trials_start_from_one_state_and_leave_nothing_behind(tmp_path: Pat
     datamodule, module = build_datamodule(config), build_module(config)
     weights = {k: v.clone() for k, v in module.state_dict().items()}
     rng, hparams = torch.get_rng_state(), dict(module.hparams)
-    setup = lr_confirm.prepare_confirmation(
+    setup = trials.prepare_confirmation(
         config, datamodule, suggestion=1e-3, finder_result=None, accumulation=1,
         model=model_trigger("tiny_cnn", module.model),
     )  # fmt: skip
     assert [(r.trials, r.steps) for r in setup.plan.rungs] == [(2, 6)]  # 12 planned steps, all of them
     seen = []
-    original = lr_confirm.train_trial
+    original = trials.train_trial
 
     def watched(*args, **kwargs):
         seen.append(next(module.parameters()).detach().clone())  # the state each trial starts from
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(lr_confirm, "train_trial", watched)
-    outcome = lr_confirm.confirm_learning_rate(config, module, datamodule, setup)
+    monkeypatch.setattr(trials, "train_trial", watched)
+    outcome = trials.confirm_learning_rate(config, module, datamodule, setup)
     assert len(outcome.trials) == 2 and all(t.steps == 6 and math.isfinite(t.loss) for t in outcome.trials)
     assert all(t.curve[-1][0] == 6 for t in outcome.trials)  # the last validation at the trial's last step
     assert torch.equal(seen[0], seen[1]) and torch.equal(seen[0], weights["model.0.0.weight"])

@@ -1,0 +1,82 @@
+"""The tuning workflow's confirmation step: the LR step's value confirmed by training candidates
+(``confirm/``), or the recorded confirmation reused while its triggers hold; the confirmed LR is applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from traenslenzor.doc_classifier.log import say
+from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan
+from traenslenzor.doc_classifier.tuning.confirm.trials import confirm_learning_rate, prepare_confirmation
+from traenslenzor.doc_classifier.tuning.record import Entry, new_entry
+from traenslenzor.doc_classifier.tuning.steps import (
+    LearningRateStep,
+    TuningRun,
+    apply_tuned_lr,
+    reusable,
+    reuse_note,
+)
+from traenslenzor.tuner import LRFinderResult
+
+
+@dataclass(frozen=True)
+class ConfirmStep:
+    """The confirmation step: the LR confirmed by training (or reused from the record), applied over the suggestion."""
+
+    suggestion: float
+    learning_rate: float
+    max_lr: float | None
+    trials: int
+    steps: int
+    percent: float
+    plot_path: str | None = None
+    reused: bool = False
+    entry: Entry | None = None  # the record's new entry, when the study ran
+
+
+def _finder_curve(run: TuningRun, lr_step: LearningRateStep) -> LRFinderResult | None:
+    """The range test behind ``lr_step``'s LR (searched now or recorded); None when the LR was rescaled from it."""
+    entry = lr_step.entry or run.record.get("learning_rate")
+    raw = None if entry is None else entry.details.get("result")
+    if raw is None or entry.values.get("learning_rate") != lr_step.learning_rate:
+        return None  # a curve read at another global batch says nothing of this one's wall
+    try:
+        return LRFinderResult.from_dict(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def confirm_step(run: TuningRun, plan: BatchPlan, lr_step: LearningRateStep) -> ConfirmStep:
+    """Confirm the LR step's value by training candidates (``confirm/trials.py``), or reuse the recorded confirmation
+    while its triggers hold; apply the confirmed LR and OneCycle's peak."""
+    suggestion = float(lr_step.learning_rate)
+    setup = prepare_confirmation(
+        run.config, run.datamodule, suggestion=suggestion, finder_result=_finder_curve(run, lr_step),
+        accumulation=plan.accumulation, model=run.model,
+    )  # fmt: skip
+    recorded = reusable(run.record.get("lr_confirm"), setup.fingerprint, "confirmed learning rate", retune=run.retune)
+    entry = None
+    if recorded is not None:
+        values = recorded.values
+        reuse_note("confirmed learning rate", f"{values['learning_rate']:.2e}", run.record_path, recorded)
+    else:
+        outcome = confirm_learning_rate(run.config, run.module, run.datamodule, setup, fresh=run.retune)
+        values = {
+            "learning_rate": outcome.learning_rate, "trials": len(outcome.trials), "steps": outcome.steps,
+            "percent": outcome.percent, "plot": str(outcome.plot), "suggestion": suggestion,
+            "study": outcome.study_name, "database": str(outcome.database),
+            "planned_steps": setup.plan.planned_steps, "global_batch": plan.global_batch,
+        }  # fmt: skip
+        trials = [{"lr": t.lr, "rung": t.rung, "loss": t.loss, "steps": t.steps} for t in outcome.trials]
+        entry = new_entry(values, setup.fingerprint, {"plan": setup.plan.to_dict(), "trials": trials})
+        say("  LR confirmation plot saved to: %s (study %s in %s)", outcome.plot, outcome.study_name, outcome.database)
+    lr = float(values["learning_rate"])
+    say(
+        "✓ Confirmed learning rate: %.2e (%d trials, %d training steps = %.1f %% of the planned training)",
+        lr, values["trials"], values["steps"], values["percent"],
+    )  # fmt: skip
+    max_lr, _ = apply_tuned_lr(run, suggestion, lr, run.module.config.optimizer.weight_decay)
+    return ConfirmStep(
+        suggestion, lr, max_lr, values["trials"], values["steps"], values["percent"], values["plot"],
+        reused=recorded is not None, entry=entry,
+    )  # fmt: skip
