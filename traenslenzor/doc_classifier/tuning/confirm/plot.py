@@ -9,17 +9,28 @@ when it gave one) and the confirmed LR marked. Matplotlib is imported when a plo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from traenslenzor.doc_classifier.tuning.confirm.trials import ConfirmOutcome
+    from traenslenzor.doc_classifier.tuning.confirm.study import TrialRecord
+    from traenslenzor.tuner import ConfirmPlan
 
 _MARKERS = "os^Dv*"
 
 
-def plot_confirmation(outcome: ConfirmOutcome, path: Path) -> Path:
-    """Draw ``outcome`` into the PNG ``path`` (its folder made when missing); returns ``path``."""
+def plot_confirmation(
+    path: Path,
+    plan: ConfirmPlan,
+    trials: Sequence[TrialRecord],
+    *,
+    suggestion: float,
+    confirmed: float,
+    band: tuple[float, float] | None = None,
+) -> Path:
+    """Draw the study's ``trials`` (run under ``plan``) into the PNG ``path`` (its folder made when missing), with
+    the finder's ``suggestion`` (and its ``band``) and the ``confirmed`` LR marked; returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -27,13 +38,14 @@ def plot_confirmation(outcome: ConfirmOutcome, path: Path) -> Path:
 
     figure, (curves, finals) = plt.subplots(1, 2, figsize=(12, 4.5))
     try:
-        colours = {lr: plt.cm.viridis(i / max(1, len(outcome.plan.candidates) - 1))
-                   for i, lr in enumerate(outcome.plan.candidates)}  # fmt: skip
-        _draw_curves(curves, outcome, colours)
-        _draw_finals(finals, outcome, colours)
+        colours = {lr: plt.cm.viridis(i / max(1, len(plan.candidates) - 1))
+                   for i, lr in enumerate(plan.candidates)}  # fmt: skip
+        _draw_curves(curves, trials, colours)
+        _draw_finals(finals, plan, trials, colours, {"suggestion": suggestion, "confirmed": confirmed, "band": band})
+        steps = sum(t.steps for t in trials)
         figure.suptitle(
-            f"LR confirmation: {outcome.learning_rate:.2e} ({len(outcome.trials)} trials, {outcome.steps} steps = "
-            f"{outcome.percent:.1f} % of {outcome.plan.planned_steps} planned)"
+            f"LR confirmation: {confirmed:.2e} ({len(trials)} trials, {steps} steps = "
+            f"{100 * steps / plan.planned_steps:.1f} % of {plan.planned_steps} planned)"
         )
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +55,9 @@ def plot_confirmation(outcome: ConfirmOutcome, path: Path) -> Path:
     return path
 
 
-def _draw_curves(ax, outcome: ConfirmOutcome, colours: dict) -> None:
+def _draw_curves(ax, trials: Sequence[TrialRecord], colours: dict) -> None:
     labelled: set[float] = set()
-    for trial in outcome.trials:
+    for trial in trials:
         points = [(s, v) for s, v in trial.curve if math.isfinite(v)]
         label = None if trial.lr in labelled else f"{trial.lr:.2e}"
         labelled.add(trial.lr)
@@ -62,16 +74,17 @@ def _draw_curves(ax, outcome: ConfirmOutcome, colours: dict) -> None:
     ax.legend(title="base LR", fontsize=8)
 
 
-def _draw_finals(ax, outcome: ConfirmOutcome, colours: dict) -> None:
-    for rung, spec in enumerate(outcome.plan.rungs):
-        members = sorted((t.lr, t.loss) for t in outcome.trials if t.rung == rung and math.isfinite(t.loss))
+def _draw_finals(ax, plan: ConfirmPlan, trials: Sequence[TrialRecord], colours: dict, marks: dict) -> None:
+    """The last loss of every trial against its LR; ``marks``: the finder's suggestion and band, the confirmed LR."""
+    for rung, spec in enumerate(plan.rungs):
+        members = sorted((t.lr, t.loss) for t in trials if t.rung == rung and math.isfinite(t.loss))
         if members:
             lrs, losses = zip(*members, strict=True)
             ax.plot(lrs, losses, marker=_MARKERS[rung % len(_MARKERS)], label=f"rung {rung + 1}: {spec.steps} steps")
-    if outcome.band is not None:
-        ax.axvspan(*outcome.band, color="tab:orange", alpha=0.15, label="finder's band")
-    ax.axvline(outcome.suggestion, color="tab:red", ls="--", label=f"finder: {outcome.suggestion:.2e}")
-    ax.axvline(outcome.learning_rate, color="tab:green", label=f"confirmed: {outcome.learning_rate:.2e}")
+    if marks["band"] is not None:
+        ax.axvspan(*marks["band"], color="tab:orange", alpha=0.15, label="finder's band")
+    ax.axvline(marks["suggestion"], color="tab:red", ls="--", label=f"finder: {marks['suggestion']:.2e}")
+    ax.axvline(marks["confirmed"], color="tab:green", label=f"confirmed: {marks['confirmed']:.2e}")
     ax.set_xscale("log")
     ax.set_xlabel("base learning rate")
     ax.set_ylabel("final validation loss of the trial")

@@ -285,7 +285,7 @@ def confirm_learning_rate(
     outcome = ConfirmOutcome(confirmed, setup.suggestion, plan, trials, setup.study_name, setup.database, setup.band)
     plot = setup.database.parent / PLOT_NAME
     if is_rank_zero():
-        plot_confirmation(outcome, plot)
+        plot_confirmation(plot, plan, trials, suggestion=setup.suggestion, confirmed=confirmed, band=setup.band)
     return replace(outcome, plot=plot)
 
 
