@@ -6,7 +6,11 @@
 - ``tuner/lr/`` and ``tuner/batch/`` never import each other;
 - the LR sweep (``lr/sweep.py``, ``lr/adaptive.py``) and the advice on its curve (``lr/diagnostics.py``) never
   import each other: both read the curve maths in ``lr/curve.py``;
-- the tuner's modules import each other without a cycle.
+- the tuner's modules import each other without a cycle;
+- the app's rooms import only rooms below them (``APP_LAYERS``): the command line on top, the tuning workflow and
+  inference beside each other, then training, the config, the data, and the backbones and helpers at the ground;
+- inside the tuning workflow, the LR confirmation (``tuning/confirm/``) reads only the record, never the steps;
+- the app's modules import each other without a cycle.
 
 Imports are read with ``ast`` (nothing is executed), so a lazy import inside a function counts as much as one at
 the top of the file.
@@ -174,11 +178,16 @@ def _is_public_name(name: str) -> bool:
 
 
 def tuner_import_graph() -> dict[str, set[str]]:
-    modules = {module_name(path): path for path in python_files(TUNER)}
+    return import_graph(TUNER)
+
+
+def import_graph(folder: Path, *, type_only: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules of ``folder`` it imports (at run time only unless ``type_only``)."""
+    modules = {module_name(path): path for path in python_files(folder)}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges = set()
-        for _, imported in imported_modules(path, type_only=False):
+        for _, imported in imported_modules(path, type_only=type_only):
             # the longest known module that the imported name is or lies in
             while imported and imported not in modules:
                 imported = imported.rpartition(".")[0]
@@ -223,3 +232,78 @@ def test_no_import_cycles_in_the_tuner():
     assert "traenslenzor.tuner" in graph and "traenslenzor.tuner.lightning.tuner" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle in the tuner: " + " -> ".join(cycle or [])
+
+
+# --- the app's rooms -----------------------------------------------------------------------------------------------
+
+# Top to bottom: a room imports only rooms on a lower line (or itself); rooms on one line never import each other.
+APP_LAYERS: list[tuple[str, ...]] = [
+    ("run.py",),
+    ("cli.py",),
+    ("experiment.py",),
+    ("tuning", "inference"),  # the tuning workflow; using a trained model (val/test evaluation, predict)
+    ("training",),  # the LightningModule, the Trainer factories, the W&B run
+    ("config.py",),
+    ("data",),
+    ("models", "log.py", "atomic_file.py"),  # the backbones; the log prefixes; the atomic writer
+]
+APP_PACKAGE = "traenslenzor.doc_classifier"
+
+
+def app_room(path: Path) -> str:
+    """The room of an app file: its top-level file or folder under ``doc_classifier/``."""
+    return path.relative_to(APP).parts[0]
+
+
+def imported_room(name: str) -> str | None:
+    """The app room a module name lies in; None outside the app (or for the package itself)."""
+    if not name.startswith(APP_PACKAGE + "."):
+        return None
+    first = name.removeprefix(APP_PACKAGE + ".").split(".")[0]
+    return first if (APP / first).is_dir() else f"{first}.py"
+
+
+def test_every_room_of_the_app_has_a_layer():
+    # A new file or folder at the app's top must be placed on a layer before the rule below says anything of it.
+    placed = {room for layer in APP_LAYERS for room in layer}
+    rooms = {app_room(path) for path in python_files(APP)} - {"__init__.py"}
+    assert rooms <= placed, f"place these in tests/test_layering.py APP_LAYERS: {sorted(rooms - placed)}"
+    assert placed <= rooms, f"APP_LAYERS names rooms the app no longer has: {sorted(placed - rooms)}"
+
+
+def test_the_app_imports_point_down():
+    level = {room: index for index, layer in enumerate(APP_LAYERS) for room in layer}
+    offenders = []
+    for path in python_files(APP):
+        room = app_room(path)
+        if room == "__init__.py":
+            continue
+        for line, name in imported_modules(path):
+            target = imported_room(name)
+            if target is None or target == room or target not in level:
+                continue
+            if level[target] <= level[room]:
+                offenders.append(f"{rel(path)}:{line} imports {name} ({room} -> {target})")
+    assert not offenders, "the app's imports must point down its layers (APP_LAYERS):\n" + "\n".join(offenders)
+
+
+def test_the_lr_confirmation_reads_only_the_record_of_the_tuning_workflow():
+    # tuning/confirm/ is the confirmation study; the workflow's steps call it, it never calls them back.
+    confirm = APP / "tuning" / "confirm"
+    allowed = {f"{APP_PACKAGE}.tuning.record", f"{APP_PACKAGE}.tuning.confirm"}
+    offenders = [
+        f"{rel(path)}:{line} imports {name}"
+        for path in python_files(confirm)
+        for line, name in imported_modules(path)
+        if name.startswith(f"{APP_PACKAGE}.tuning.")
+        and not any(name == ok or name.startswith(ok + ".") for ok in allowed)
+    ]
+    assert not offenders, "tuning/confirm/ may import from tuning/ only record.py:\n" + "\n".join(offenders)
+
+
+def test_no_import_cycles_in_the_app():
+    # Type-only imports count here: a reader follows them too (the app has no lazy face to excuse them).
+    graph = import_graph(APP, type_only=True)
+    assert f"{APP_PACKAGE}.tuning.workflow" in graph and f"{APP_PACKAGE}.cli" in graph
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle in the app: " + " -> ".join(cycle or [])
