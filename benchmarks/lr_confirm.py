@@ -12,8 +12,8 @@ For each task of ``horizon_tasks`` and each finder seed (the seeds of ``lr_horiz
    schedule compressed to the rung's steps, and is scored on a **validation** split that the oracle never sees:
    for the small tasks the first ``n_eval / 2`` training samples (trials train on the rest), for the app's
    documents the synthetic ``test`` split. Plain PyTorch trials, no Optuna: the app drives the same decisions
-   through an Optuna study (``traenslenzor/doc_classifier/lr_confirm.py``); Optuna changes where the trials are
-   stored, not which are run.
+   through an Optuna study (``traenslenzor/doc_classifier/tuning/confirm/trials.py``); Optuna changes where the
+   trials are stored, not which are run.
 3. **Scores** with ``lr_horizon``'s cached oracle and its ``score_lr`` (gap at the task's full budget, 0 = the
    grid's best, 1 = useless), for the confirmed LR and for the finder alone from the same run; the not-tuning
    baselines (fixed default, Prodigy, Schedule-Free) as ``lr_horizon`` measured them (cached).

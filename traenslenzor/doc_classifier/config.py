@@ -60,7 +60,8 @@ class EarlyStoppingConfig(_Section):
 
 
 class WandbConfig(_Section):
-    """``[trainer_config.wandb]``: the Weights & Biases run, when ``loggers`` names ``"wandb"`` (``wandb_run.py``)."""
+    """``[trainer_config.wandb]``: the Weights & Biases run, when ``loggers`` names ``"wandb"``
+    (``training/wandb_run.py``)."""
 
     project: str = "traenslenzor"
     entity: str | None = None  # team or user; None: wandb's default
@@ -262,7 +263,7 @@ class ExperimentConfig(_Section):
     stage: Literal["train", "val", "test", "predict"] = "train"
     run_name: str = Field("doc_classifier", min_length=1)
     ckpt_path: Path | None = None  # evaluated by stage val/test, used by predict; resumed from by stage train
-    predict_dir: Path | None = None  # stage predict: the folder of images to classify (predict.py)
+    predict_dir: Path | None = None  # stage predict: the folder of images to classify (inference/predict.py)
     trainer_config: TrainerConfig = TrainerConfig()
     module_config: ModuleConfig = ModuleConfig()
     datamodule_config: DataModuleConfig = DataModuleConfig()

@@ -32,7 +32,7 @@ from traenslenzor.doc_classifier.tuning.confirm.trials import DATABASE_NAME, che
 from traenslenzor.doc_classifier.tuning.workflow import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
-_STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}  # predict: predict.py
+_STAGE_NOUNS = {"train": "training", "val": "validation", "test": "testing"}  # predict: inference/predict.py
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def tuning_files(config: ExperimentConfig) -> list[Path]:
 
 
 def evaluation_files(config: ExperimentConfig) -> list[Path]:
-    """The per-class table and confusion matrix that ``--stage val/test`` writes (``evaluation.py``)."""
+    """The per-class table and confusion matrix that ``--stage val/test`` writes (``inference/evaluation.py``)."""
     log_dir = config.trainer_config.log_dir
     names = [f"per_class_{config.stage}.csv", f"confusion_matrix_{config.stage}.png"]
     return [log_dir / name for name in names if (log_dir / name).is_file()]

@@ -4,9 +4,9 @@ Tuning is done once and repeated only when something it depends on (a trigger) c
 
 - **batch size:** the device, the architecture, the image resolution, mixed precision;
 - **learning rate:** the model, the optimizer, fine-tuning versus training from scratch, the stage of training
-  (and a batch-size change, which the workflow follows by rescaling the LR instead; ``tuning.py``);
+  (and a batch-size change, which the workflow follows by rescaling the LR instead; ``steps.py``);
 - **the confirmed learning rate** (``--confirm-learning-rate``): the LR's triggers, and what its trials depend on
-  besides (the suggestion, the candidates and rungs, the schedule; ``lr_confirm.confirm_fingerprint``).
+  besides (the suggestion, the candidates and rungs, the schedule; ``confirm/trials.py``: ``confirm_fingerprint``).
 
 Each search's entry in ``tuning_results.json`` keeps its value and a fingerprint: one JSON value per trigger,
 named. A later run computes today's fingerprint and compares it trigger by trigger: equal, the value is reused in
@@ -53,7 +53,7 @@ _ENTRY_KEYS = frozenset({"values", "fingerprint", "tuned_at"})
 _VALUE_KEYS = {
     "batch_size": {"batch_size"},
     "learning_rate": {"learning_rate", "weight_decay", "global_batch"},
-    "lr_confirm": {"learning_rate", "suggestion", "study"},  # the LR confirmed by training (lr_confirm.py)
+    "lr_confirm": {"learning_rate", "suggestion", "study"},  # the LR confirmed by training (confirm/trials.py)
 }
 
 

@@ -1,6 +1,6 @@
 """The LR confirmation's Optuna study: its SQLite file, its trials, and the rungs run through it.
 
-One study per fingerprint (``lr_confirm.py`` names it); each trial is one (candidate, rung) training, its params
+One study per fingerprint (``trials.py`` names it); each trial is one (candidate, rung) training, its params
 ``lr`` (a categorical over the plan's candidates) and ``rung``, its value the last validation loss, its curve
 reported step by step (``trial.report``) and kept as a user attribute for the plot. Which trials run is decided
 by the core's rung schedule (synchronous successive halving: ``survivors`` of each rung go on), so a resumed study

@@ -7,7 +7,7 @@ for longer trials; the last rung's best is the confirmed LR. The candidates and 
 decisions (``traenslenzor.tuner.plan_confirmation``); this module runs them:
 
 * the study lives in Optuna's SQLite storage, ``<log dir>/lr_confirm.db``, one study per fingerprint of what the
-  answer depends on (the LR's triggers of ``tuning_record.py``, the suggestion, the plan, the schedule); each
+  answer depends on (the LR's triggers of ``tuning/record.py``, the suggestion, the plan, the schedule); each
   trial is one (candidate, rung) training, its validation curve reported step by step. Which trials run is
   decided by the rung schedule (synchronous successive halving), not by Optuna's asynchronous pruner: run one
   after another, that pruner promotes every early trial and compares LRs mid-schedule (docs/cli.md);
