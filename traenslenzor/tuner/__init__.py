@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers follow; at run time the table b
     from traenslenzor.tuner.lr.rescale import rescale_lr, rescale_weight_decay, rule_for_optimizer
     from traenslenzor.tuner.lr.result import LRFinderResult
     from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
-    from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION, SUGGESTIONS
+    from traenslenzor.tuner.lr.suggestion import DEFAULT_RULE_VERSION, DEFAULT_SUGGESTION, SUGGESTIONS
     from traenslenzor.tuner.lr.sweep import RangeTest
     from traenslenzor.tuner.state import TrainingState, preserved_training_state
 
@@ -63,6 +63,7 @@ _EXPORTS = {
     "AdaptiveSweep": "lr.adaptive",
     "SUGGESTIONS": "lr.suggestion",
     "DEFAULT_SUGGESTION": "lr.suggestion",
+    "DEFAULT_RULE_VERSION": "lr.suggestion",
     "Finding": "lr.diagnostics",
     "rescale_lr": "lr.rescale",
     "rescale_weight_decay": "lr.rescale",

@@ -17,7 +17,7 @@ from traenslenzor.doc_classifier.config import load_config
 from traenslenzor.doc_classifier.experiment import build_module
 from traenslenzor.doc_classifier.tuning import record, steps, workflow
 from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan, plan_batch, rescale_for_batch
-from traenslenzor.tuner import SUGGESTIONS, LRFinderResult
+from traenslenzor.tuner import DEFAULT_RULE_VERSION, DEFAULT_SUGGESTION, SUGGESTIONS, LRFinderResult
 
 REPO = Path(__file__).resolve().parents[3]
 RECORD = Path(".logs/tuning_results.json")
@@ -163,6 +163,71 @@ def test_an_optimizer_change_re_tunes_only_the_lr(fake: type[_FakeTuner], caplog
     assert outcome.reused == ("batch_size",)
     (line,) = [line for line in _tuner_lines(caplog) if line.startswith("Re-tuning")]
     assert line.startswith("Re-tuning the learning rate: optimizer (") and "name 'adamw' -> 'sgd'" in line
+
+
+def _rewrite_lr_fingerprint(change: Any) -> None:
+    """Edit the recorded LR entry's fingerprint in place with ``change(fingerprint)``, as another run would have
+    written it."""
+    data = json.loads(RECORD.read_text(encoding="utf-8"))
+    change(data["learning_rate"]["fingerprint"])
+    RECORD.write_text(json.dumps(data), encoding="utf-8")
+
+
+_OTHER_RULE = next(rule for rule in ("stable", "valley") if rule != DEFAULT_SUGGESTION)
+
+
+@pytest.mark.parametrize(
+    ("written_under", "trigger"),
+    [
+        (
+            {"name": _OTHER_RULE, "version": None},
+            f"rule (name {_OTHER_RULE!r} -> {DEFAULT_SUGGESTION!r}, version None -> {DEFAULT_RULE_VERSION})",
+        ),
+        (
+            {"name": DEFAULT_SUGGESTION, "version": DEFAULT_RULE_VERSION - 1},
+            f"rule (version {DEFAULT_RULE_VERSION - 1} -> {DEFAULT_RULE_VERSION})",
+        ),
+    ],
+    ids=["another-rule", "another-version"],
+)
+def test_an_lr_read_under_another_rule_is_searched_again(
+    fake: type[_FakeTuner], caplog: pytest.LogCaptureFixture, written_under: dict[str, Any], trigger: str
+) -> None:
+    # The same suggestion_method (None: the default), but the default read the curve otherwise when it was recorded.
+    _tune()
+    _rewrite_lr_fingerprint(lambda fingerprint: fingerprint.update(rule=written_under))
+    fake.calls.clear()
+    caplog.set_level(logging.INFO)
+    outcome, _, _ = _tune()
+    assert [name for name, _ in fake.calls] == ["lr_find"] and outcome.reused == ("batch_size",)
+    (line,) = [line for line in _tuner_lines(caplog) if line.startswith("Re-tuning")]
+    assert line.startswith(f"Re-tuning the learning rate: {trigger} changed since 20")
+    recorded = json.loads(RECORD.read_text(encoding="utf-8"))["learning_rate"]["fingerprint"]["rule"]
+    assert recorded == {"name": DEFAULT_SUGGESTION, "version": DEFAULT_RULE_VERSION}  # the new search, today's rule
+
+
+def test_a_record_from_before_the_rule_was_a_trigger_loads_and_its_lr_is_searched_again(
+    fake: type[_FakeTuner], caplog: pytest.LogCaptureFixture
+) -> None:
+    _tune()
+    _rewrite_lr_fingerprint(lambda fingerprint: fingerprint.pop("rule"))
+    entries = record.load_record(RECORD)  # an old record still loads, both entries usable
+    assert set(entries) == {"batch_size", "learning_rate"} and "rule" not in entries["learning_rate"].fingerprint
+    fake.calls.clear()
+    caplog.set_level(logging.INFO)
+    outcome, _, _ = _tune()
+    assert [name for name, _ in fake.calls] == ["lr_find"] and outcome.reused == ("batch_size",)
+    (line,) = [line for line in _tuner_lines(caplog) if line.startswith("Re-tuning")]
+    today = f"name {DEFAULT_SUGGESTION!r}, version {DEFAULT_RULE_VERSION}"
+    assert line.startswith(f"Re-tuning the learning rate: rule (not recorded -> {today}) changed since 20")
+
+
+def test_the_rule_trigger_names_the_rule_and_versions_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert record.rule_trigger(None) == {"name": DEFAULT_SUGGESTION, "version": DEFAULT_RULE_VERSION}
+    assert record.rule_trigger(DEFAULT_SUGGESTION) == record.rule_trigger(None)  # named or by default: one rule
+    assert record.rule_trigger(_OTHER_RULE) == {"name": _OTHER_RULE, "version": None}  # the version is the default's
+    monkeypatch.setattr(record, "DEFAULT_RULE_VERSION", DEFAULT_RULE_VERSION + 1)
+    assert record.rule_trigger(None)["version"] == DEFAULT_RULE_VERSION + 1
 
 
 def test_retune_searches_again(fake: type[_FakeTuner], caplog: pytest.LogCaptureFixture) -> None:

@@ -3,7 +3,8 @@
 Tuning is done once and repeated only when something it depends on (a trigger) changes:
 
 - **batch size:** the device, the architecture, the image resolution, mixed precision;
-- **learning rate:** the model, the optimizer, fine-tuning versus training from scratch, the stage of training
+- **learning rate:** the model, the optimizer, fine-tuning versus training from scratch, the stage of training,
+  the suggestion rule that read the curve (its name and, for the tuner's default, its version)
   (and a batch-size change, which the workflow follows by rescaling the LR instead; ``steps.py``);
 - **the confirmed learning rate** (``--confirm-learning-rate``): the LR's triggers, and what its trials depend on
   besides (the suggestion, the candidates and rungs, the schedule; ``confirm/trials.py``: ``confirm_fingerprint``).
@@ -31,6 +32,7 @@ from torch import nn
 from traenslenzor.doc_classifier.atomic_file import atomic_write_text
 from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import say
+from traenslenzor.tuner import DEFAULT_RULE_VERSION, DEFAULT_SUGGESTION
 
 # Written at the top of the file; a file without it (or with another value) is from an older format.
 RECORD_FORMAT = "traenslenzor.tuning_record/2"
@@ -112,8 +114,16 @@ def batch_fingerprint(config: ExperimentConfig, device: dict[str, Any], model: d
     }
 
 
+def rule_trigger(method: str | None) -> dict[str, Any]:
+    """The suggestion rule the LR is read with: ``method`` (None: the tuner's default rule) and, for the default
+    rule, the version of its reading (``DEFAULT_RULE_VERSION``): an LR read under another rule, or under another
+    version of the default, is searched again."""
+    name = DEFAULT_SUGGESTION if method is None else method
+    return {"name": name, "version": DEFAULT_RULE_VERSION if name == DEFAULT_SUGGESTION else None}
+
+
 def lr_fingerprint(config: ExperimentConfig, model: dict[str, Any]) -> Fingerprint:
-    """The triggers of the LR: model, optimizer, start of training, data, the sweep's settings.
+    """The triggers of the LR: model, optimizer, start of training, data, the sweep's settings, the rule.
 
     The optimizer's ``learning_rate`` is not one (it is what the search writes), nor is ``weight_decay`` for AdamW
     (the LR rescale moves it, ``rescale_weight_decay``); the batch the LR was found with is kept beside the value,
@@ -134,17 +144,22 @@ def lr_fingerprint(config: ExperimentConfig, model: dict[str, Any]) -> Fingerpri
             "limit_train_samples": dm.limit_train_samples,
         },
         "tuner settings": {key: getattr(tc, key) for key in LR_SEARCH_KEYS},
+        "rule": rule_trigger(tc.suggestion_method),
     }
 
 
 def changed_triggers(recorded: Fingerprint, current: Fingerprint) -> list[str]:
-    """The triggers whose value differs, as ``name (old -> new)`` for short values, else ``name``."""
+    """The triggers whose value differs, as ``name (old -> new)``; a trigger the record does not hold (a record
+    written before it was one) as ``name (not recorded -> new)``."""
     changes = []
     for name in current.keys() | recorded.keys():
         old, new = recorded.get(name), _jsonable(current.get(name))
         if old == new:
             continue
-        if isinstance(old, dict) and isinstance(new, dict):
+        if name not in recorded:
+            shown = ", ".join(f"{k} {v!r}" for k, v in new.items()) if isinstance(new, dict) else repr(new)
+            changes.append(f"{name} (not recorded -> {shown})")
+        elif isinstance(old, dict) and isinstance(new, dict):
             parts = [
                 f"{key} {old.get(key)!r} -> {new.get(key)!r}"
                 for key in new.keys() | old.keys()

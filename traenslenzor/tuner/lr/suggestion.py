@@ -198,6 +198,10 @@ SUGGESTIONS: dict[str, Rule] = {
 # fixed-batch curve (a file written before it, a sweep run with probe_batches=0) falls back to FALLBACK_SUGGESTION.
 DEFAULT_SUGGESTION = "wall"
 FALLBACK_SUGGESTION = "stable"
+# The version of the default's reading: raise it whenever DEFAULT_SUGGESTION names another rule or that rule (or its
+# fallback) reads a curve differently. A value recorded under another version (the app's tuning record) is searched
+# again rather than reused.
+DEFAULT_RULE_VERSION = 1
 # Rules that read the loss on the fixed probe batches when the result has it (else the raw training loss); the
 # others read the smoothed training loss.
 READS_PROBE = frozenset({"wall"})
