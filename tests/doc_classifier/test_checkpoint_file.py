@@ -113,3 +113,15 @@ def test_a_file_that_is_no_checkpoint_is_one_line_not_a_refusal(tmp_path: Path) 
     with pytest.raises(CheckpointError, match=r"not a readable checkpoint") as caught:
         load_as_data(path, setting="ckpt_path", remedy="-")
     assert "refused" not in str(caught.value)
+
+
+def test_lightning_is_asked_to_load_ckpt_path_as_data_unless_trusted() -> None:
+    # The check before the run is the guard; Lightning's own load of ckpt_path is held to data as well.
+    import lightning as L
+
+    from traenslenzor.doc_classifier.experiment import _checkpoint_kwargs
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    for method in (trainer.fit, trainer.validate, trainer.test):
+        assert _checkpoint_kwargs(method, trust=False) == {"weights_only": True}
+        assert _checkpoint_kwargs(method, trust=True) == {"weights_only": False}
