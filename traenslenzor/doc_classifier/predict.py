@@ -91,22 +91,17 @@ def find_images(folder: Path | None) -> list[Path]:
 CKPT_REMEDY = f"open only a file you trust (your own training's), with {TRUST_FLAG}"
 
 
-def read_checkpoint(path: Path, *, trust: bool = False) -> Any:
-    """The file at ``ckpt_path`` as data (``trust``: as the code it may hold); a missing file is a ``ConfigError``."""
-    try:
-        return load_as_data(path, setting="ckpt_path", remedy=CKPT_REMEDY, trust=trust)
-    except FileNotFoundError:
-        raise ConfigError(f"ckpt_path = {str(path)!r}: checkpoint file not found.") from None
-
-
 def load_checkpoint(config: ExperimentConfig, *, trust: bool = False) -> dict[str, Any]:
-    """The checkpoint named by ``ckpt_path``, checked against the config's model before any image is read."""
+    """The checkpoint named by ``ckpt_path`` -- as data unless ``trust`` (``checkpoint_file.py``) -- checked against
+    the config's model before any image is read."""
     path = config.ckpt_path
     if path is None:
         raise ConfigError("--stage predict needs --ckpt_path: the trained checkpoint (.ckpt) to classify with.")
     try:
-        checkpoint = read_checkpoint(path, trust=trust)
-    except (ConfigError, CheckpointError):
+        checkpoint = load_as_data(path, setting="ckpt_path", remedy=CKPT_REMEDY, trust=trust)
+    except FileNotFoundError:
+        raise ConfigError(f"ckpt_path = {str(path)!r}: checkpoint file not found.") from None
+    except CheckpointError:
         raise
     except Exception as exc:  # a trusted file that fails to unpickle
         raise ConfigError(f"ckpt_path = {str(path)!r}: not a readable checkpoint ({type(exc).__name__}).") from None
