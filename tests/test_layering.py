@@ -246,6 +246,7 @@ APP_LAYERS: list[tuple[str, ...]] = [
     ("config.py",),
     ("data",),
     ("models", "log.py", "atomic_file.py"),  # the backbones; the log prefixes; the atomic writer
+    ("checkpoint_file.py",),  # opening checkpoints and weights files as data
 ]
 APP_PACKAGE = "traenslenzor.doc_classifier"
 

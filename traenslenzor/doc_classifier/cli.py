@@ -4,7 +4,8 @@
 
     python traenslenzor/doc_classifier/run.py --config_path .configs/quickstart.toml \\
         --tune-batch-size --tune-learning-rate [--confirm-learning-rate] [--tune-only] [--save-tuned-config [PATH]] \\
-        [--retune] [--stage train|val|test|predict] [--predict_dir DIR] [--trainer_config.max_epochs=3 ...]
+        [--retune] [--trust-checkpoint] [--stage train|val|test|predict] [--predict_dir DIR] \\
+        [--trainer_config.max_epochs=3 ...]
 
 Everything is checked before anything expensive starts: the config (unknown keys, bad values), the flags, the
 pretrained-weights file and the dataset folder. A bad one exits with status 2 and one message, no traceback.
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from traenslenzor.doc_classifier.checkpoint_file import CheckpointError
 from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig, load_config
 from traenslenzor.doc_classifier.experiment import run_experiment
 
@@ -66,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the tuned batch_size, accumulate_grad_batches, learning_rate and max_lr into PATH "
         "(default: the config itself)",
     )
+    _add_trained_model_arguments(parser)
+    return parser
+
+
+def _add_trained_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a run that uses a trained model: its stage, the images to classify, trusting its checkpoint."""
     parser.add_argument(
         "--stage",
         choices=["train", "val", "test", "predict"],
@@ -82,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="--stage predict: classify every TIFF/PNG/JPEG under DIR into <log_dir>/predictions.csv",
     )
-    return parser
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="open ckpt_path unrestricted (torch.load weights_only=False): only for a file you trust, since a "
+        "checkpoint that holds Python objects runs code when opened; without it such a file is refused",
+    )
 
 
 def split_overrides(parser: argparse.ArgumentParser, extras: Sequence[str]) -> list[str]:
@@ -140,8 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             confirm_learning_rate=args.confirm_learning_rate,
             save_tuned_config=args.config_path if save is True else save,
             config_path=args.config_path,
+            trust_checkpoint=args.trust_checkpoint,
         )
-    except (ConfigError, FileNotFoundError) as exc:  # bad config, missing dataset or weights: no traceback
+    except (ConfigError, CheckpointError, FileNotFoundError) as exc:  # bad config, data, weights: no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -192,6 +192,9 @@ class TunerConfig(_Section):
     margin: float = _BATCH.margin
     max_val: int = _BATCH.max_val
     max_memory: int | float | None = _BATCH.max_memory  # bytes (an int, >= 1 MiB) or a fraction (a float in (0, 1])
+    # Where memory does not bound the search (the CPU without max_memory), it stops at the batch that keeps this many
+    # optimizer steps per epoch (train size / min_steps_per_epoch); 1 lifts the cap (batch_plan.search_bound).
+    min_steps_per_epoch: int = Field(50, ge=1)
     # learning rate (lr_find); defaults and checks: traenslenzor.tuner.SweepSettings
     min_lr: float = _SWEEP.min_lr
     max_lr: float = _SWEEP.max_lr

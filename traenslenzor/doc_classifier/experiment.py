@@ -7,6 +7,7 @@ checked when the datamodule is built, before the model.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,11 +19,13 @@ import lightning as L
 import torch
 from torchmetrics import Metric
 
+from traenslenzor.doc_classifier.checkpoint_file import TRUST_FLAG, check_loads_as_data
 from traenslenzor.doc_classifier.config import SHARDING_STRATEGIES, SPAWNING_STRATEGIES, ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.data import DocDataModule
 from traenslenzor.doc_classifier.inference.evaluation import evaluation_callbacks
-from traenslenzor.doc_classifier.inference.predict import PredictionRun, run_prediction
+from traenslenzor.doc_classifier.inference.predict import CKPT_REMEDY, PredictionRun, run_prediction
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
+from traenslenzor.doc_classifier.models.backbones import WEIGHTS_REMEDY
 from traenslenzor.doc_classifier.training.module import DocClassifier
 from traenslenzor.doc_classifier.training.trainer import build_trainer, build_tuning_trainer, check_accelerator
 from traenslenzor.doc_classifier.training.wandb_run import require_wandb
@@ -46,8 +49,10 @@ class ExperimentResult:
     predictions: PredictionRun | None = None  # stage predict
 
 
-def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False) -> None:
-    """Cheap checks that would otherwise fail minutes into a run."""
+def preflight(
+    config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_size: bool = False, trust: bool = False
+) -> None:
+    """Cheap checks that would otherwise fail minutes into a run; ``trust``: the user trusts ``ckpt_path``."""
     check_accelerator(config.trainer_config)
     require_wandb(config)
     weights = config.module_config.pretrained_weights
@@ -56,6 +61,8 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_
             f"module_config.pretrained_weights = {str(weights)!r}: file not found. This project never downloads "
             "weights: copy the torchvision checkpoint there, or set pretrained = false to train from scratch."
         )
+    if config.module_config.pretrained and weights is not None:
+        check_loads_as_data(weights, setting="module_config.pretrained_weights", remedy=WEIGHTS_REMEDY)
     if tune_learning_rate and config.stage != "train":
         raise ConfigError(
             f"--tune-learning-rate needs stage 'train' (got {config.stage!r}); the LR only matters for training."
@@ -89,6 +96,28 @@ def preflight(config: ExperimentConfig, *, tune_learning_rate: bool, tune_batch_
             f"ckpt_path = {str(config.ckpt_path)!r}: checkpoint file not found. Point it at a saved .ckpt "
             "(training writes them under <log_dir>/csv/<run_name>/version_N/checkpoints/) or remove ckpt_path."
         )
+    if config.ckpt_path is not None:
+        _check_checkpoint(config.ckpt_path, trust)
+
+
+def _check_checkpoint(path: Path, trust: bool) -> None:
+    """Lightning opens ``ckpt_path`` itself (``_checkpoint_kwargs`` asks it for data only): refuse, now, a file that
+    needs more, unless the user trusts it."""
+    if trust:
+        tell(
+            "ckpt_path = %r is opened unrestricted (%s): any code it holds runs.",
+            str(path),
+            TRUST_FLAG,
+            level=logging.WARNING,
+        )
+        return
+    check_loads_as_data(path, setting="ckpt_path", remedy=CKPT_REMEDY)
+
+
+def _checkpoint_kwargs(method: Any, trust: bool) -> dict[str, bool]:
+    """``weights_only`` for Lightning's own load of ``ckpt_path``, where its ``fit``/``validate``/``test`` take it
+    (Lightning >= 2.5): data only, unless the user trusts the file."""
+    return {"weights_only": not trust} if "weights_only" in inspect.signature(method).parameters else {}
 
 
 def preflight_confirmation(config: ExperimentConfig) -> None:
@@ -144,14 +173,18 @@ def run_stage(
     datamodule: Any,
     callbacks: Sequence[Any] = (),
     accumulate_grad_batches: int | None = None,
+    trust_checkpoint: bool = False,
 ) -> tuple[dict[str, float], str | None]:
-    """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint."""
+    """Fit, validate or test with the training trainer; returns final metrics and the best checkpoint.
+
+    ``ckpt_path`` is loaded by Lightning as data (``weights_only=True``) unless ``trust_checkpoint``."""
     extra = [*callbacks, *evaluation_callbacks(config, getattr(datamodule, "classes", ()))]  # val/test: per class
     trainer = build_trainer(config, extra, accumulate_grad_batches)
     noun, method = _STAGE_NOUNS[config.stage], config.lightning_method
     tell("Starting %s (%s)...", noun, method)
     ckpt = str(config.ckpt_path) if config.ckpt_path is not None else None
-    getattr(trainer, method)(module, datamodule=datamodule, ckpt_path=ckpt)  # fit, validate or test
+    run = getattr(trainer, method)  # fit, validate or test
+    run(module, datamodule=datamodule, ckpt_path=ckpt, **_checkpoint_kwargs(run, trust_checkpoint))
     metrics = _final_metrics(trainer)
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val/", "test/")))
@@ -178,26 +211,26 @@ def run_experiment(
     config_path: str | Path | None = None,
     callbacks: Sequence[Any] = (),
     confirm_learning_rate: bool = False,
+    trust_checkpoint: bool = False,
 ) -> ExperimentResult:
     """Run one experiment as the guide describes. ``save_tuned_config`` needs ``config_path`` (the source file).
 
     ``[tuner_config] use_batch_size_tuning`` / ``use_learning_rate_tuning`` / ``confirm_learning_rate`` switch
     tuning on as the flags do; confirming the LR runs (or reuses) the LR finder first. ``retune`` searches again
-    even where the tuning record still matches.
+    even where the tuning record still matches. ``ckpt_path`` is opened as data (``checkpoint_file.py``) unless
+    ``trust_checkpoint``.
     """
     confirm = confirm_learning_rate or config.tuner_config.confirm_learning_rate
     tune_batch_size = tune_batch_size or config.tuner_config.use_batch_size_tuning
     tune_learning_rate = tune_learning_rate or config.tuner_config.use_learning_rate_tuning or confirm
     tuning_asked = tune_batch_size or tune_learning_rate
     if config.stage == "predict":
-        if tuning_asked or tune_only or save_tuned_config is not None:
-            raise ConfigError("--stage predict classifies with a trained checkpoint; it takes no tuning flags.")
-        return ExperimentResult(predictions=run_prediction(config))
+        return _predict(config, tuning_asked or tune_only or save_tuned_config is not None, trust_checkpoint)
     if (tune_only or save_tuned_config is not None) and not tuning_asked:
         raise ConfigError("--tune-only/--save-tuned-config need --tune-batch-size and/or --tune-learning-rate.")
     if save_tuned_config is not None and config_path is None:
         raise ConfigError("save_tuned_config needs config_path: the TOML file whose values are updated.")
-    preflight(config, tune_learning_rate=tune_learning_rate, tune_batch_size=tune_batch_size)
+    preflight(config, tune_learning_rate=tune_learning_rate, tune_batch_size=tune_batch_size, trust=trust_checkpoint)
     if confirm:
         preflight_confirmation(config)
     if config.trainer_config.cpu_threads is not None:
@@ -223,13 +256,19 @@ def run_experiment(
         if tune_only:
             tell("Tuning only (--tune-only): not training.")
             return ExperimentResult(tuning=tuning, saved_config=saved)
-        metrics, best = run_stage(config, module, datamodule, callbacks, accumulation)
+        metrics, best = run_stage(config, module, datamodule, callbacks, accumulation, trust_checkpoint)
     except Exception as exc:
         # BatchSizeNotFoundError (nothing fitted) carries its own remedies, and the OOM text of its last trial.
         if tune_batch_size and is_oom_error(exc) and not isinstance(exc, BatchSizeNotFoundError):
             _explain_oom_after_batch_tuning(config, int(datamodule.hparams.batch_size))
         raise
     return ExperimentResult(tuning=tuning, metrics=metrics, best_checkpoint=best, saved_config=saved)
+
+
+def _predict(config: ExperimentConfig, tuning_flags: bool, trust_checkpoint: bool) -> ExperimentResult:
+    if tuning_flags:
+        raise ConfigError("--stage predict classifies with a trained checkpoint; it takes no tuning flags.")
+    return ExperimentResult(predictions=run_prediction(config, trust_checkpoint=trust_checkpoint))
 
 
 @contextmanager

@@ -129,3 +129,11 @@ def test_predict_refuses_bad_input_in_one_line_before_any_work(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and message in line
     assert not (tmp_path / ".logs").exists()  # nothing written
+
+
+def test_the_apps_own_checkpoint_opens_as_data(trained: tuple[Path, Path]) -> None:
+    # Every state a training run saves (loops, callbacks, optimizer, OneCycle, the pixel statistics) is plain data,
+    # so predict, val/test and resuming never need to unpickle code (checkpoint_file.py).
+    _, checkpoint = trained
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert {"state_dict", "loops", "callbacks", "optimizer_states", "lr_schedulers", "DocDataModule"} <= set(loaded)

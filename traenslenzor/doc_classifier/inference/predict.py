@@ -10,8 +10,8 @@ transform, normalised with the pixel statistics the checkpoint was trained with,
 a progress bar. The result is ``<log_dir>/predictions.csv``: one row per file with the predicted class, its
 probability and the top three, written in one step. A file that cannot be decoded is logged and skipped (a damaged
 scan must not end a run at file 9,000 of 10,000). Everything that can be checked before the first image is read --
-the folder holds images, the checkpoint is one of this config's model -- is checked first: a bad one is one
-``ConfigError`` line (exit status 2).
+the folder holds images, the checkpoint opens as data and is one of this config's model -- is checked first: a bad
+one is one ``ConfigError`` (or ``CheckpointError``) line (exit status 2).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from traenslenzor.doc_classifier.atomic_file import atomic_write_text
+from traenslenzor.doc_classifier.checkpoint_file import TRUST_FLAG, CheckpointError, load_as_data
 from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.data import RVL_CDIP_CLASSES, DocDataModule
 from traenslenzor.doc_classifier.data.page_io import DECODE_ERRORS, open_page
@@ -86,18 +87,23 @@ def find_images(folder: Path | None) -> list[Path]:
     return images
 
 
-def load_checkpoint(config: ExperimentConfig) -> dict[str, Any]:
-    """The checkpoint named by ``ckpt_path``, checked against the config's model before any image is read."""
+# What to do about a ``ckpt_path`` refused because opening it would run code (``checkpoint_file.py``).
+CKPT_REMEDY = f"open only a file you trust (your own training's), with {TRUST_FLAG}"
+
+
+def load_checkpoint(config: ExperimentConfig, *, trust: bool = False) -> dict[str, Any]:
+    """The checkpoint named by ``ckpt_path`` -- as data unless ``trust`` (``checkpoint_file.py``) -- checked against
+    the config's model before any image is read."""
     path = config.ckpt_path
     if path is None:
         raise ConfigError("--stage predict needs --ckpt_path: the trained checkpoint (.ckpt) to classify with.")
     try:
-        # weights_only=False: a Lightning checkpoint holds plain Python objects (loop and callback states) beside
-        # the tensors; it is the user's own training run's file.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_as_data(path, setting="ckpt_path", remedy=CKPT_REMEDY, trust=trust)
     except FileNotFoundError:
         raise ConfigError(f"ckpt_path = {str(path)!r}: checkpoint file not found.") from None
-    except Exception as exc:
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a trusted file that fails to unpickle
         raise ConfigError(f"ckpt_path = {str(path)!r}: not a readable checkpoint ({type(exc).__name__}).") from None
     check_compatible(checkpoint, config)
     return checkpoint
@@ -209,10 +215,11 @@ def predictions_csv(predictions: Sequence[Prediction]) -> str:
     return buffer.getvalue()
 
 
-def run_prediction(config: ExperimentConfig) -> PredictionRun:
-    """Classify every image under ``config.predict_dir`` with ``config.ckpt_path``; write the CSV."""
+def run_prediction(config: ExperimentConfig, *, trust_checkpoint: bool = False) -> PredictionRun:
+    """Classify every image under ``config.predict_dir`` with ``config.ckpt_path`` (opened as data unless
+    ``trust_checkpoint``); write the CSV."""
     paths = find_images(config.predict_dir)
-    checkpoint = load_checkpoint(config)
+    checkpoint = load_checkpoint(config, trust=trust_checkpoint)
     mean, std = normalisation(checkpoint, config)
     dc = config.datamodule_config
     transform = build_transform("val", dc.image_size, dc.channels, mean, std)

@@ -4,7 +4,8 @@ torchvision's AlexNet (Krizhevsky et al. 2012), ResNet-50 (He et al. 2016) and V
 are built with ``weights=None`` -- this project never downloads anything. Pretrained weights come only from a local
 file named in the config (``module_config.pretrained_weights``); a checkpoint saved for RGB input is adapted to
 grayscale input by summing its first convolution over the colour channels, and a head of the wrong shape (ImageNet's
-1000 classes) is left freshly initialised. ``tiny_cnn`` is a small BatchNorm CNN for the CPU quickstart.
+1000 classes) is left freshly initialised. The file is opened as data (``checkpoint_file.py``): one that needs more
+is refused. ``tiny_cnn`` is a small BatchNorm CNN for the CPU quickstart.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from traenslenzor.doc_classifier.checkpoint_file import load_as_data
+
 log = logging.getLogger(__name__)
+
+# What to do about a weights file refused because opening it would run code (``checkpoint_file.py``).
+WEIGHTS_REMEDY = "save just its tensors (torch.save(model.state_dict(), path)) where you trust the file, and use that"
 
 BackboneBuilder = Callable[[int, int, float, int], nn.Module]
 """``builder(num_classes, in_channels, dropout, image_size) -> nn.Module``."""
@@ -190,7 +196,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "checkpoint (e.g. vit_b_16-c867db91.pth) on a machine with internet, copy it there, or set "
             "module_config.pretrained = false to train from scratch."
         )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_as_data(path, setting="module_config.pretrained_weights", remedy=WEIGHTS_REMEDY)
     for key in ("state_dict", "model"):
         if isinstance(payload, dict) and isinstance(payload.get(key), dict):
             payload = payload[key]

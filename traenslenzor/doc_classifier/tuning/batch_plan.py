@@ -11,6 +11,10 @@ global batch. Two rules follow:
 - an LR found at one global batch, used at another, is rescaled: linear for SGD-family optimizers, square root for
   Adam-family (``traenslenzor.tuner.rescale_lr``), and for AdamW the weight decay keeps ``lr x weight_decay``
   (``rescale_weight_decay``).
+
+Where memory does not bound the batch-size search (the CPU without ``max_memory``), the search would grow the batch
+to the whole training set: one optimizer step per epoch. :func:`search_bound` then caps it so that an epoch keeps
+``[tuner_config] min_steps_per_epoch`` optimizer steps (:func:`steps_cap`); the tuner's ``max_val`` carries the cap.
 """
 
 from __future__ import annotations
@@ -82,3 +86,48 @@ def rescale_for_batch(
     if optimizer.lower() == "adamw":
         weight_decay = rescale_weight_decay(weight_decay, old_lr=learning_rate, new_lr=new_lr)
     return Rescaled(new_lr, weight_decay, rule)
+
+
+def steps_cap(train_size: int, min_steps_per_epoch: int, world_size: int = 1, accumulation: int = 1) -> int:
+    """The largest per-process batch whose epoch over ``train_size`` samples keeps ``min_steps_per_epoch`` optimizer
+    steps (each step takes ``batch x world_size x accumulation`` samples); at least 1.
+
+    >>> steps_cap(640, 50)  # 640 / 50 = 12.8
+    12
+    >>> steps_cap(3200, 50, world_size=2)  # 32 per process x 2 processes = 64 a step, 50 steps
+    32
+    """
+    return max(1, train_size // (min_steps_per_epoch * world_size * accumulation))
+
+
+@dataclass(frozen=True)
+class SearchBound:
+    """The largest batch the batch-size search may try, and the log lines that say why (before the search)."""
+
+    max_val: int
+    notes: tuple[str, ...] = ()
+
+
+def search_bound(
+    max_val: int, min_steps_per_epoch: int, train_size: int, world_size: int = 1, accumulation: int = 1
+) -> SearchBound:
+    """The bound of a search that memory does not limit: ``max_val``, lowered to :func:`steps_cap` when that is
+    smaller; the notes name the cap and how to lift it."""
+    notes = [
+        "Batch-size search on the CPU without a memory budget (tuner_config.max_memory): memory does not bound the "
+        "batch here, and the search would grow it towards the whole training set (one optimizer step per epoch)."
+    ]
+    cap = steps_cap(train_size, min_steps_per_epoch, world_size, accumulation)
+    steps = f"{min_steps_per_epoch} optimizer step{'s' if min_steps_per_epoch != 1 else ''}"
+    over = f"{train_size} training samples" + (
+        f" ({world_size} processes x {accumulation} accumulation)" if world_size * accumulation > 1 else ""
+    )
+    if cap >= max_val:
+        notes.append(f"The search stops at max_val={max_val}, which keeps at least {steps} per epoch over {over}.")
+        return SearchBound(max_val, tuple(notes))
+    notes.append(
+        f"Capping the batch-size search at {cap}: at least {steps} per epoch over {over} "
+        f"(tuner_config.min_steps_per_epoch = {min_steps_per_epoch}). To lift the cap, set "
+        "tuner_config.min_steps_per_epoch = 1, or hold the search to memory with tuner_config.max_memory."
+    )
+    return SearchBound(cap, tuple(notes))

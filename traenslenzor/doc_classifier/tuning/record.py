@@ -101,16 +101,25 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def batch_fingerprint(config: ExperimentConfig, device: dict[str, Any], model: dict[str, Any]) -> Fingerprint:
-    """The triggers of the batch size: device, model, input, precision, what the search sizes, its settings."""
+def batch_fingerprint(
+    config: ExperimentConfig, device: dict[str, Any], model: dict[str, Any], max_val: int | None = None
+) -> Fingerprint:
+    """The triggers of the batch size: device, model, input, precision, what the search sizes, its settings.
+
+    ``max_val`` is the bound the search runs to when the app lowered ``max_val`` (the steps-per-epoch cap of a
+    search that memory does not bound): a record searched to another bound is searched again.
+    """
     dm, tc = config.datamodule_config, config.tuner_config
+    settings = {key: getattr(tc, key) for key in BATCH_SEARCH_KEYS}
+    if max_val is not None:
+        settings["max_val"] = max_val
     return {
         "device": device,
         "model": model,
         "input": {"image_size": dm.image_size, "channels": dm.channels},
         "precision": config.trainer_config.precision,
         "stage": config.lightning_method,  # fit sizes with gradients, validate/test without
-        "tuner settings": {key: getattr(tc, key) for key in BATCH_SEARCH_KEYS},
+        "tuner settings": settings,
     }
 
 

@@ -24,7 +24,13 @@ import lightning as L
 from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
 from traenslenzor.doc_classifier.training.trainer import build_tuning_trainer
-from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan, plan_batch, rescale_for_batch
+from traenslenzor.doc_classifier.tuning.batch_plan import (
+    BatchPlan,
+    SearchBound,
+    plan_batch,
+    rescale_for_batch,
+    search_bound,
+)
 from traenslenzor.doc_classifier.tuning.record import (
     Entry,
     Fingerprint,
@@ -40,23 +46,32 @@ from traenslenzor.tuner import AdaptiveRange, LRFinderResult, Tuner
 
 
 def tune_batch_size(
-    tuner: Tuner, module: L.LightningModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+    tuner: Tuner,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    config: ExperimentConfig,
+    bound: SearchBound | None = None,
 ) -> int | None:
-    """Run ``scale_batch_size``; the tuner writes the size to ``datamodule.hparams.batch_size``."""
+    """Run ``scale_batch_size`` up to ``bound`` (default ``max_val``); the tuner writes the size to
+    ``datamodule.hparams.batch_size``."""
     tc = config.tuner_config
+    bound = bound if bound is not None else SearchBound(tc.max_val)
+    init_val = min(tc.init_val, bound.max_val)
     say("Running batch size tuning...")
-    say("Mode: %s, init_val: %d, max_trials: %d", tc.batch_size_mode, tc.init_val, tc.max_trials)
+    say("Mode: %s, init_val: %d, max_trials: %d", tc.batch_size_mode, init_val, tc.max_trials)
+    for note in bound.notes:
+        say(note)
     found = tuner.scale_batch_size(
         module,
         datamodule=datamodule,
         method=config.lightning_method,
         mode=tc.batch_size_mode,
         steps_per_trial=tc.steps_per_trial,
-        init_val=tc.init_val,
+        init_val=init_val,
         max_trials=tc.max_trials,
         batch_arg_name="batch_size",
         margin=tc.margin,
-        max_val=tc.max_val,
+        max_val=bound.max_val,
         max_memory=tc.max_memory,
     )
     if found is None:  # fast_dev_run: the tuner ran no search (and kept no record)
@@ -255,10 +270,21 @@ class LearningRateStep:
     entry: Entry | None = None  # the record's new entry, when a search ran
 
 
+def _search_bound(run: TuningRun, trainer: L.Trainer) -> SearchBound:
+    """``max_val``; for training on the CPU without a memory budget, lowered to keep ``min_steps_per_epoch``."""
+    config, tc = run.config, run.config.tuner_config
+    if trainer.strategy.root_device.type != "cpu" or tc.max_memory is not None or config.lightning_method != "fit":
+        return SearchBound(tc.max_val)
+    train_size = len(run.datamodule.train_dataloader().dataset)
+    accumulation = config.trainer_config.accumulate_grad_batches
+    return search_bound(tc.max_val, tc.min_steps_per_epoch, train_size, trainer.world_size, accumulation)
+
+
 def batch_size_step(run: TuningRun, trainer: L.Trainer) -> BatchSizeStep:
     """Reuse the recorded batch size when its triggers still match, else search; the datamodule holds the result."""
     device = device_trigger(trainer.strategy.root_device)
-    fingerprint = batch_fingerprint(run.config, device, run.model)
+    bound = _search_bound(run, trainer)
+    fingerprint = batch_fingerprint(run.config, device, run.model, max_val=bound.max_val)
     entry = reusable(run.record.get("batch_size"), fingerprint, "batch size", retune=run.retune)
     if entry is not None:
         size = int(entry.values["batch_size"])
@@ -266,7 +292,7 @@ def batch_size_step(run: TuningRun, trainer: L.Trainer) -> BatchSizeStep:
         reuse_note("batch size", str(size), run.record_path, entry)
         return BatchSizeStep(size, reused=True)
     tuner = Tuner(trainer)
-    found = tune_batch_size(tuner, run.module, run.datamodule, run.config)
+    found = tune_batch_size(tuner, run.module, run.datamodule, run.config, bound)
     if found is None:
         return BatchSizeStep(None)
     details = {"search": tuner.batch_size_result.to_dict()}  # every trial
