@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks import horizon_tasks, lr_horizon, lr_rescale
+from benchmarks import family_tasks, horizon_tasks, lr_horizon, lr_rescale
 
 
 def _tiny(task):
@@ -81,3 +81,56 @@ def test_the_oracle_extends_its_seeds_and_saves_only_its_own_tasks(tmp_path):
     assert joined.entry(Task())["runs"] == {"a": [10, 100, 200]}
     joined.save()
     assert json.loads((tmp_path / "own.json").read_text()) == {"k1": saved["k1"]}
+
+
+@pytest.mark.parametrize("task", family_tasks.FAMILY_TASKS, ids=lambda t: t.name)
+def test_every_family_task_builds_and_one_batch_trains(task):
+    tiny = replace(task, n_train=64, n_eval=32)
+    data, make_model, make_optimizer, make_loader, loss_fn = family_tasks.builders(tiny)
+    model = make_model(0)
+    optimizer = make_optimizer(model, 1e-3)
+    inputs, targets = next(iter(make_loader(0)))
+    assert len(inputs) == len(targets) == task.batch_size
+    loss = loss_fn(model(inputs), targets)
+    assert loss.ndim == 0 and math.isfinite(loss.item())
+    loss.backward()
+    optimizer.step()
+    from benchmarks import family_oracle
+
+    held_out, accuracy = family_oracle.train(replace(tiny, steps=3), data, 0, lr=1e-3)  # with the task's schedule
+    assert math.isfinite(held_out) and (accuracy is None) == (not task.classification)
+
+
+def test_family_tasks_split_by_family_and_cover_three_budgets():
+    tasks = family_tasks.FAMILY_TASKS
+    assert (
+        len({t.name for t in tasks})
+        == len(tasks)
+        == 3 * len(family_tasks.DESIGN_FAMILIES + family_tasks.HOLDOUT_FAMILIES)
+    )
+    assert {t.family for t in tasks if t.split == "design"} == set(family_tasks.DESIGN_FAMILIES)
+    assert {t.family for t in tasks if t.split == "holdout"} == set(family_tasks.HOLDOUT_FAMILIES)
+    for family in family_tasks.DESIGN_FAMILIES + family_tasks.HOLDOUT_FAMILIES:
+        groups = {t.group: t for t in tasks if t.family == family}
+        assert 200 <= groups["short"].steps <= 300 and 1000 <= groups["long"].steps <= 5000
+        assert groups["onecycle"].schedule == "onecycle" and 2000 <= groups["onecycle"].steps <= 3000
+
+
+def test_family_oracle_caches_and_scores_without_training(tmp_path):
+    from benchmarks import family_oracle
+
+    task = replace(family_tasks.TASKS_BY_NAME["poisson_onecycle_adam"], steps=3, n_train=64, n_eval=32)
+    task = replace(task, lattice=(-12, -8), oracle_seeds=1, batch_size=8)
+    lattice = family_oracle.FamilyLattice(tmp_path / "cache.json")
+    with pytest.raises(LookupError, match="--oracle --tasks poisson_onecycle_adam"):
+        family_tasks.gap(task, 1e-3, lattice)
+    data = family_tasks.make_data(task)
+    lattice.untrained(task, data)
+    lattice.build(task, data)
+    lattice.save()
+    cached = family_oracle.FamilyLattice(tmp_path / "cache.json")  # a fresh reader of the file: no training
+    best = family_tasks.best_lr(task, cached)
+    assert best == lattice.best(task)["lr"]
+    assert family_tasks.gap(task, best, cached) == 0.0
+    assert family_tasks.gap(task, None, cached) == 1.0
+    assert 0.0 <= family_tasks.gap(task, best * 1e6, cached) <= 1.0
