@@ -40,6 +40,34 @@ def move_to_device(batch: Any, device: torch.device | str, non_blocking: bool = 
     return batch
 
 
+def concat_batches(batches: Sequence[Any]) -> Any | None:
+    """One batch made of ``batches`` joined along the first dimension (structure kept); None where they cannot be.
+
+    Tensors are concatenated; tuples, lists, namedtuples and mappings are joined item by item. Anything else
+    (strings, custom objects, tensors whose trailing shapes differ) gives None, so the caller keeps them apart.
+    """
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        same = all(
+            isinstance(b, torch.Tensor) and b.dim() == first.dim() > 0 and b.shape[1:] == first.shape[1:]
+            for b in batches
+        )
+        return torch.cat(list(batches)) if same else None
+    if isinstance(first, Mapping):
+        if any(not isinstance(b, Mapping) or b.keys() != first.keys() for b in batches):
+            return None
+        joined = {k: concat_batches([b[k] for b in batches]) for k in first}
+        return None if any(v is None for v in joined.values()) else type(first)(joined)
+    if isinstance(first, list | tuple):
+        if any(type(b) is not type(first) or len(b) != len(first) for b in batches):
+            return None
+        items = [concat_batches([b[i] for b in batches]) for i in range(len(first))]
+        if any(v is None for v in items):
+            return None
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    return None
+
+
 def split_batch(batch: Any) -> tuple[Any, Any]:
     """Split a batch into ``(inputs, targets)``.
 

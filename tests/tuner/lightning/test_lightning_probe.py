@@ -10,7 +10,7 @@ import torch
 from tests.helpers.lightning_models import NoValModel, trainer
 from traenslenzor.tuner import TunerConfigurationError
 from traenslenzor.tuner.lightning import LearningRateFinder, Tuner
-from traenslenzor.tuner.lr.wall import PROBE_BATCHES
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES, probe_due
 
 
 class _Counts(NoValModel):
@@ -23,14 +23,16 @@ class _Counts(NoValModel):
         return super().training_step(batch, batch_idx)
 
 
-def test_lr_find_measures_the_set_aside_batches_after_every_step(tmp_path) -> None:
+def test_lr_find_measures_the_set_aside_batches_after_every_second_step(tmp_path) -> None:
     model = _Counts()
     result = Tuner(trainer(tmp_path)).lr_find(model, num_training=30, max_lr=10.0, progress_bar=False)
     points = len(result.lrs)
-    assert len(result.probe_losses) == points and all(math.isfinite(v) for v in result.probe_losses[:-1])
-    # per point: one training step (grad), then one forward per set-aside batch (no grad)
-    assert model.grad_modes == ([True] + [False] * PROBE_BATCHES) * points
-    assert result.metadata["probe_forward_passes"] == PROBE_BATCHES * points
+    due = [probe_due(i) for i in range(points)]
+    assert len(result.probe_losses) == points and sum(due) == points // 2
+    assert all(math.isfinite(v) == d for v, d in zip(result.probe_losses[:-1], due, strict=False))
+    # per point: one training step (grad); after every 2nd, one forward of the set-aside batches joined (no grad)
+    assert model.grad_modes == [mode for d in due for mode in ([True, False] if d else [True])]
+    assert result.metadata["probe_forward_passes"] == PROBE_BATCHES * sum(due)
     assert result.suggestion_outcome().method in ("wall", "stable")  # stable only where wall reads nothing
 
 

@@ -103,3 +103,45 @@ def test_extension_lrs_respects_max_steps() -> None:
     assert len(extension_lrs(settings, 2.0)) == 20
     assert extension_lrs(settings, 2.0, max_steps=5) == extension_lrs(settings, 2.0)[:5]
     assert extension_lrs(settings, 2.0, max_steps=0) == []
+
+
+def _drive_with_probe(probe_at: Callable[[float], float]) -> Callable[[RangeTest], None]:
+    """Training loss and fixed-batch (probe) loss both ``probe_at(lr)``, the probe recorded at every step."""
+
+    def drive(test: RangeTest) -> None:
+        while not test.done:
+            lr = test.lr_at(len(test.lrs))
+            test.record(lr, probe_at(lr), probe_at(lr))
+
+    return drive
+
+
+def flat_then_blows_up(lr: float) -> float:  # never falls; blows up around lr = 0.1 (10 % above the start at ~0.2)
+    return 2.0 + 0.01 * math.exp((math.log10(lr) + 1.0) / 0.1)
+
+
+def test_a_flat_start_gets_one_slower_second_look_below_its_wall() -> None:
+    restored = []
+    settings = SweepSettings(1e-6, 10.0, num_training=60, early_stop_threshold=None)
+    sweep = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0))
+    test = sweep.run(_drive_with_probe(flat_then_blows_up), restore=lambda: restored.append(True))
+    (event,) = sweep.events
+    assert restored == [True] and event["action"] == "second_look" and "flat start" in event["reason"]
+    assert event["steps"] == 60 and len(event["first_look"]["lr"]) == 60  # the first curve is kept for the plot
+    # the same steps over second_look_decades, ending half a decade past the first curve's wall (at most its end)
+    assert len(test.lrs) == 60 and math.log10(test.lrs[-1] / test.lrs[0]) == pytest.approx(3.5)
+    assert 0.1 < test.lrs[-1] <= 10.0
+    assert sweep.metadata(test)["total_steps"] == 120
+
+
+def test_no_second_look_where_the_curve_fell_or_when_switched_off() -> None:
+    def falls_then_blows_up(lr: float) -> float:
+        return 1.0 + 1.0 / (1.0 + math.exp((math.log10(lr) + 3.0) / 0.2)) + flat_then_blows_up(lr) - 2.0
+
+    settings = SweepSettings(1e-6, 10.0, num_training=60, early_stop_threshold=None)
+    sweep = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0))
+    sweep.run(_drive_with_probe(falls_then_blows_up), restore=_never_restored)
+    assert sweep.events == []
+    off = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0, second_look_decades=0))
+    off.run(_drive_with_probe(flat_then_blows_up), restore=_never_restored)
+    assert off.events == []

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from traenslenzor.tuner.lr.adaptive import AdaptiveRange
 from traenslenzor.tuner.lr.finder import find_lr
 from traenslenzor.tuner.lr.schedule import lr_schedule
-from traenslenzor.tuner.lr.wall import PROBE_BATCHES
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES, probe_due
 
 
 def _model() -> nn.Module:
@@ -290,8 +290,8 @@ def test_step_fn_to_device_dict_batches_amp_and_progress_bar() -> None:
         amp=True,
         early_stop_threshold=None,
     )
-    # every step moves its training batch and the PROBE_BATCHES set-aside batches (the probe after the step)
-    assert len(result.lrs) == 4 and moved == [torch.device("cpu")] * 4 * (1 + PROBE_BATCHES)
+    # every step moves its training batch; the set-aside batches, joined into one dict batch, move once
+    assert len(result.lrs) == 4 and moved == [torch.device("cpu")] * (4 + 1)
     assert result.metadata["amp"] is True and result.metadata["optimizer"] == "AdamW"
 
 
@@ -436,26 +436,30 @@ def test_adaptive_range_settings_are_checked() -> None:
         find_lr(model, optimizer, nn.MSELoss(), loader, adaptive_range={"extend_decades": 1})  # type: ignore[arg-type]
 
 
-def test_probe_measures_the_same_set_aside_batches_after_every_step_and_restores(trained) -> None:
+def test_probe_measures_the_same_set_aside_batches_joined_after_every_second_step_and_restores(trained) -> None:
     model, optimizer = trained
     loader = _loader(n=160, batch_size=8)
     set_aside = [float(x[0, 0]) for x, _ in loader][:PROBE_BATCHES]  # the loader's first batches
     before = _fingerprint(model, optimizer)
-    calls: list[tuple[bool, float]] = []  # per forward: (grad enabled, first input value)
+    calls: list[tuple[bool, int, list[float]]] = []  # per forward: (grad enabled, rows, first input of each batch)
     hook = model.register_forward_pre_hook(
-        lambda _, args: calls.append((torch.is_grad_enabled(), float(args[0][0, 0])))
+        lambda _, args: calls.append((torch.is_grad_enabled(), len(args[0]), [float(v) for v in args[0][::8, 0]]))
     )
     kwargs = {"num_training": 6, "early_stop_threshold": None, "progress_bar": False, "adaptive_range": None}
     result = find_lr(model, optimizer, _ce, loader, **kwargs)
     hook.remove()
-    # per step: one training forward (with grad), then a forward on each set-aside batch (no grad), always the same
-    assert [grad for grad, _ in calls] == ([True] + [False] * PROBE_BATCHES) * 6
-    steps = [calls[i : i + 1 + PROBE_BATCHES] for i in range(0, len(calls), 1 + PROBE_BATCHES)]
-    assert all([value for _, value in step[1:]] == pytest.approx(set_aside) for step in steps)
-    assert steps[0][0][1] not in set_aside  # training starts after them
-    assert len(result.probe_losses) == 6 and all(math.isfinite(v) for v in result.probe_losses)
-    assert result.results["probe_loss"] == list(result.probe_losses)
-    assert result.metadata["probe_forward_passes"] == 6 * PROBE_BATCHES
+    # per step: one training forward (with grad); after every 2nd, one forward (no grad) on the set-aside batches
+    # joined into one batch, always the same
+    due = [probe_due(i) for i in range(6)]
+    assert [grad for grad, _, _ in calls] == [g for d in due for g in ([True, False] if d else [True])]
+    probes = [call for call in calls if not call[0]]
+    assert len(probes) == 3 and all(rows == 8 * PROBE_BATCHES for _, rows, _ in probes)
+    assert all(firsts == pytest.approx(set_aside) for _, _, firsts in probes)
+    assert calls[0][2][0] not in set_aside  # training starts after them
+    assert len(result.probe_losses) == 6
+    assert [math.isfinite(v) for v in result.probe_losses] == due
+    assert result.results["probe_loss"] == pytest.approx(list(result.probe_losses), nan_ok=True)
+    assert result.metadata["probe_forward_passes"] == 3 * PROBE_BATCHES
     _assert_identical(before, _fingerprint(model, optimizer))
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from traenslenzor.tuner.lr.wall import (
+    FLAT_WALL_RISE,
     MID_DECADES_BELOW,
     START_POINTS,
+    WALL_DECADES_BELOW,
     WALL_LEVEL,
     centred_smooth,
     read_wall,
@@ -62,7 +64,20 @@ def test_a_flat_curve_reads_its_blow_up_not_its_noise() -> None:
     losses = 2.0 + 0.002 * rng.standard_normal(X.size) + 0.01 * np.exp((X + 1.0) / 0.1)
     reading = read_wall(LRS, losses)
     assert reading is not None and reading.rose and reading.decided_by == "wall"
-    assert -1.6 < math.log10(reading.wall_lr) < -0.9
+    # where it stands FLAT_WALL_RISE of the start above the floor: 0.01 exp((x + 1) / 0.1) = 0.2 at x = -0.70
+    assert math.log10(reading.wall_lr) == pytest.approx(-1.0 + 0.1 * math.log(FLAT_WALL_RISE * 2.0 / 0.01), abs=0.1)
+    assert math.log10(reading.lr) == pytest.approx(math.log10(reading.wall_lr) - WALL_DECADES_BELOW)
+
+
+def test_a_bump_on_a_flat_curve_that_never_fell_is_not_a_wall() -> None:
+    # a flat start with a bump of 2 % (many noise sigmas, far less than a blow-up) two decades before the blow-up:
+    # the bump once read as the wall and sent the answer three decades low
+    rng = np.random.default_rng(1)
+    bump = 0.04 * np.exp(-0.5 * ((X + 3.0) / 0.15) ** 2)
+    losses = 2.0 + 0.002 * rng.standard_normal(X.size) + bump + 0.01 * np.exp((X + 1.0) / 0.1)
+    reading = read_wall(LRS, losses)
+    assert reading is not None and reading.decided_by == "wall"
+    assert math.log10(reading.wall_lr) > -1.0
 
 
 def test_a_curve_that_never_rises_reads_its_last_point_as_a_lower_bound() -> None:

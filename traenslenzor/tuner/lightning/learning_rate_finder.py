@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from tqdm.auto import tqdm
 
+from traenslenzor.tuner.batching import concat_batches
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError, lr_holders
 from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import (
@@ -40,7 +41,7 @@ from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
-from traenslenzor.tuner.lr.wall import PROBE_BATCHES
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES, probe_due
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class LearningRateFinder(SearchCallback):
             "optimizer": type(optimizer).__name__,
             "start_global_step": start_step,
             "probe_batches": self._probe_batches,
-            "probe_forward_passes": self._probe_batches * len(test.probe_losses),
+            "probe_forward_passes": self._probe_batches * sum(probe_due(i) for i in range(len(test.probe_losses))),
         }
         result = test.result(source="lightning", **metadata, **sweep.metadata(test))
         if test.stop_reason != StopReason.COMPLETED:
@@ -204,6 +205,8 @@ def _drive(
         # A manually optimized module steps its optimizers inside training_step: no forward-only probe through it.
         automatic = trainer.lightning_module.automatic_optimization
         probe = [next(batches) for _ in range(probe_batches)] if automatic else []
+        joined = concat_batches(probe) if len(probe) > 1 else None  # one forward pass where they can be joined
+        probe = [joined] if joined is not None else probe
         while not test.done:
             lr = test.lr_at(len(test.lrs))
             set_group_lrs(optimizer, lr, ratios)
@@ -216,6 +219,7 @@ def _drive(
                         "training_step returned None for every batch; the LR finder needs the loss returned."
                     )
                 continue
-            test.record(lr, loss, probe_step(trainer, probe) if probe else None)
+            due = probe and probe_due(len(test.lrs))
+            test.record(lr, loss, probe_step(trainer, probe) if due else None)
             progress.total = test.num_training  # an extension lengthens the sweep
             progress.update()

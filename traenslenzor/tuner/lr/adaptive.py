@@ -27,13 +27,18 @@ from typing import Any
 
 from traenslenzor.tuner.lr.curve import never_turned_up
 from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
+from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END
 from traenslenzor.tuner.lr.sweep import RangeTest
+from traenslenzor.tuner.lr.wall import read_curve
 
 log = logging.getLogger(__name__)
 
 # The adaptive sweep's steps in all (a restart's thrown-away steps included) stay within this many times
 # num_training: at most a quarter sweep lost to a restart, one sweep, and the extension in what is left.
 MAX_TOTAL_STEPS_FACTOR = 3
+# A second look ends this many decades past the first curve's wall (the wall is a level crossing of a noisy flat
+# curve: it may sit early), and starts ``second_look_decades`` below that end.
+SECOND_LOOK_PAST_WALL = 0.5
 
 Drive = Callable[[RangeTest], None]
 
@@ -46,14 +51,18 @@ class AdaptiveRange:
         extend_decades: how far past ``max_lr`` the sweep may continue when the loss never turned up (0: never).
         restart_decades: how far below ``min_lr`` the one restart begins when the loss blew up at once (0: never).
         early_fraction: a blow-up within this share of ``num_training`` counts as "at once".
+        second_look_decades: where the fixed-batch curve never fell (a flat start), sweep again from the restored
+            state, ``num_training`` steps over this many decades ending half a decade past its wall: a slower look
+            where the answer lies (0: never).
     """
 
     extend_decades: float = 2.0
     restart_decades: float = 3.0
     early_fraction: float = 0.25
+    second_look_decades: float = 3.5
 
     def __post_init__(self) -> None:
-        for name in ("extend_decades", "restart_decades"):
+        for name in ("extend_decades", "restart_decades", "second_look_decades"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 6:
                 raise ValueError(f"{name}={value!r}: must be a number of decades in [0, 6] (0 turns it off).")
@@ -83,6 +92,40 @@ def blew_up_at_once(test: RangeTest, adaptive: AdaptiveRange) -> bool:
         and bool(test.raw_losses)
         and math.isfinite(test.raw_losses[0])
     )
+
+
+def second_look_settings(test: RangeTest, adaptive: AdaptiveRange) -> SweepSettings | None:
+    """The slower sweep to run where the test's fixed-batch curve never fell, None where it did (or has none).
+
+    ``num_training`` steps from ``second_look_decades - 0.5`` decades below the curve's wall to half a decade past
+    it (at most the test's last LR, at least its first): the same steps over a few decades instead of the whole
+    range, so that training has time to show a descent below the wall.
+    """
+    if adaptive.second_look_decades <= 0 or test.settings.mode != "exponential" or not test.probe_losses:
+        return None
+    reading = read_curve(test.lrs, test.probe_losses, SKIP_BEGIN, SKIP_END)
+    if reading is None or reading.descent_lr is not None or not reading.rose:
+        return None  # it fell (a descent to read), or it never blew up (no wall to look below)
+    high = min(reading.wall_lr * 10**SECOND_LOOK_PAST_WALL, test.lrs[-1])
+    low = max(high / 10**adaptive.second_look_decades, test.settings.min_lr)
+    if math.log10(high / low) < 1.0:
+        return None  # no room below the wall for a slower look
+    return replace(test.settings, min_lr=low, max_lr=high)
+
+
+def second_look_event(test: RangeTest, look: SweepSettings) -> dict[str, Any]:
+    """The record (and log line) of a second, slower sweep after a flat first one; keeps the first curve."""
+    return {
+        "action": "second_look",
+        "reason": f"the fixed-batch loss barely fell over {test.lrs[0]:.2e} .. {test.lrs[-1]:.2e} (a flat start: "
+        f"no descent to read); swept again from the restored state, {look.num_training} steps over "
+        f"{look.min_lr:.2e} .. {look.max_lr:.2e}",
+        "steps": len(test.lrs),
+        "first_look": {
+            "lr": list(test.lrs),
+            "probe_loss": [v if math.isfinite(v) else None for v in test.probe_losses],
+        },
+    }
 
 
 def extension_lrs(settings: SweepSettings, decades: float, max_steps: int | None = None) -> list[float]:
@@ -156,11 +199,19 @@ class AdaptiveSweep:
         before the first step.
         """
         test = self._drive(drive, self.settings)
-        if self.adaptive is not None and blew_up_at_once(test, self.adaptive):
+        if self.adaptive is None:
+            return test
+        if blew_up_at_once(test, self.adaptive):
             lower = restart_settings(self.settings, self.adaptive.restart_decades)
             self._record(restart_event(self.settings, test, lower), logging.WARNING)
             restore()
             test = self._drive(drive, lower)
+        look = second_look_settings(test, self.adaptive)
+        if look is not None:
+            self._record(second_look_event(test, look), logging.INFO)
+            restore()
+            test = RangeTest(look)  # no continuation: the look is a narrower range under a known wall
+            drive(test)
         return test
 
     def metadata(self, test: RangeTest) -> dict[str, Any]:

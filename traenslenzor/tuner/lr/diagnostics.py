@@ -181,13 +181,22 @@ def check_reading(result: LRFinderResult, method: str | None = None) -> Finding 
             f"the last point, {reading.wall_lr:.2e}, a lower bound, so the suggestion may be too low. Raise max_lr "
             "until the loss blows up.",
         )
+    looked_again = any(e.get("action") == "second_look" for e in result.metadata.get("adaptive_range") or [])
+    if looked_again:
+        return Finding(
+            "second_look",
+            "info",
+            f"The first sweep's fixed-batch loss barely fell (a flat start), so the range test swept again, slower, "
+            f"over {result.lrs[0]:.2e} .. {result.lrs[-1]:.2e}, below where it blew up; this curve is that second "
+            "look. One curve places a flat start's LR roughly: confirm it by training (--confirm-learning-rate).",
+        )
     if reading.descent_lr is None:
         return Finding(
             "wall_only",
             "info",
             f"The fixed-batch loss fell by less than {MIN_FALL:.0%} before it blew up: there is no descent to read, "
-            f"so the wall alone decided (the suggestion is {WALL_DECADES_BELOW} decades below where the loss climbed "
-            f"back, {reading.wall_lr:.2e}). Check it with a short run or a slower sweep (more num_training).",
+            f"so the wall alone decided (the suggestion is {WALL_DECADES_BELOW} decades below where the loss blew "
+            f"up, {reading.wall_lr:.2e}). Check it with a short run or a slower sweep (more num_training).",
         )
     return None
 

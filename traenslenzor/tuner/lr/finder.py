@@ -7,9 +7,9 @@ loader's sampler generator) is captured once in memory before the first step and
 the search raises or is interrupted.
 
 Cost: the loop adds to each training step setting the LR, one ``.item()`` (the one sync needed to read the loss)
-and the fixed-batch probe: ``probe_batches`` forward passes without gradient on the same batches after every step
-(the curve the default suggestion reads, ``traenslenzor.tuner.lr.wall``; 0 switches it off). A forward pass costs
-about a third of a training step, so the default 4 add about 1.3 steps' worth of compute per step.
+and the fixed-batch probe: a forward pass without gradient on the same ``probe_batches`` batches, joined into one
+batch, after every ``PROBE_EVERY``-th (2nd) step (the curve the default suggestion reads,
+``traenslenzor.tuner.lr.wall``; 0 switches it off). Measured in ``benchmarks.lr_cost``.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.batching import cycle, model_device, move_to_device
+from traenslenzor.tuner.batching import concat_batches, cycle, model_device, move_to_device
 from traenslenzor.tuner.lr.adaptive import DEFAULT_ADAPTIVE_RANGE, AdaptiveRange, AdaptiveSweep
 from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
-from traenslenzor.tuner.lr.wall import PROBE_BATCHES, PROBE_SEED
+from traenslenzor.tuner.lr.wall import PROBE_BATCHES, PROBE_SEED, probe_due
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 from traenslenzor.tuner.torch_loop import StepFn, default_step, precision
 
@@ -80,7 +80,7 @@ def find_lr(
         adaptive_range: widen the sweep where the curve shows no edge (:class:`~traenslenzor.tuner.lr.adaptive.
             AdaptiveRange`): continue past ``max_lr`` when the loss never turned up, restart below ``min_lr`` when
             it blew up at once; recorded in ``metadata["adaptive_range"]``. None keeps the range fixed.
-        probe_batches: the first this many batches are set aside and their loss is measured after every step
+        probe_batches: the first this many batches are set aside and their loss is measured after every 2nd step
             (forward only, no gradient, fixed RNG): ``results["probe_loss"]``, the curve the default suggestion
             reads. 0 measures none (the suggestion then falls back to the ``stable`` rule on the training loss).
 
@@ -123,7 +123,7 @@ def find_lr(
         "amp": bool(amp),
         "device": str(device),
         "probe_batches": probe_batches,
-        "probe_forward_passes": probe_batches * len(test.probe_losses),
+        "probe_forward_passes": probe_batches * sum(probe_due(i) for i in range(len(test.probe_losses))),
     }
     return test.result(**metadata, **sweep.metadata(test))
 
@@ -163,13 +163,13 @@ def _drive(
         model.train()
         batches = cycle(train_loader)
         try:
-            probe = [next(batches) for _ in range(probe_batches)]
+            probe = _probe_set([next(batches) for _ in range(probe_batches)], move, device)
             while not test.done:
                 lr = test.lr_at(len(test.lrs))
                 set_group_lrs(optimizer, lr, ratios)
                 value = _train_step(model, optimizer, compute_loss, batches, move, device, accumulate, autocast, scaler)
-                probe_loss = _probe_loss(model, compute_loss, probe, move, device, autocast) if probe else None
-                test.record(lr, value, probe_loss)
+                due = probe and probe_due(len(test.lrs))
+                test.record(lr, value, _probe_loss(model, compute_loss, probe, autocast, device) if due else None)
                 bar.total = test.num_training  # an extension lengthens the sweep
                 bar.update(1)
                 bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
@@ -206,22 +206,27 @@ def _train_step(
     return total.item() / accumulate  # type: ignore[union-attr]
 
 
+def _probe_set(batches: list[Any], move: Callable[[Any, torch.device], Any], device: torch.device) -> list[Any]:
+    """The probe batches on ``device``, joined into one batch where they can be (one forward pass instead of
+    several: the same samples, a fraction of the per-call overhead on small models)."""
+    if not batches:
+        return []
+    joined = concat_batches(batches) if len(batches) > 1 else None
+    return [move(b, device) for b in ([joined] if joined is not None else batches)]
+
+
 @torch.no_grad()
 def _probe_loss(
-    model: nn.Module,
-    compute_loss: StepFn,
-    probe: list[Any],
-    move: Callable[[Any, torch.device], Any],
-    device: torch.device,
-    autocast: Callable[[], Any],
+    model: nn.Module, compute_loss: StepFn, probe: list[Any], autocast: Callable[[], Any], device: torch.device
 ) -> float:
-    """Mean loss on the probe batches, forward only; the same RNG draws (dropout masks) every time."""
+    """Mean loss on the probe batches (already on ``device``), forward only; the same RNG draws (dropout masks)
+    every time."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(PROBE_SEED)
         total = None
         for batch in probe:
             with autocast():
-                loss = compute_loss(model, move(batch, device)).detach().float()
+                loss = compute_loss(model, batch).detach().float()
             total = loss if total is None else total + loss
     return total.item() / len(probe)  # type: ignore[union-attr]
 

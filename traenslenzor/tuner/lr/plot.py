@@ -52,14 +52,18 @@ def plot_lr_finder(
     if read is result.losses:
         ax.plot(lrs, list(read), color="tab:blue", linewidth=2, label="training loss (EMA, read)")
     else:
-        if raw is not result.raw_losses:
-            ax.plot(lrs, list(raw), color="tab:orange", alpha=0.35, linewidth=1, label="fixed-batch loss (raw)")
+        if raw is not result.raw_losses:  # measured after every 2nd step: only the points that were measured
+            measured = [(lr, v) for lr, v in zip(lrs, raw, strict=True) if math.isfinite(v)]
+            ax.plot(*zip(*measured, strict=True), color="tab:orange", alpha=0.35, linewidth=1,
+                    label="fixed-batch loss (raw)")  # fmt: skip
         label = "fixed-batch loss" if raw is not result.raw_losses else "training loss"
         ax.plot(read_lrs, read, color="tab:orange", linewidth=2, label=f"{label} (centred smoothing, read)")
     ax.set_xscale("log")
     ax.set_xlabel("Learning rate (log scale)")
     ax.set_ylabel("Loss")
-    ax.set_title(f"LR range test ({len(lrs)} steps, stopped: {result.stop_reason or 'unknown'})")
+    looked_again = any(e.get("action") == "second_look" for e in result.metadata.get("adaptive_range") or [])
+    look = ", second look" if looked_again else ""
+    ax.set_title(f"LR range test ({len(lrs)} steps{look}, stopped: {result.stop_reason or 'unknown'})")
     _limit_y(ax, list(read), list(raw))
     _mark_adaptive_range(ax, result)
     if suggest:
@@ -124,11 +128,18 @@ def _mark_suggestion(
 
 
 def _mark_adaptive_range(ax: Axes, result: LRFinderResult) -> None:
-    """A dotted line at the requested range's end that the sweep went past (``find_lr``'s adaptive range)."""
+    """A dotted line at the requested range's end that the sweep went past (``find_lr``'s adaptive range); the
+    first look's fixed-batch curve, in grey, where a flat start was swept again."""
     events = result.metadata.get("adaptive_range") or []
     requested = result.metadata.get("requested_range")
     for event in events:
-        if event.get("action") == "extend" and requested:
+        if event.get("action") == "second_look":
+            first = event["first_look"]
+            measured = [(lr, v) for lr, v in zip(first["lr"], first["probe_loss"], strict=True) if v is not None]
+            if measured:
+                ax.plot(*zip(*measured, strict=True), color="gray", alpha=0.6, linewidth=1,
+                        label="first look (flat: swept again, slower)")  # fmt: skip
+        elif event.get("action") == "extend" and requested:
             ax.axvline(requested[1], color="gray", linestyle=":", label=f"requested max_lr = {requested[1]:.2e}")
         elif event.get("action") == "restart" and requested:
             ax.axvline(requested[0], color="gray", linestyle=":", label=f"requested min_lr = {requested[0]:.2e}")

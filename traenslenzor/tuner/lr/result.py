@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
 from traenslenzor.tuner.lr.suggestion import SKIP_BEGIN, SKIP_END
 
@@ -124,16 +122,10 @@ class LRFinderResult:
     def reading(self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END) -> WallReading | None:
         """The wall reading of the curve the default rule reads (features, band); None when it has none."""
         from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION
-        from traenslenzor.tuner.lr.wall import read_wall
+        from traenslenzor.tuner.lr.wall import read_curve
 
         _, curve = self.curve_for(DEFAULT_SUGGESTION)
-        stop = len(self.lrs) - skip_end
-        points = [(lr, v) for lr, v in zip(self.lrs[skip_begin:stop], curve[skip_begin:stop], strict=True) if lr > 0]
-        points = [(lr, v) for lr, v in points if math.isfinite(lr) and math.isfinite(v)]
-        if not points:
-            return None
-        lrs, losses = zip(*points, strict=True)
-        return read_wall(np.asarray(lrs), np.asarray(losses))
+        return read_curve(self.lrs, curve, skip_begin, skip_end)
 
     @property
     def band(self) -> tuple[float, float] | None:

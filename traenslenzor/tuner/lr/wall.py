@@ -25,6 +25,7 @@ Measured in ``docs/suggestion.md`` ("Issue 20"): the knobs were chosen on the de
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,10 @@ import numpy as np
 PROBE_BATCHES = 4
 # The RNG seed of every probe pass, so that dropout draws the same masks each time.
 PROBE_SEED = 0
+# The probe is measured after every this-many-th optimizer step (the others record none). Every 2nd step read the
+# same answers as every step on the benchmarks' recorded curves (gap and spread over 5 finder seeds, docs/suggestion.md)
+# at half the probe's cost.
+PROBE_EVERY = 2
 # Fraction of the way from the floor back up to the start where the wall is read (0.1..0.5 did about as well on
 # the design tasks; lower levels moved less between seeds).
 WALL_LEVEL = 0.25
@@ -43,9 +48,12 @@ DESCENT_LEVEL = 0.5
 MID_DECADES_BELOW = 0.4
 # Below this fall (as a fraction of the start level) the curve has no descent worth reading: the wall decides.
 MIN_FALL = 0.05
+# On a curve that never fell (a flat start), the wall must stand this fraction of the start level above the floor:
+# a blow-up, not the noise of a flat curve (3 noise sigmas were crossed 1-3 decades early on flat CNN curves).
+FLAT_WALL_RISE = 0.1
 # Distance from the wall down to the suggestion when the wall decides alone, in decades (0.6..0.8 did about as
 # well on the design tasks).
-WALL_DECADES_BELOW = 0.75
+WALL_DECADES_BELOW = 1.45
 # Width (standard deviation, in decades of LR) of the centred Gaussian smoothing.
 SMOOTH_DECADES = 0.1
 # Points that set the start level (the curve before the LR does anything).
@@ -56,6 +64,11 @@ WALL_NOISE_SIGMAS = 3.0
 # (a band so built held another finder seed's answer 93 % of the time there).
 BAND_LEVELS = (0.1, 0.6)
 BAND_DECADES = 0.15
+
+
+def probe_due(step: int) -> bool:
+    """Whether the probe is measured after optimizer step ``step`` (0-based): every ``PROBE_EVERY``-th step."""
+    return step % PROBE_EVERY == PROBE_EVERY - 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,17 @@ def _descent(x: np.ndarray, smooth: np.ndarray, floor: int, level: float) -> flo
     return float(x[j - 1] + (level - smooth[j - 1]) / (smooth[j] - smooth[j - 1]) * (x[j] - x[j - 1]))
 
 
+def read_curve(lrs, curve, skip_begin: int, skip_end: int) -> WallReading | None:
+    """The wall reading of a recorded curve (e.g. ``probe_losses``, NaN where not measured), its first
+    ``skip_begin`` and last ``skip_end`` points left out and non-finite points dropped; None with too few points."""
+    stop = len(lrs) - skip_end
+    points = [(lr, v) for lr, v in zip(lrs[skip_begin:stop], curve[skip_begin:stop], strict=True) if lr > 0]
+    points = [(lr, v) for lr, v in points if math.isfinite(lr) and math.isfinite(v)]
+    if not points:
+        return None
+    return read_wall(*(np.asarray(values) for values in zip(*points, strict=True)))
+
+
 def read_wall(lrs: np.ndarray, losses: np.ndarray) -> WallReading | None:
     """The wall reading of a curve of finite losses at increasing positive LRs; None with too few points.
 
@@ -133,14 +157,17 @@ def read_wall(lrs: np.ndarray, losses: np.ndarray) -> WallReading | None:
     noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
 
     fall = start - float(smooth[floor])
+    flat = fall < MIN_FALL * abs(start)
+    # a curve that never fell has no level to climb back to: its wall is where it blows up, not where it wiggles
+    least = FLAT_WALL_RISE * abs(start) if flat else 0.0
 
     def wall_at(q: float) -> tuple[float, bool]:
-        rise = max(q * fall, WALL_NOISE_SIGMAS * noise)
+        rise = max(q * fall, WALL_NOISE_SIGMAS * noise, least)
         return _crossing(x, smooth, floor, smooth[floor] + rise)
 
     wall, rose = wall_at(WALL_LEVEL)
     low, high = min(wall_at(BAND_LEVELS[0])[0], wall), max(wall_at(BAND_LEVELS[1])[0], wall)
-    if fall < MIN_FALL * abs(start):
+    if flat:
         descent, answer, half = None, wall - WALL_DECADES_BELOW, 1.0
     else:
         descent = _descent(x, smooth, floor, start - DESCENT_LEVEL * fall)

@@ -1,0 +1,55 @@
+"""Candidate readings of a stored range-test run (``benchmarks.lr_readings`` scores them)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from benchmarks.lr_readings import arrays, probe_view, rule
+from traenslenzor.tuner.lr.wall import read_wall
+
+SKIP_BEGIN, SKIP_END = 10, 1
+
+
+def _points(lrs: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    stop = len(lrs) - SKIP_END
+    x, y = lrs[SKIP_BEGIN:stop], curve[SKIP_BEGIN:stop]
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    return x[keep], y[keep]
+
+
+def wall_reading(run: dict, batches: int = 4, every: int = 1):
+    lrs, _, _ = arrays(run)
+    return read_wall(*_points(lrs, probe_view(run, batches, every)))
+
+
+def wall(batches: int = 4, every: int = 1):
+    def read(run, row):
+        r = wall_reading(run, batches, every)
+        return None if r is None else r.lr
+
+    return read
+
+
+def blend(a, b, w: float = 0.5):
+    def read(run, row):
+        x, y = a(run, row), b(run, row)
+        if not x or not y:
+            return x or y
+        return 10 ** (w * math.log10(x) + (1 - w) * math.log10(y))
+
+    return read
+
+
+READINGS = {
+    "stable": rule("stable"),
+    "wall": wall(),
+    "wall_b2": wall(batches=2),
+    "wall_e2": wall(every=2),
+    "wall_e3": wall(every=3),
+    "wall_e4": wall(every=4),
+    "wall_b2e2": wall(batches=2, every=2),
+    "wall_b1": wall(batches=1),
+    "blend": blend(rule("stable"), wall()),
+}

@@ -1,0 +1,223 @@
+"""Readings of recorded LR range-test curves, scored against the grid oracles without re-running anything.
+
+``benchmarks.lr_curves`` stores each task x finder seed's curve (raw and smoothed training loss, each probe batch's
+loss after every step). Here any reading -- a function of one stored run to an LR -- is scored on all of them at
+once: the normalised gap to the task's grid oracle at the task's own budget and schedule (0 = the grid's best,
+1 = useless), the spread over finder seeds (max - min of log10 LR, decades), per group. A probe measured with fewer
+batches, or only every k-th step, is simulated from the same runs (``probe_view``).
+
+Run: ``python -m benchmarks.lr_readings [--groups ...] [--readings wall,stable,...] [--tasks]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.lr_curves import OUT, all_groups
+from traenslenzor.tuner.lr.suggestion import suggest
+
+ORACLES = OUT / "oracles.json"
+Reading = Callable[[dict, dict], "float | None"]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the oracles, as points (log10 lr, loss) + untrained loss, read once from the benchmarks' caches
+
+
+def _oracle_points(task) -> dict:
+    from benchmarks import horizon_tasks as ht
+    from benchmarks import lr_tasks as lt
+
+    if isinstance(task, lt.Task):
+        from benchmarks.lr_quality import grid_oracle, oracle_grid
+
+        grid = oracle_grid(grid_oracle(), task, lt.make_data(task))
+        pts = [[math.log10(lr), v] for lr, v in zip(grid["lr"], grid["loss"], strict=True)]
+        return {"points": pts, "untrained": grid["untrained"]}
+    if isinstance(task, ht.HorizonTask):
+        from benchmarks.lr_horizon import Lattice
+
+        lattice = Lattice()
+        points = lattice.oracle.entry(task, points={}, exact={}, instead={})["points"]
+        pts = []
+        for k, seeds in sorted(points.items(), key=lambda kv: int(kv[0])):
+            losses = [s[0] for s in seeds[: task.oracle_seeds]]
+            pts.append([int(k) / 4, None if any(v is None for v in losses) else float(np.mean(losses))])
+        untrained = lattice.oracle.entry(task, points={}, exact={}, instead={})["untrained"][: task.oracle_seeds]
+        return {"points": pts, "untrained": float(np.mean([u[0] for u in untrained]))}
+    from benchmarks import family_tasks as ft
+
+    return ft.oracle_points(task)
+
+
+def oracles(names: set[str]) -> dict[str, dict]:
+    """Oracle points for the named tasks, from ``ORACLES`` or built from the caches (then saved)."""
+    store = json.loads(ORACLES.read_text()) if ORACLES.exists() else {}
+    missing = names - set(store)
+    if missing:
+        for tasks in all_groups().values():
+            for task in tasks:
+                if task.name in missing and task.name not in store:
+                    store[task.name] = _oracle_points(task)
+        ORACLES.write_text(json.dumps(store, indent=0))
+    return store
+
+
+def gap(oracle: dict, lr: float | None) -> float:
+    """Normalised gap of ``lr`` (linear in log-LR between oracle points; edge value outside; 1 if none)."""
+    if lr is None or not math.isfinite(lr) or lr <= 0:
+        return 1.0
+    pts = sorted(oracle["points"])
+    x = np.array([p[0] for p in pts])
+    y = np.array([math.inf if p[1] is None else p[1] for p in pts])
+    best, base = float(np.min(y)), oracle["untrained"]
+    t = float(np.clip(math.log10(lr), x[0], x[-1]))
+    j = int(np.clip(np.searchsorted(x, t), 1, len(x) - 1))
+    w = (t - x[j - 1]) / (x[j] - x[j - 1])
+    loss = y[j - 1] + w * (y[j] - y[j - 1]) if np.isfinite(y[[j - 1, j]]).all() else math.inf
+    return 1.0 if not math.isfinite(loss) else float(min(1.0, (loss - best) / (base - best)))
+
+
+def best_lr(oracle: dict) -> float:
+    pts = [p for p in oracle["points"] if p[1] is not None]
+    return 10 ** min(pts, key=lambda p: p[1])[0]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# views of a stored run
+
+
+def arrays(run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nan = float("nan")
+    lrs = np.array(run["lrs"], dtype=float)
+    raw = np.array([nan if v is None else v for v in run["raw"]])
+    smooth = np.array([nan if v is None else v for v in run["smooth"]])
+    return lrs, raw, smooth
+
+
+def probe_view(run: dict, batches: int = 4, every: int = 1) -> np.ndarray:
+    """The probe curve as if ``batches`` batches were measured every ``every``-th step (NaN elsewhere)."""
+    out = np.full(len(run["lrs"]), np.nan)
+    for i, values in enumerate(run["probe"]):
+        if i % every == every - 1 or i == len(run["probe"]) - 1:
+            vals = [v for v in values[:batches] if v is not None]
+            out[i] = np.mean(vals) if len(vals) == batches else np.inf
+    return out
+
+
+def rule(name: str, curve: str = "smooth") -> Reading:
+    """A registered suggestion rule of ``traenslenzor.tuner`` applied to the stored smoothed/raw curve."""
+
+    def read(run: dict, row: dict) -> float | None:
+        lrs, raw, smooth = arrays(run)
+        return suggest(lrs, smooth if curve == "smooth" else raw, method=name).lr
+
+    return read
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# scoring
+
+
+def load(groups: list[str]) -> dict[str, dict]:
+    out = {}
+    for group in groups:
+        path = Path(OUT / f"{group}.json")
+        if path.exists():
+            out[group] = json.loads(path.read_text())
+    return out
+
+
+def score(curves: dict[str, dict], readings: dict[str, Reading]) -> dict:
+    """Per group, reading and task: the answers over seeds, their gaps, their spread."""
+    names = {task for rows in curves.values() for task in rows}
+    oracle = oracles(names)
+    out: dict = {}
+    for group, rows in curves.items():
+        for task, row in rows.items():
+            for name, read in readings.items():
+                lrs = [read(run, row) for run in row["runs"]]
+                gaps = [gap(oracle[task], lr) for lr in lrs]
+                logs = [math.log10(lr) if lr and lr > 0 else math.nan for lr in lrs]
+                spread = max(logs) - min(logs) if all(map(math.isfinite, logs)) else math.inf
+                signed = statistics.median(
+                    [v - math.log10(best_lr(oracle[task])) if math.isfinite(v) else math.nan for v in logs]
+                )
+                out.setdefault(group, {}).setdefault(name, {})[task] = {
+                    "lrs": lrs, "gaps": gaps, "spread": spread, "signed": signed,
+                }  # fmt: skip
+    return out
+
+
+def kind(row: dict) -> str:
+    """short / long / onecycle: the budget class of a task (short: at most 3x the sweep)."""
+    if row.get("schedule") == "onecycle":
+        return "onecycle"
+    return "long" if (row.get("steps") or 0) > 3 * row["num_training"] else "short"
+
+
+def table(curves: dict, scores: dict, by_kind: bool = True, against: str = "stable") -> str:
+    lines = [
+        "| group | kind | reading | tasks | gap median / worst | spread median / worst | signed dec (median) "
+        f"| worst seed > {against}'s + 0.05 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for group, by_name in scores.items():
+        kinds = sorted({kind(r) for r in curves[group].values()}) if by_kind else ["all"]
+        for k in kinds:
+            tasks = [t for t, r in curves[group].items() if not by_kind or kind(r) == k]
+            for name, per_task in by_name.items():
+                rows = [per_task[t] for t in tasks]
+                gaps = [g for r in rows for g in r["gaps"]]
+                spreads = [r["spread"] for r in rows]
+                signed = [r["signed"] for r in rows if math.isfinite(r["signed"])]
+                worse = [
+                    t for t in tasks
+                    if against in by_name and max(per_task[t]["gaps"]) > max(by_name[against][t]["gaps"]) + 0.05
+                ]  # fmt: skip
+                lines.append(
+                    f"| {group} | {k} | {name} | {len(tasks)} | {statistics.median(gaps):.3f} / {max(gaps):.3f} | "
+                    f"{statistics.median(spreads):.2f} / {max(spreads):.2f} | "
+                    f"{statistics.median(signed) if signed else math.nan:+.2f} | {', '.join(worse) or '-'} |"
+                )
+    return "\n".join(lines)
+
+
+def task_table(curves: dict, scores: dict) -> str:
+    names = list(next(iter(scores.values())))
+    lines = ["| group | task | kind | " + " | ".join(f"{n} worst gap / spread / signed" for n in names) + " |"]
+    lines.append("|---" * (3 + len(names)) + "|")
+    for group, by_name in scores.items():
+        for task, row in curves[group].items():
+            cells = []
+            for n in names:
+                cell = by_name[n][task]
+                cells.append(f"{max(cell['gaps']):.3f} / {cell['spread']:.2f} / {cell['signed']:+.2f}")
+            lines.append(f"| {group} | {task} | {kind(row)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, readings: dict[str, Reading] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", default="design,seen,new,families-design,families-holdout")
+    parser.add_argument("--tasks", action="store_true", help="also the per-task table")
+    args = parser.parse_args(argv)
+    from benchmarks.lr_reading_rules import READINGS
+
+    curves = load(args.groups.split(","))
+    scores = score(curves, readings or READINGS)
+    print(table(curves, scores))
+    if args.tasks:
+        print()
+        print(task_table(curves, scores))
+
+
+if __name__ == "__main__":
+    main()
