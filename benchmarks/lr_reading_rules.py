@@ -53,3 +53,13 @@ READINGS = {
     "wall_b1": wall(batches=1),
     "blend": blend(rule("stable"), wall()),
 }
+
+
+def lower(a, b):
+    def read(run, row):
+        x, y = a(run, row), b(run, row)
+        if not x or not y:
+            return x or y
+        return min(x, y)
+
+    return read

@@ -445,14 +445,14 @@ def test_one_step_sweep_is_refused_before_any_step(tmp_path) -> None:
 
 
 def test_skip_begin_moves_the_steepest_suggestion() -> None:
-    # Documented difference: the default rule is "wall" (on the fixed-batch curve; "stable" on a result without
-    # one), which Lightning's test_suggestion_parameters_work
+    # Documented difference: the default rule is "blend" (wall on the fixed-batch curve with stable on the training
+    # loss; "stable" on a result without the fixed-batch curve), which Lightning's test_suggestion_parameters_work
     # (skip_begin=10 vs 70 must differ) does not describe -- there ours gives the same LR for both. skip_begin still
     # bounds every rule's window: with Lightning's rule (steepest slope) on a curve with a steep drop at point 20 and
     # a gentler one at point 80, skipping 70 points moves the answer from the first drop to the second.
     from traenslenzor.tuner import DEFAULT_SUGGESTION, LRFinderResult
 
-    assert DEFAULT_SUGGESTION == "wall"
+    assert DEFAULT_SUGGESTION == "blend"
     lrs = [1e-6 * 10 ** (5 * i / 99) for i in range(100)]
     losses = [3.0 - 1.0 * (i > 20) - 0.5 * (i > 80) for i in range(100)]
     result = LRFinderResult(lrs, losses, losses, min_lr=1e-6, max_lr=0.1, num_training=100)

@@ -33,7 +33,7 @@ def test_lr_find_measures_the_set_aside_batches_after_every_second_step(tmp_path
     # per point: one training step (grad); after every 2nd, one forward of the set-aside batches joined (no grad)
     assert model.grad_modes == [mode for d in due for mode in ([True, False] if d else [True])]
     assert result.metadata["probe_forward_passes"] == PROBE_BATCHES * sum(due)
-    assert result.suggestion_outcome().method in ("wall", "stable")  # stable only where wall reads nothing
+    assert result.suggestion_outcome().method in ("blend", "stable")  # stable only where the probe reads nothing
 
 
 def test_probe_batches_is_validated() -> None:

@@ -123,7 +123,7 @@ def flat_then_blows_up(lr: float) -> float:  # never falls; blows up around lr =
 def test_a_flat_start_gets_one_slower_second_look_below_its_wall() -> None:
     restored = []
     settings = SweepSettings(1e-6, 10.0, num_training=60, early_stop_threshold=None)
-    sweep = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0))
+    sweep = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0, second_look_decades=3.5))
     test = sweep.run(_drive_with_probe(flat_then_blows_up), restore=lambda: restored.append(True))
     (event,) = sweep.events
     assert restored == [True] and event["action"] == "second_look" and "flat start" in event["reason"]
@@ -134,14 +134,14 @@ def test_a_flat_start_gets_one_slower_second_look_below_its_wall() -> None:
     assert sweep.metadata(test)["total_steps"] == 120
 
 
-def test_no_second_look_where_the_curve_fell_or_when_switched_off() -> None:
+def test_no_second_look_where_the_curve_fell_nor_by_default() -> None:
     def falls_then_blows_up(lr: float) -> float:
         return 1.0 + 1.0 / (1.0 + math.exp((math.log10(lr) + 3.0) / 0.2)) + flat_then_blows_up(lr) - 2.0
 
     settings = SweepSettings(1e-6, 10.0, num_training=60, early_stop_threshold=None)
-    sweep = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0))
+    sweep = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0, second_look_decades=3.5))
     sweep.run(_drive_with_probe(falls_then_blows_up), restore=_never_restored)
     assert sweep.events == []
-    off = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0, second_look_decades=0))
+    off = AdaptiveSweep(settings, AdaptiveRange(extend_decades=0))  # the default: no second look
     off.run(_drive_with_probe(flat_then_blows_up), restore=_never_restored)
     assert off.events == []

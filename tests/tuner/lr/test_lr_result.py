@@ -180,15 +180,18 @@ def _probe_result(n: int = 60) -> LRFinderResult:
     return _result(list(raw), probe_losses=list(probe))
 
 
-def test_the_default_reads_the_fixed_batch_curve_and_carries_a_band() -> None:
+def test_the_default_blends_the_wall_on_the_fixed_batch_curve_with_stable_and_carries_a_band() -> None:
     result = _probe_result()
     outcome = result.suggestion_outcome()
-    assert outcome.method == "wall"
-    assert outcome.lr == suggest(result.lrs, result.probe_losses, method="wall").lr
+    wall = suggest(result.lrs, result.probe_losses, method="wall").lr
+    stable = suggest(result.lrs, result.losses, method="stable").lr
+    assert outcome.method == "blend" and result.blend_parts() == (wall, stable)
+    assert math.log10(outcome.lr) == pytest.approx((math.log10(wall) + math.log10(stable)) / 2)
     reading = result.reading()
-    assert reading is not None and reading.lr == pytest.approx(outcome.lr)
-    low, high = result.band
-    assert low < outcome.lr < high and (low, high) == (reading.low, reading.high)
+    assert reading is not None and reading.lr == pytest.approx(wall)
+    low, high = result.band  # the wall's band, stretched to hold both parts and the answer
+    assert low == min(reading.low, stable, outcome.lr) and high == max(reading.high, stable, outcome.lr)
+    assert low <= min(wall, stable) and high >= max(wall, stable)
     assert result.results["probe_loss"] == list(result.probe_losses)
     assert _result(_valley_curve()).suggestion_outcome().method == "stable"  # no probe curve: the old default
 

@@ -53,13 +53,14 @@ class AdaptiveRange:
         early_fraction: a blow-up within this share of ``num_training`` counts as "at once".
         second_look_decades: where the fixed-batch curve never fell (a flat start), sweep again from the restored
             state, ``num_training`` steps over this many decades ending half a decade past its wall: a slower look
-            where the answer lies (0: never).
+            where the answer lies (0: never, the default: at 3.5 it read worse than the first look on the
+            benchmarks' flat curves, docs/suggestion.md).
     """
 
     extend_decades: float = 2.0
     restart_decades: float = 3.0
     early_fraction: float = 0.25
-    second_look_decades: float = 3.5
+    second_look_decades: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("extend_decades", "restart_decades", "second_look_decades"):

@@ -168,7 +168,7 @@ def check_suggestion(result: LRFinderResult, method: str | None = None) -> Findi
 
 def check_reading(result: LRFinderResult, method: str | None = None) -> Finding | None:
     """Which estimate decided the default (wall) reading, when it was not the usual two: a flat curve, no wall."""
-    if method not in (None, "wall") or result.curve_for(method)[0] != "wall":
+    if method not in (None, "wall", "blend") or result.curve_for(method)[0] not in ("wall", "blend"):
         return None
     reading = result.reading()
     if reading is None:

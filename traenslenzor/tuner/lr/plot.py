@@ -111,8 +111,17 @@ def _mark_suggestion(
         loss = float(np.interp(math.log10(lr), np.log10(read_lrs), read))
     else:
         loss = result.losses[outcome.index]
+    from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION
+
+    label = f"suggested lr = {lr:.2e} ({outcome.method})"
+    if outcome.method == "blend" and method is None:
+        wall, stable = result.blend_parts()
+        if wall is not None and stable is not None:
+            label = f"suggested lr = {lr:.2e} (blend of wall {wall:.1e} and stable {stable:.1e})"
+            for part in (wall, stable):
+                ax.axvline(part, color=SUGGESTION_COLOR, alpha=0.5, linewidth=1, linestyle="--")
     if method is None or method == outcome.method:
-        band = result.band if outcome.method == "wall" and method is None else None
+        band = result.band if outcome.method == DEFAULT_SUGGESTION and method is None else None
         if band is not None:
             ax.axvspan(*band, color=SUGGESTION_COLOR, alpha=0.12, label=f"band {band[0]:.1e} .. {band[1]:.1e}")
     ax.plot(
@@ -123,7 +132,7 @@ def _mark_suggestion(
         linestyle="none",
         color=SUGGESTION_COLOR,
         zorder=3,
-        label=f"suggested lr = {lr:.2e} ({outcome.method})",
+        label=label,
     )
 
 

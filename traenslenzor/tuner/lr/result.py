@@ -129,18 +129,25 @@ class LRFinderResult:
 
     @property
     def band(self) -> tuple[float, float] | None:
-        """(low, high) around the default suggestion: where a re-run would likely land (``lr.wall``); None if none.
+        """(low, high) around the default suggestion: where a re-run would likely land; None if none.
 
-        Built from this curve alone: the answer read with the wall at 0.1 and 0.6 of the fall instead of 0.25,
-        widened by 0.15 decades for the run-to-run spread measured on the benchmarks (docs/suggestion.md).
-        None when the default rule did not decide (a result without the fixed-batch curve).
+        Built from this curve alone: the wall reading's band (its answer with the wall read at 0.1 and 0.6 of the
+        fall instead of 0.25, widened by 0.15 decades for the run-to-run spread measured on the benchmarks), stretched
+        to hold the ``stable`` part and the default's answer (``blend``, their middle). None when the default rule
+        did not decide (a result without the fixed-batch curve).
         """
         from traenslenzor.tuner.lr.suggestion import DEFAULT_SUGGESTION
 
-        if self.suggestion_outcome().method != DEFAULT_SUGGESTION:
+        outcome = self.suggestion_outcome()
+        if outcome.method != DEFAULT_SUGGESTION or outcome.lr is None:
             return None  # the fallback decided (no probe curve, too few points): no band for its answer
         reading = self.reading()
-        return None if reading is None else (reading.low, reading.high)
+        if reading is None:
+            return None
+        # the wall's band, stretched to hold the other part (stable) and the answer: both are where a re-run lands
+        _, stable = self.blend_parts()
+        answers = [outcome.lr, *([stable] if stable is not None else [])]
+        return (min(reading.low, *answers), max(reading.high, *answers))
 
     @property
     def lr_min(self) -> float:
@@ -157,6 +164,8 @@ class LRFinderResult:
         from traenslenzor.tuner.lr.suggestion import FALLBACK_SUGGESTION, suggest
 
         name, curve = self.curve_for(method)
+        if name == "blend" and self.probe_losses:
+            return self._blend_outcome(skip_begin, skip_end)
         outcome = suggest(self.lrs, curve, method=name, skip_begin=skip_begin, skip_end=skip_end, beta=self.beta)
         if method is None and outcome.index is None and name != FALLBACK_SUGGESTION:
             # the default reads nothing here (e.g. too few points for its start level): the old default decides
@@ -168,6 +177,35 @@ class LRFinderResult:
                 log.info("The %r rule read nothing (%s); the %r rule decided.", name, outcome.reason, fallback.method)
                 return fallback
         return outcome
+
+    def blend_parts(self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END) -> tuple[float | None, float | None]:
+        """The two readings the ``blend`` rule takes the middle of: ``wall`` on the fixed-batch curve (the raw
+        training loss without one) and ``stable`` on the smoothed training loss; None where one reads nothing."""
+        from traenslenzor.tuner.lr.suggestion import suggest
+
+        kwargs = {"skip_begin": skip_begin, "skip_end": skip_end, "beta": self.beta}
+        wall = suggest(self.lrs, self.probe_losses or self.raw_losses, method="wall", **kwargs)
+        stable = suggest(self.lrs, self.losses, method="stable", **kwargs)
+        return wall.lr, stable.lr
+
+    def _blend_outcome(self, skip_begin: int, skip_end: int) -> SuggestionOutcome:
+        """``blend`` on this result: the middle of its two parts, each read from its own curve."""
+        from traenslenzor.tuner.lr.suggestion import SuggestionOutcome, log_mean
+
+        wall, stable = self.blend_parts(skip_begin, skip_end)
+        lr = log_mean(wall, stable)
+        if lr is None:
+            reason = "neither the wall reading nor the stable rule found an answer (e.g. the loss never fell)"
+            log.debug("No learning-rate suggestion: %s", reason)
+            return SuggestionOutcome(index=None, lr=None, method="blend", reason=reason)
+        if wall is None or stable is None:
+            log.info("The blend rule read one part only (%s); that part decided.", "stable" if wall is None else "wall")
+
+        def distance(i: int) -> float:
+            return abs(math.log(self.lrs[i] / lr)) if self.lrs[i] > 0 else math.inf
+
+        index = min(range(len(self.lrs)), key=distance)  # the curve point nearest the answer (for the plot)
+        return SuggestionOutcome(index=index, lr=lr, method="blend")
 
     def suggestion(
         self, skip_begin: int = SKIP_BEGIN, skip_end: int = SKIP_END, method: str | None = None

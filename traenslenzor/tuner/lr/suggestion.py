@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -185,6 +186,39 @@ def wall(lrs: np.ndarray, losses: np.ndarray) -> int | None:
     return int(np.argmin(np.abs(np.log10(lrs) - np.log10(reading.lr))))
 
 
+def log_mean(a: float | None, b: float | None) -> float | None:
+    """The geometric mean of two LRs (the middle in log-LR); the one given when the other is None."""
+    if a is None or b is None:
+        return a if b is None else b
+    return float(10 ** ((math.log10(a) + math.log10(b)) / 2))
+
+
+def _wall_lr(lrs: np.ndarray, losses: np.ndarray, beta: float = DEFAULT_SWEEP.beta) -> float | None:
+    reading = read_wall(lrs, losses)
+    return None if reading is None else reading.lr
+
+
+def _blend_lr(lrs: np.ndarray, losses: np.ndarray, beta: float = DEFAULT_SWEEP.beta) -> float | None:
+    index = stable(lrs, losses, beta=beta)
+    return log_mean(_wall_lr(lrs, losses), None if index is None else float(lrs[index]))
+
+
+@_rule(min_points=START_POINTS + 3)
+def blend(lrs: np.ndarray, losses: np.ndarray, *, beta: float = DEFAULT_SWEEP.beta) -> int | None:
+    """The middle (in log-LR) of the ``wall`` and ``stable`` readings (the default).
+
+    Two readings of different features of the curve -- where the loss climbs back (``wall``) and where its final
+    rise sets in (``stable``) -- each right on some task families and a fraction of a decade off on others; their
+    middle halves either's error where they disagree and moves less from run to run than either (measured in
+    ``docs/suggestion.md``; neural_prophet's finder likewise takes the log-mean of two readings). On a range-test
+    result, ``wall`` reads the fixed-batch curve and ``stable`` the smoothed training loss
+    (``LRFinderResult.suggestion_outcome``); given one curve here, both read it. Either alone where the other reads
+    nothing.
+    """
+    lr = _blend_lr(lrs, losses, beta)
+    return None if lr is None else int(np.argmin(np.abs(np.log10(lrs) - math.log10(lr))))
+
+
 SUGGESTIONS: dict[str, Rule] = {
     "steepest": steepest,
     "valley": valley,
@@ -192,21 +226,23 @@ SUGGESTIONS: dict[str, Rule] = {
     "slide": slide,
     "stable": stable,
     "wall": wall,
+    "blend": blend,
 }
 
-# Chosen by benchmarks/lr_reading.py (issue 20); the measurements are in docs/suggestion.md. A result without the
-# fixed-batch curve (a file written before it, a sweep run with probe_batches=0) falls back to FALLBACK_SUGGESTION.
-DEFAULT_SUGGESTION = "wall"
+# Chosen on the benchmarks' recorded curves (benchmarks/lr_readings.py); the measurements are in
+# docs/suggestion.md. A result without the fixed-batch curve (a file written before it, a sweep run with
+# probe_batches=0) falls back to FALLBACK_SUGGESTION.
+DEFAULT_SUGGESTION = "blend"
 FALLBACK_SUGGESTION = "stable"
 # The version of the default's reading: raise it whenever DEFAULT_SUGGESTION names another rule or that rule (or its
 # fallback) reads a curve differently. A value recorded under another version (the app's tuning record) is searched
-# again rather than reused.
-DEFAULT_RULE_VERSION = 1
+# again rather than reused. 1: wall, probe after every step; 2: blend, probe after every 2nd step.
+DEFAULT_RULE_VERSION = 2
 # Rules that read the loss on the fixed probe batches when the result has it (else the raw training loss); the
-# others read the smoothed training loss.
-READS_PROBE = frozenset({"wall"})
+# others read the smoothed training loss (``blend`` reads both: its ``wall`` part the fixed-batch curve).
+READS_PROBE = frozenset({"wall", "blend"})
 # Rules whose answer is an LR of their own, between curve points (``suggest`` reports it instead of the point's).
-_EXACT = {"wall": lambda lrs, losses: read_wall(lrs, losses)}
+_EXACT = {"wall": _wall_lr, "blend": _blend_lr}
 
 
 @dataclass(frozen=True)
@@ -273,8 +309,8 @@ def suggest(
     full = int(kept[index])
     lr = float(lr_arr[full])
     if name in _EXACT:
-        reading = _EXACT[name](lr_arr[kept], loss_arr[kept])
-        lr = lr if reading is None else reading.lr
+        exact = _EXACT[name](lr_arr[kept], loss_arr[kept], beta)
+        lr = lr if exact is None else exact
     return SuggestionOutcome(index=full, lr=lr, method=name)
 
 
