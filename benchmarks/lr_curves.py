@@ -130,6 +130,15 @@ def record_task(task, seeds: int) -> dict:
                 )  # fmt: skip
             seconds = time.perf_counter() - start
         plain = _plain_seconds(make_model, make_optimizer, make_loader, loss, len(result.lrs), seed)
+        model = make_model(seed)  # and as users call it: the default probe (every 2nd step, joined), unpatched
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            real = find_lr(
+                model, make_optimizer(model), loss, make_loader(seed), min_lr=min_lr, max_lr=max_lr,
+                num_training=task.num_training, progress_bar=False,
+            )  # fmt: skip
+        real_seconds = time.perf_counter() - start
         runs.append(
             {
                 "seed": seed,
@@ -143,6 +152,15 @@ def record_task(task, seeds: int) -> dict:
                 "plain_seconds": plain,
                 "default_lr": result.suggestion(),
                 "stable_lr": result.suggestion(method="stable"),
+                "find_lr": {
+                    "lr": real.suggestion(),
+                    "band": real.band,
+                    "method": real.suggestion_outcome().method,
+                    "parts": real.blend_parts(),
+                    "steps": len(real.lrs),
+                    "seconds": real_seconds,
+                    "findings": [f.code for f in real.diagnostics()],
+                },
             }
         )
     horizon = getattr(task, "steps", None)

@@ -63,3 +63,9 @@ def lower(a, b):
         return min(x, y)
 
     return read
+
+
+def find_lr_default(run, row):
+    """What ``find_lr`` with its defaults answered on the same task and seed (recorded beside the curve)."""
+    real = run.get("find_lr")
+    return None if real is None else real["lr"]
