@@ -426,3 +426,21 @@ def test_a_reused_step_carries_no_new_record_entry(fake: type[_FakeTuner]) -> No
     step = steps.learning_rate_step(run, plan)
     assert step.reused and step.entry is None and step.learning_rate == module.hparams.learning_rate
     assert workflow.save_record(run, {"learning_rate": step}) is None  # nothing searched: the record is not rewritten
+
+
+def test_a_wide_band_points_to_the_confirmation_unless_it_was_asked_for(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from traenslenzor.doc_classifier.tuning.steps import _point_to_confirmation
+
+    caplog.set_level(logging.INFO)
+
+    def lines(confirm: bool, band: tuple[float, float] | None) -> list[str]:
+        caplog.clear()
+        _point_to_confirmation(SimpleNamespace(tuner_config=SimpleNamespace(confirm_learning_rate=confirm)), band)
+        return _tuner_lines(caplog)
+
+    (line,) = lines(False, (1e-3, 1e-2))
+    assert "(1.0 decades)" in line and "--confirm-learning-rate" in line
+    assert lines(False, (4e-3, 8e-3)) == []  # a narrow band: nothing to add
+    assert lines(True, (1e-3, 1e-2)) == [] and lines(False, None) == []  # asked for already; no band

@@ -326,7 +326,25 @@ def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResu
     else:
         band = getattr(result, "band", None) if run.config.tuner_config.suggestion_method is None else None
         say("✓ Suggested learning rate: %.2e%s", lr, f" (band {band[0]:.1e} .. {band[1]:.1e})" if band else "")
+        _point_to_confirmation(run.config, band)
     return result, lr
+
+
+# A band wider than this (decades) is one range test's honest uncertainty, worth a confirmation at the run's schedule.
+WIDE_BAND_DECADES = 0.5
+
+
+def _point_to_confirmation(config: ExperimentConfig, band: tuple[float, float] | None) -> None:
+    """Where the band is wide and no confirmation was asked for, say what would settle the LR."""
+    if band is None or config.tuner_config.confirm_learning_rate:
+        return
+    width = math.log10(band[1] / band[0])
+    if width > WIDE_BAND_DECADES:
+        say(
+            "  One range-test curve places the LR within its band (%.1f decades); to settle it at this run's own "
+            "schedule, add --confirm-learning-rate (trains candidates from the band on a share of the training).",
+            width,
+        )
 
 
 def apply_tuned_lr(
