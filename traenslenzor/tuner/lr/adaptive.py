@@ -1,4 +1,4 @@
-"""The adaptive range of ``find_lr``: widen the sweep where the curve shows no edge (issue 11.2).
+"""The adaptive range of ``find_lr``: widen the sweep where the curve shows no edge.
 
 A range test can only read an LR out of a curve that shows where training breaks. Two cases do not:
 
@@ -14,7 +14,9 @@ continue (through the test's continuation) and when to restart, records what it 
 decisions under it (``needs_extension``, ``blew_up_at_once``, ...) stay callable on their own; the curve maths is
 ``curve``'s. Cost: an extension adds ``extend_decades`` worth of steps (24 at the default sweep), a restart at most
 a quarter of ``num_training`` plus one full sweep; the total is capped at ``MAX_TOTAL_STEPS_FACTOR`` (3) x
-``num_training`` (a narrow range's extension is cut short there).
+``num_training`` (a narrow range's extension is cut short there). Where asked for (``second_look_decades``), a flat
+start is swept once more, slower, below its wall: ``num_training`` more steps, recorded as a ``second_look`` event
+with the first curve.
 """
 
 from __future__ import annotations
