@@ -70,7 +70,7 @@ def plot_lr_finder(
         _mark_suggestion(ax, result, method, read_lrs, read)
     ax.grid(True, which="both", alpha=0.3)
     if lrs:
-        ax.legend(loc="best")
+        ax.legend(loc="best", fontsize=8, framealpha=0.85)
     if show:
         plt.show()
     return fig
