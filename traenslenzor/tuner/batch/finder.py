@@ -1,9 +1,9 @@
 """``find_batch_size``: the batch-size search on a plain PyTorch model, optimizer, loss and dataset.
 
-Each trial trains ``steps_per_trial`` real steps at one size; the runner (:mod:`batch_runner`) chooses the sizes,
-catches out-of-memory errors and measures. Model, optimizer and schedulers are restored in memory after every trial
-and at the end. The hooks are ``find_lr``'s: ``step_fn`` for batches ``split_batch`` cannot read, ``to_device`` for
-batches ``move_to_device`` cannot move, ``amp`` for mixed precision.
+Each trial trains ``steps_per_trial`` real steps at one size; the runner (:mod:`traenslenzor.tuner.batch.runner`) runs
+the sizes its search policy chooses, catches out-of-memory errors and measures. Model, optimizer and schedulers are
+restored in memory after every trial and at the end. The hooks are ``find_lr``'s: ``step_fn`` for batches
+``split_batch`` cannot read, ``to_device`` for batches ``move_to_device`` cannot move, ``amp`` for mixed precision.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a batch-size search returns: every trial it ran and the size it chose.
 
-Results are frozen dataclasses that serialise to plain dicts/JSON; plotting lives in :mod:`batch_plot` and imports
-matplotlib only when called.
+Results are frozen dataclasses that serialise to plain dicts/JSON; plotting lives in
+:mod:`traenslenzor.tuner.batch.plot` and imports matplotlib only when called.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ It knows nothing of models: a trial is a callable ``run_trial(batch_size)``. The
 :func:`run_search` with one :class:`BatchSearchSettings`, validated once where the user's call came in;
 :func:`search_batch_size` is that boundary for a trial callable of your own.
 
-The policy (which size next, see :mod:`batch_search`) is apart from the execution here: catching only
+The policy (which size next, see :mod:`traenslenzor.tuner.batch.search`) is apart from the execution here: catching only
 :func:`is_oom_error` errors, cleaning up after one (the injectable ``clean_up``, by default
 :func:`~traenslenzor.tuner.batch.oom.free_memory`), measuring each trial's peak memory (the injectable ``meter``),
 holding trials to the memory budget, and never returning a size that was not run successfully (binsearch stopped

@@ -1,6 +1,6 @@
 """Batch-size search policies: which size to try next, given the outcomes so far.
 
-A policy is a small pure object. The runner (:func:`traenslenzor.tuner.batch.finder.search_batch_size`) asks it
+A policy is a small pure object. The runner (:func:`traenslenzor.tuner.batch.runner.run_search`) asks it
 for a size with :meth:`SearchPolicy.propose`, runs the trial, and feeds the outcome back with
 :meth:`SearchPolicy.observe`; ``propose`` returning None means the search is over and :attr:`SearchPolicy.best`
 holds the answer. Policies never touch a model, so their size sequences are tested with plain lists of outcomes.

@@ -1,4 +1,4 @@
-"""Confirming the range test's LR by training (issue 21): which candidates to train, and for how long.
+"""Confirming the range test's LR by training: which candidates to train, and for how long.
 
 A range test reads a curve of ~100 steps; users train for thousands, with OneCycle. Where that answer must be
 trusted, a few candidate LRs around it are trained at the user's own schedule, compressed to a short budget, and
@@ -6,14 +6,15 @@ the one with the lowest validation loss is kept. This module holds the two decis
 functions of numbers (no model, no Lightning, no Optuna: the app and the benchmark both drive them):
 
 * **which candidates** (:func:`candidate_lrs`): points of the quarter-decade lattice ``10**(k/4)`` in the finder's
-  band when its result carries one, else from ``s/10`` to ``3 s`` around the suggestion ``s`` (the window of the
-  issue's measurement), all below the curve's wall (:func:`curve_wall`, where the range test blew up);
+  band when its result carries one, else from ``s/10`` to ``3 s`` around the suggestion ``s`` (the window measured
+  when this was designed), all below the curve's wall (:func:`curve_wall`, where the range test blew up);
 * **how long** (:func:`rung_schedule`): synchronous successive halving (Jamieson & Talwalkar 2016; Li et al. 2018,
   Hyperband). Every candidate trains for ``s0`` steps, the best ``1/reduction`` of them again for
   ``reduction x s0`` steps, and so on while two or more remain; the last rung's best is the answer. Each rung trains
   *from the same start* with the schedule compressed to that rung's steps, so every comparison is between
-  finished (annealed) runs: a mid-schedule comparison (OneCycle at its peak) is the short-horizon trap of
-  ``research/lr_stability.md``. ``s0`` is the largest that keeps the whole schedule within the budget.
+  finished (annealed) runs: a mid-schedule comparison (OneCycle at its peak) is the short-horizon trap
+  (Wu et al. 2018, "Understanding Short-Horizon Bias in Stochastic Meta-Optimization"). ``s0`` is the largest that
+  keeps the whole schedule within the budget.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PER_DECADE = 4  # the lattice 10 ** (k / 4): the benchmarks' oracle grid, so candidates and grid points coincide
-WINDOW = (0.1, 3.0)  # candidates from s / 10 to 3 s without a band (the issue's measured window)
+WINDOW = (0.1, 3.0)  # candidates from s / 10 to 3 s without a band (the window measured at design)
 DEFAULT_CONFIRM_CANDIDATES = 6
 DEFAULT_CONFIRM_BUDGET = 0.25  # share of the planned training steps the whole confirmation may spend
 DEFAULT_REDUCTION = 3  # 6 candidates -> 2: two rungs, the second 3x as long as the first

@@ -1,4 +1,4 @@
-"""Automatic advice on an LR range-test curve: the users' guide's troubleshooting, applied by a program.
+"""Automatic advice on an LR range-test curve: the usual troubleshooting of its shape, applied by a program.
 
 Each check is a pure function of an :class:`~traenslenzor.tuner.lr.result.LRFinderResult` that returns a
 :class:`Finding` or None; :func:`diagnose` runs them all. An empty list means the curve looks like a textbook

@@ -232,7 +232,7 @@ class LRFinderResult:
         """Plot the curve (log LR axis) with the suggestion of rule ``method`` (None: the default rule) as a red dot.
 
         Pass the same ``method`` as to :meth:`suggestion` so the plot marks the LR that is applied; see
-        :func:`lr_plot.plot_lr_finder`.
+        :func:`traenslenzor.tuner.lr.plot.plot_lr_finder`.
         """
         from traenslenzor.tuner.lr.plot import plot_lr_finder
 
