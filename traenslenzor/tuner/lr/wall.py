@@ -19,7 +19,7 @@ run (0.3-0.8 decades between finder seeds). This reading changes both the measur
   Where the curve fell by less than ``MIN_FALL`` of its start (no descent to read: a flat curve), it is
   ``WALL_DECADES_BELOW`` decades below the wall alone.
 
-Measured in ``docs/suggestion.md`` ("The fixed-batch probe"): the knobs were chosen on the design tasks of the
+Measured in ``docs/suggestion.md`` ("The fixed-batch reading"): the knobs were chosen on the design tasks of the
 benchmarks (spread over 5 finder seeds and grid gap) and checked on hold-out tasks committed before they were
 measured. The default suggestion (``blend``) takes the middle of this reading and ``stable``.
 """
