@@ -16,15 +16,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
 from traenslenzor.tuner.batching import cycle
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError
+from traenslenzor.tuner.lightning.namespace import namespace_of
 from traenslenzor.tuner.lr.wall import PROBE_SEED
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 # Evaluation stages: the step method of the LightningModule and the precision plugin's context for it.
 EVAL_STEPS = {
@@ -86,7 +88,8 @@ def fit_dataloader(trainer: pl.Trainer) -> Any:
         )
     if isinstance(loaders, torch.utils.data.DataLoader):
         return loaders
-    return CombinedLoader(loaders, "max_size_cycle")  # several train loaders: what training_step gets in fit
+    # Several train loaders: what training_step gets in fit (the trainer's own package's CombinedLoader).
+    return namespace_of(trainer).CombinedLoader(loaders, "max_size_cycle")
 
 
 def lr_search_step(
