@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from lightning_utilities.core.rank_zero import rank_zero_warn
 
@@ -43,13 +43,37 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchSizeFinder",
+    "FinderCallbacks",
     "LearningRateFinder",
     "MissingAttributeError",
     "Tuner",
     "TunerConfigurationError",
+    "callbacks_for",
 ]
 
 METHODS = ("fit", "validate", "test", "predict")
+
+
+class FinderCallbacks(NamedTuple):
+    """The two finder callback classes of one Lightning package (:func:`callbacks_for`)."""
+
+    LearningRateFinder: type
+    BatchSizeFinder: type
+
+
+def callbacks_for(trainer_or_package: Any) -> FinderCallbacks:
+    """``LearningRateFinder`` and ``BatchSizeFinder`` on the ``Callback`` class of one Lightning package: that of a
+    trainer (or module), or the package named ``"lightning.pytorch"`` or ``"pytorch_lightning"``.
+
+    ``traenslenzor.tuner.LearningRateFinder``/``BatchSizeFinder`` are the unified package's and run in a trainer of
+    either package; these are for code that needs the callback to be its package's ``Callback`` too
+    (``pytorch_lightning.Trainer(callbacks=finder)`` without a list, ``isinstance`` checks)::
+
+        LearningRateFinder, BatchSizeFinder = callbacks_for("pytorch_lightning")
+    """
+    named = isinstance(trainer_or_package, str)
+    package = trainer_or_package if named else namespace_of(trainer_or_package).package
+    return FinderCallbacks(callback_class(LearningRateSearch, package), callback_class(BatchSizeSearch, package))
 
 
 class Tuner:
@@ -96,7 +120,7 @@ class Tuner:
         _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
         _check_no_finder(self._trainer, BatchSizeSearch, self._namespace, "BatchSizeFinder")
         # The finder builds (and validates) the search's one settings object; the search reads it unchanged.
-        finder = callback_class(BatchSizeSearch, self._namespace.package)(
+        finder = callbacks_for(self._trainer).BatchSizeFinder(
             mode=mode,
             steps_per_trial=steps_per_trial,
             init_val=init_val,
@@ -161,7 +185,7 @@ class Tuner:
                 f"method={method!r}: method='fit' is the only valid configuration to run lr finder."
             )
         _check_no_finder(self._trainer, LearningRateSearch, self._namespace, "LearningRateFinder")
-        finder = callback_class(LearningRateSearch, self._namespace.package)(
+        finder = callbacks_for(self._trainer).LearningRateFinder(
             min_lr=min_lr,
             max_lr=max_lr,
             num_training_steps=num_training,
