@@ -150,6 +150,7 @@ for name in skipped:
 sys.exit(1 if unexpected else 0)
 PY
     status=${PIPESTATUS[0]}
+    echo "pytest: $(tail -n 1 "$dir/pytest.log")"  # its own summary: the deselected count and the time
     set -e
     return "$status"
 }
