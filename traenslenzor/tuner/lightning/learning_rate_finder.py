@@ -25,15 +25,14 @@ import torch
 from lightning_utilities.core.rank_zero import rank_zero_warn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.batching import concat_batches
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError, lr_holders
 from traenslenzor.tuner.lightning.namespace import callback_class, default_package
 from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import (
+    Probe,
     cycle_batches,
     fit_dataloader,
     lr_search_step,
-    probe_step,
     search_isolation,
 )
 from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
@@ -214,9 +213,7 @@ def _drive(
     with progress, preserved_loader_generators(loader):
         # A manually optimized module steps its optimizers inside training_step: no forward-only probe through it.
         automatic = trainer.lightning_module.automatic_optimization
-        probe = [next(batches) for _ in range(probe_batches)] if automatic else []
-        joined = concat_batches(probe) if len(probe) > 1 else None  # one forward pass where they can be joined
-        probe = [joined] if joined is not None else probe
+        probe = Probe(trainer, [next(batches) for _ in range(probe_batches)]) if automatic and probe_batches else None
         while not test.done:
             lr = test.lr_at(len(test.lrs))
             set_group_lrs(optimizer, lr, ratios)
@@ -229,7 +226,7 @@ def _drive(
                         "training_step returned None for every batch; the LR finder needs the loss returned."
                     )
                 continue
-            due = probe and probe_due(len(test.lrs))
-            test.record(lr, loss, probe_step(trainer, probe) if due else None)
+            due = probe is not None and probe_due(len(test.lrs))
+            test.record(lr, loss, probe.loss() if due else None)
             progress.total = test.num_training  # an extension lengthens the sweep
             progress.update()

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from traenslenzor.tuner.batching import cycle
+from traenslenzor.tuner.batch.oom import free_memory, is_oom_error
+from traenslenzor.tuner.batching import concat_batches, cycle
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError
 from traenslenzor.tuner.lightning.namespace import namespace_of
 from traenslenzor.tuner.lr.wall import PROBE_SEED
@@ -137,6 +138,31 @@ def probe_step(trainer: pl.Trainer, probe: list[Any]) -> float | None:
         torch.manual_seed(PROBE_SEED)
         losses = [loss_of(strategy.training_step(strategy.batch_to_device(b), i)) for i, b in enumerate(probe)]
     return _mean_over_ranks(trainer, losses)
+
+
+class Probe:
+    """The set-aside probe batches, measured by :func:`probe_step` in one forward pass where they join.
+
+    Joined, that pass holds ``len(batches)`` times a training batch: right after ``scale_batch_size`` found the
+    largest batch that fits, it can run out of memory. Then the batches are measured one by one from there on.
+    """
+
+    def __init__(self, trainer: pl.Trainer, batches: list[Any]) -> None:
+        self._trainer = trainer
+        self._apart = batches
+        joined = concat_batches(batches) if len(batches) > 1 else None
+        self._batches = [joined] if joined is not None else batches
+
+    def loss(self) -> float | None:
+        """The mean probe loss now (see :func:`probe_step`)."""
+        try:
+            return probe_step(self._trainer, self._batches)
+        except Exception as exc:
+            if self._batches is self._apart or not is_oom_error(exc):
+                raise
+        self._batches = self._apart  # the joined batch and the failed pass are dropped before memory is freed
+        free_memory()
+        return probe_step(self._trainer, self._batches)
 
 
 def _mean_over_ranks(trainer: pl.Trainer, losses: list[torch.Tensor | None]) -> float | None:
