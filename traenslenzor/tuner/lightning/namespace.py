@@ -5,8 +5,8 @@ Lightning ships the same code under two names: ``lightning.pytorch`` in the unif
 ``pytorch_lightning`` trainer ends a tuning call only on *its* ``_TunerExitException``, its ``is_overridden`` knows
 only *its* ``LightningModule`` and ``Callback``, its user code returns *its* ``CombinedLoader``. So the adapter never
 takes a Lightning name from a fixed package: it asks :func:`namespace_of` for the package of the trainer (or
-module) it was given and uses that :class:`LightningNamespace`. A package is imported only when something of it is
-asked for.
+module) it was given and uses that :class:`LightningNamespace`. Either package alone is enough; where both are
+installed, both are imported (the tuner's error types are the ``MisconfigurationException`` of each).
 
 The one place that builds classes per package is :func:`callback_class`: a callback in ``Trainer(callbacks=[...])``
 must derive from the ``Callback`` of the trainer's package, so each search's callback class is built once per
@@ -20,6 +20,8 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
+
+from lightning_utilities.core.overrides import is_overridden
 
 # The Lightning packages the adapter supports, unified first: it is the default where an object names neither.
 PACKAGES = ("lightning.pytorch", "pytorch_lightning")
@@ -39,8 +41,6 @@ class LightningNamespace:
     def is_overridden(self, method_name: str, instance: Any) -> bool:
         """Whether ``instance`` (a module or datamodule of this package) defines ``method_name`` itself."""
         # lightning_utilities' function is what both packages' is_overridden call once they know the parent class.
-        from lightning_utilities.core.overrides import is_overridden
-
         parent = self.LightningDataModule if isinstance(instance, self.LightningDataModule) else self.LightningModule
         return is_overridden(method_name, instance, parent)
 
