@@ -39,3 +39,13 @@ def test_lr_find_measures_the_set_aside_batches_after_every_second_step(tmp_path
 def test_probe_batches_is_validated() -> None:
     with pytest.raises(TunerConfigurationError, match="probe_batches"):
         LearningRateFinder(probe_batches=-1)
+
+
+def test_a_joined_probe_that_runs_out_of_memory_is_measured_batch_by_batch(tmp_path) -> None:
+    # The batch size the batch-size finder found (8) fits; the probe's batches joined (4 x 8) do not.
+    model = NoValModel(batch_size=8, n=64, oom_above=8)
+    result = Tuner(trainer(tmp_path)).lr_find(model, num_training=10, max_lr=0.1, progress_bar=False)
+    assert len(result.lrs) == 10
+    assert sum(math.isfinite(v) for v in result.probe_losses) == 5  # every due probe was measured
+    probe_sizes = [s for s in model.batch_sizes if s != 8]
+    assert probe_sizes == [PROBE_BATCHES * 8]  # one joined pass tried (out of memory), then one pass per batch

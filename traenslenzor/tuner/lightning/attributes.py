@@ -15,21 +15,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning_utilities.core.rank_zero import rank_zero_warn
+
+from traenslenzor.tuner.lightning.namespace import misconfiguration_exceptions
 
 LR_ATTR_NAMES = ("lr", "learning_rate")
 
+# Each Lightning package has its own MisconfigurationException; the tuner's errors are that of every installed one,
+# so that an `except` written for either package catches them, whoever raised them (even before a trainer is known).
+_MISCONFIGURATION = misconfiguration_exceptions()
 
-class MissingAttributeError(MisconfigurationException, AttributeError):
+
+class MissingAttributeError(*_MISCONFIGURATION, AttributeError):
     """No holder has the hyper-parameter the tuner must read and update.
 
-    It is both Lightning's ``MisconfigurationException`` and an ``AttributeError`` so that ``except`` clauses
-    written for Lightning's tuner (which raises one or the other) still catch it.
+    It is both Lightning's ``MisconfigurationException`` (of every installed Lightning package) and an
+    ``AttributeError`` so that ``except`` clauses written for Lightning's tuner (which raises one or the other) still
+    catch it.
     """
 
 
-class TunerConfigurationError(MisconfigurationException, ValueError):
+class TunerConfigurationError(*_MISCONFIGURATION, ValueError):
     """A tuner argument or trainer set-up the tuner cannot work with (raised before any training).
 
     Both Lightning's ``MisconfigurationException`` and a ``ValueError``, for the same reason as above.

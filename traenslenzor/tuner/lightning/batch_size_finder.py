@@ -1,6 +1,6 @@
 """``BatchSizeFinder``: the largest batch size that fits, as a Lightning callback.
 
-Same parameters and hooks as ``lightning.pytorch.callbacks.BatchSizeFinder``. The search policy, OOM handling and
+Same parameters and hooks as Lightning's ``BatchSizeFinder`` (of either package). The search policy, OOM handling and
 memory clean-up are the batch-size engine's (:func:`traenslenzor.tuner.batch.runner.run_search`); this module
 only says how one trial runs in a Lightning project: write the size to every holder of ``batch_arg_name``, rebuild
 the dataloader from the datamodule's (or model's) hook, and run ``steps_per_trial`` steps of the stage.
@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sized
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.combined_loader import CombinedLoader
-from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning_utilities.core.rank_zero import rank_zero_warn
 
 from traenslenzor.tuner.batch.result import BatchSizeResult
 from traenslenzor.tuner.batch.runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
@@ -35,9 +32,13 @@ from traenslenzor.tuner.lightning.attributes import (
     TunerConfigurationError,
     batch_size_holders,
 )
+from traenslenzor.tuner.lightning.namespace import callback_class, default_package, namespace_of
 from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import search_isolation, trial_steps
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ STAGE_NAMES = {"fit": "train", "validate": "validation", "test": "test", "predic
 LIGHTNING_MARGIN = 0.05
 
 
-class BatchSizeFinder(SearchCallback):
+class BatchSizeSearch(SearchCallback):
     """Finds the largest batch size that fits at the start of ``fit``/``validate``/``test``/``predict``.
 
     Args:
@@ -74,9 +75,11 @@ class BatchSizeFinder(SearchCallback):
         early_exit: end the trainer call once the search is done (what :class:`Tuner` sets).
 
     After the search :attr:`optimal_batch_size` holds the size and :attr:`result` the engine's
-    :class:`~traenslenzor.tuner.BatchSizeResult` (every trial).
+    :class:`~traenslenzor.tuner.BatchSizeResult` (every trial). ``BatchSizeFinder`` is this search on a Lightning
+    package's ``Callback`` (:func:`.namespace.callback_class`).
     """
 
+    callback_name = "BatchSizeFinder"
     # Lightning's "power" and "binsearch", and the engine's further policies ("auto", "throughput").
     SUPPORTED_MODES = tuple(SEARCH_POLICIES)
 
@@ -124,7 +127,7 @@ class BatchSizeFinder(SearchCallback):
             batch_size_holders(pl_module, trainer.datamodule, self._batch_arg_name, warn_duplicates=True)
         except MissingAttributeError:
             if stage_fn != "fit":
-                _dataset_len(make_loader(), stage_fn)  # several evaluation loaders is the first thing to fix
+                _dataset_len(trainer, make_loader(), stage_fn)  # several evaluation loaders is the first thing to fix
             raise
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -143,7 +146,7 @@ class BatchSizeFinder(SearchCallback):
 
     def scale_batch_size(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
         """Run the search now, write the size to every holder, and return it (None under ``fast_dev_run``)."""
-        with self.ending_the_tuner_call():
+        with self.ending_the_tuner_call(trainer):
             if self.skipped_for_fast_dev_run(trainer, "batch size scaler"):
                 self.optimal_batch_size = None
             else:
@@ -208,11 +211,16 @@ class BatchSizeFinder(SearchCallback):
             return run_search(
                 run_trial,
                 self.settings,
-                dataset_len=_dataset_len(make_loader(), stage),
+                dataset_len=_dataset_len(trainer, make_loader(), stage),
                 device=trainer.strategy.root_device,
                 between_trials=state.restore,  # every trial starts from the user's weights and optimizer state
                 progress_bar=self._progress_bar and trainer.is_global_zero,
             )
+
+
+# The callback on the unified package's Callback (the standalone package's where only that one is installed); the
+# Tuner builds the one of its trainer's package. Either runs in a trainer of either package.
+BatchSizeFinder = callback_class(BatchSizeSearch, default_package())
 
 
 def _fn(trainer: pl.Trainer) -> str:
@@ -254,9 +262,10 @@ def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str)
     """A function that builds a fresh dataloader for ``stage`` from the datamodule's or the model's hook."""
     hook = LOADER_HOOKS[stage]
     datamodule = trainer.datamodule
-    if datamodule is not None and is_overridden(hook, datamodule):
+    namespace = namespace_of(trainer, module)
+    if datamodule is not None and namespace.is_overridden(hook, datamodule):
         return getattr(datamodule, hook)
-    if is_overridden(hook, module):
+    if namespace.is_overridden(hook, module):
         return getattr(module, hook)
     raise TunerConfigurationError(
         f"The batch size finder rebuilds the dataloader at each size and needs `{hook}()` on the datamodule or "
@@ -265,8 +274,8 @@ def _loader_factory(trainer: pl.Trainer, module: pl.LightningModule, stage: str)
     )
 
 
-def _dataset_len(loader: Any, stage: str) -> int | None:
-    if isinstance(loader, list | tuple | Mapping | CombinedLoader):
+def _dataset_len(trainer: pl.Trainer, loader: Any, stage: str) -> int | None:
+    if isinstance(loader, list | tuple | Mapping | namespace_of(trainer).CombinedLoader):
         # "Batch size finder cannot be used with multiple ... dataloaders" is Lightning's wording, kept.
         raise TunerConfigurationError(
             f"Batch size finder cannot be used with multiple {STAGE_NAMES[stage]} dataloaders: `{LOADER_HOOKS[stage]}"

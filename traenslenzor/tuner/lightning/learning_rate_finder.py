@@ -1,6 +1,6 @@
 """``LearningRateFinder``: the LR range test (Smith 2015/2017) as a Lightning callback.
 
-Same parameters and hooks as ``lightning.pytorch.callbacks.LearningRateFinder``; the sweep, smoothing and stop rules
+Same parameters and hooks as Lightning's ``LearningRateFinder`` (of either package); the sweep, smoothing and stop rules
 are :class:`~traenslenzor.tuner.lr.sweep.RangeTest`'s, the steps run through the trainer's strategy
 (:mod:`steps`), and the model, optimizer, schedulers and RNGs are restored from an in-memory snapshot.
 
@@ -19,21 +19,20 @@ What differs from Lightning (each a Lightning defect, each with a regression tes
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning_utilities.core.rank_zero import rank_zero_warn
 from tqdm.auto import tqdm
 
-from traenslenzor.tuner.batching import concat_batches
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError, lr_holders
+from traenslenzor.tuner.lightning.namespace import callback_class, default_package
 from traenslenzor.tuner.lightning.search_callback import SearchCallback
 from traenslenzor.tuner.lightning.steps import (
+    Probe,
     cycle_batches,
     fit_dataloader,
     lr_search_step,
-    probe_step,
     search_isolation,
 )
 from traenslenzor.tuner.lr.adaptive import AdaptiveRange, AdaptiveSweep
@@ -44,13 +43,16 @@ from traenslenzor.tuner.lr.sweep import RangeTest
 from traenslenzor.tuner.lr.wall import PROBE_BATCHES, probe_due
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
 log = logging.getLogger(__name__)
 
 # A training_step may return None to skip a batch; this many skips per wanted point means it never returns a loss.
 MAX_SKIPS_PER_POINT = 10
 
 
-class LearningRateFinder(SearchCallback):
+class LearningRateSearch(SearchCallback):
     """Runs the LR range test at ``on_fit_start`` (or wherever :meth:`lr_find` is called) and applies the result.
 
     Args:
@@ -68,8 +70,10 @@ class LearningRateFinder(SearchCallback):
             curve the default suggestion reads, ``traenslenzor.tuner.lr.wall``); 0 measures none.
 
     After the search, :attr:`optimal_lr` holds the :class:`~traenslenzor.tuner.LRFinderResult` (Lightning's name).
+    ``LearningRateFinder`` is this search on a Lightning package's ``Callback`` (:func:`.namespace.callback_class`).
     """
 
+    callback_name = "LearningRateFinder"
     SUPPORTED_MODES = ("linear", "exponential")
 
     def __init__(
@@ -113,7 +117,7 @@ class LearningRateFinder(SearchCallback):
 
     def lr_find(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LRFinderResult | None:
         """Run the search now (from any hook during ``fit``), apply the suggestion if asked, and return the result."""
-        with self.ending_the_tuner_call():
+        with self.ending_the_tuner_call(trainer):
             skipped = self.skipped_for_fast_dev_run(trainer, "learning rate finder")
             self.optimal_lr = None if skipped else self._search_and_apply(trainer, pl_module)
         return self.optimal_lr
@@ -155,6 +159,11 @@ class LearningRateFinder(SearchCallback):
                 if trainer.lr_scheduler_configs and not self.early_exit:
                     _rebuild_optimizers(trainer, start_step)
         return result
+
+
+# The callback on the unified package's Callback (the standalone package's where only that one is installed); the
+# Tuner builds the one of its trainer's package. Either runs in a trainer of either package.
+LearningRateFinder = callback_class(LearningRateSearch, default_package())
 
 
 def _rebuild_optimizers(trainer: pl.Trainer, start_step: int) -> None:
@@ -204,9 +213,7 @@ def _drive(
     with progress, preserved_loader_generators(loader):
         # A manually optimized module steps its optimizers inside training_step: no forward-only probe through it.
         automatic = trainer.lightning_module.automatic_optimization
-        probe = [next(batches) for _ in range(probe_batches)] if automatic else []
-        joined = concat_batches(probe) if len(probe) > 1 else None  # one forward pass where they can be joined
-        probe = [joined] if joined is not None else probe
+        probe = Probe(trainer, [next(batches) for _ in range(probe_batches)]) if automatic and probe_batches else None
         while not test.done:
             lr = test.lr_at(len(test.lrs))
             set_group_lrs(optimizer, lr, ratios)
@@ -219,7 +226,7 @@ def _drive(
                         "training_step returned None for every batch; the LR finder needs the loss returned."
                     )
                 continue
-            due = probe and probe_due(len(test.lrs))
-            test.record(lr, loss, probe_step(trainer, probe) if due else None)
+            due = probe is not None and probe_due(len(test.lrs))
+            test.record(lr, loss, probe.loss() if due else None)
             progress.total = test.num_training  # an extension lengthens the sweep
             progress.update()

@@ -16,15 +16,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
-from traenslenzor.tuner.batching import cycle
+from traenslenzor.tuner.batch.oom import free_memory, is_oom_error
+from traenslenzor.tuner.batching import concat_batches, cycle
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError
+from traenslenzor.tuner.lightning.namespace import namespace_of
 from traenslenzor.tuner.lr.wall import PROBE_SEED
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 # Evaluation stages: the step method of the LightningModule and the precision plugin's context for it.
 EVAL_STEPS = {
@@ -86,7 +89,8 @@ def fit_dataloader(trainer: pl.Trainer) -> Any:
         )
     if isinstance(loaders, torch.utils.data.DataLoader):
         return loaders
-    return CombinedLoader(loaders, "max_size_cycle")  # several train loaders: what training_step gets in fit
+    # Several train loaders: what training_step gets in fit (the trainer's own package's CombinedLoader).
+    return namespace_of(trainer).CombinedLoader(loaders, "max_size_cycle")
 
 
 def lr_search_step(
@@ -134,6 +138,31 @@ def probe_step(trainer: pl.Trainer, probe: list[Any]) -> float | None:
         torch.manual_seed(PROBE_SEED)
         losses = [loss_of(strategy.training_step(strategy.batch_to_device(b), i)) for i, b in enumerate(probe)]
     return _mean_over_ranks(trainer, losses)
+
+
+class Probe:
+    """The set-aside probe batches, measured by :func:`probe_step` in one forward pass where they join.
+
+    Joined, that pass holds ``len(batches)`` times a training batch: right after ``scale_batch_size`` found the
+    largest batch that fits, it can run out of memory. Then the batches are measured one by one from there on.
+    """
+
+    def __init__(self, trainer: pl.Trainer, batches: list[Any]) -> None:
+        self._trainer = trainer
+        self._apart = batches
+        joined = concat_batches(batches) if len(batches) > 1 else None
+        self._batches = [joined] if joined is not None else batches
+
+    def loss(self) -> float | None:
+        """The mean probe loss now (see :func:`probe_step`)."""
+        try:
+            return probe_step(self._trainer, self._batches)
+        except Exception as exc:
+            if self._batches is self._apart or not is_oom_error(exc):
+                raise
+        self._batches = self._apart  # the joined batch and the failed pass are dropped before memory is freed
+        free_memory()
+        return probe_step(self._trainer, self._batches)
 
 
 def _mean_over_ranks(trainer: pl.Trainer, losses: list[torch.Tensor | None]) -> float | None:
