@@ -283,7 +283,7 @@ def _train_steps(model, optimizer, loader_iter, counter: list[int]) -> None:
 
 def _probe_fresh(spec: CpuModel, headroom: int, b: int, pinned: bool) -> bool:
     """Whether ``b`` trains ``STEPS`` steps in a fresh forked process under the limit."""
-    from traenslenzor.tuner.batch.oom import pin_mmap_threshold
+    from traenslenzor.tuner.oom import pin_mmap_threshold
 
     model, optimizer = _build(spec)
     loader = torch.utils.data.DataLoader(Images(spec.image), batch_size=b)

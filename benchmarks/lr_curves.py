@@ -78,14 +78,19 @@ def recording_probe() -> Iterator[_ProbeRecorder]:
     """The finder's probe measured after every step, each set-aside batch apart (not joined), and kept: the
     densest curve, from which ``benchmarks.lr_readings`` simulates sparser probes."""
     recorder = _ProbeRecorder()
-    saved = finder_module._probe_loss, finder_module._probe_set, finder_module.probe_due
-    finder_module._probe_loss = recorder
-    finder_module._probe_set = lambda batches, move, device: [move(b, device) for b in batches]
+
+    class Apart(finder_module._Probe):
+        def __init__(self, batches, move, device) -> None:
+            super().__init__(batches, move, device)
+            self.batches = [move(b, device) for b in batches]
+
+    saved = finder_module._probe_loss, finder_module._Probe, finder_module.probe_due
+    finder_module._probe_loss, finder_module._Probe = recorder, Apart
     finder_module.probe_due = lambda step: True
     try:
         yield recorder
     finally:
-        finder_module._probe_loss, finder_module._probe_set, finder_module.probe_due = saved
+        finder_module._probe_loss, finder_module._Probe, finder_module.probe_due = saved
 
 
 def _plain_seconds(make_model, make_optimizer, make_loader, loss_fn, steps: int, seed: int) -> float:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what IDEs and type checkers follow; at run time the table below imports on first use
     from traenslenzor.tuner.batch.finder import find_batch_size
-    from traenslenzor.tuner.batch.oom import is_oom_error
     from traenslenzor.tuner.batch.result import BatchSizeResult, BatchSizeTrial
     from traenslenzor.tuner.batch.runner import BatchSearchSettings, BatchSizeNotFoundError, search_batch_size
     from traenslenzor.tuner.batch.search import SEARCH_POLICIES, BatchSizeMode
@@ -44,6 +43,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers follow; at run time the table b
     from traenslenzor.tuner.lr.settings import StopReason, SweepSettings
     from traenslenzor.tuner.lr.suggestion import DEFAULT_RULE_VERSION, DEFAULT_SUGGESTION, SUGGESTIONS
     from traenslenzor.tuner.lr.sweep import RangeTest
+    from traenslenzor.tuner.oom import is_oom_error
     from traenslenzor.tuner.state import TrainingState, preserved_training_state
 
 _EXPORTS = {
@@ -91,7 +91,7 @@ _EXPORTS = {
     "BatchSizeMode": "batch.search",
     "BatchSizeResult": "batch.result",
     "BatchSizeTrial": "batch.result",
-    "is_oom_error": "batch.oom",
+    "is_oom_error": "oom",
     # shared
     "TrainingState": "state",
     "preserved_training_state": "state",

@@ -15,10 +15,10 @@ from torch import nn
 
 from traenslenzor.tuner.batch.finder import find_batch_size
 from traenslenzor.tuner.batch.memory import _status_kib, cpu_peak_supported
-from traenslenzor.tuner.batch.oom import free_memory
 from traenslenzor.tuner.batch.result import BatchSizeResult
 from traenslenzor.tuner.batch.runner import BatchSearchSettings, BatchSizeNotFoundError, search_batch_size
 from traenslenzor.tuner.batch.search import SEARCH_POLICIES, BatchSizeMode
+from traenslenzor.tuner.oom import free_memory
 
 MIB = 2**20
 

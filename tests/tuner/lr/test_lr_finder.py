@@ -467,3 +467,25 @@ def test_probe_batches_must_be_a_non_negative_integer() -> None:
     model = _model()
     with pytest.raises(ValueError, match="probe_batches"):
         find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), _ce, _loader(), probe_batches=-1)
+
+
+def test_a_joined_probe_that_runs_out_of_memory_is_measured_batch_by_batch() -> None:
+    # right after a batch-size search the joined probe (4 batches in one pass) may not fit where one batch does
+    class FitsEight(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _model()
+            self.rows: list[int] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.rows.append(len(x))
+            if len(x) > 8:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (faked)")
+            return self.inner(x)
+
+    model = FitsEight()
+    kwargs = {"num_training": 6, "early_stop_threshold": None, "progress_bar": False, "adaptive_range": None}
+    result = find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), _ce, _loader(n=160, batch_size=8), **kwargs)
+    assert [math.isfinite(v) for v in result.probe_losses] == [probe_due(i) for i in range(6)]
+    # the joined pass was tried once; every probe after it ran the 4 batches apart
+    assert model.rows.count(8 * PROBE_BATCHES) == 1 and model.rows.count(8) == 6 + 3 * PROBE_BATCHES

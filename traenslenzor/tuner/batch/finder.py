@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from traenslenzor.tuner.batch.memory import PeakMemoryMeter, as_device
-from traenslenzor.tuner.batch.oom import free_memory
 from traenslenzor.tuner.batch.result import BatchSizeResult
 from traenslenzor.tuner.batch.runner import DEFAULTS, BatchSearchSettings, BatchSizeNotFoundError, run_search
 from traenslenzor.tuner.batch.search import BatchSizeMode
 from traenslenzor.tuner.batching import cycle, model_device, move_to_device
+from traenslenzor.tuner.oom import free_memory
 from traenslenzor.tuner.state import preserved_training_state
 from traenslenzor.tuner.torch_loop import StepFn, default_step, precision
 

@@ -7,7 +7,7 @@ It knows nothing of models: a trial is a callable ``run_trial(batch_size)``. The
 
 The policy (which size next, see :mod:`traenslenzor.tuner.batch.search`) is apart from the execution here: catching only
 :func:`is_oom_error` errors, cleaning up after one (the injectable ``clean_up``, by default
-:func:`~traenslenzor.tuner.batch.oom.free_memory`), measuring each trial's peak memory (the injectable ``meter``),
+:func:`~traenslenzor.tuner.oom.free_memory`), measuring each trial's peak memory (the injectable ``meter``),
 holding trials to the memory budget, and never returning a size that was not run successfully (binsearch stopped
 by the trial cap: see :class:`~traenslenzor.tuner.batch.search.BinarySearch`).
 """
@@ -30,9 +30,9 @@ from traenslenzor.tuner.batch.memory import (
     check_max_memory,
     resolve_budget,
 )
-from traenslenzor.tuner.batch.oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
 from traenslenzor.tuner.batch.result import BatchSizeResult, BatchSizeTrial
 from traenslenzor.tuner.batch.search import DEFAULT_MARGIN, SEARCH_POLICIES, BatchSizeMode, SearchPolicy
+from traenslenzor.tuner.oom import free_memory, is_oom_error, pin_mmap_threshold, release_heap
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def run_search(
             :class:`PeakMemoryMeter` for ``device``. Pass your own for devices without allocator statistics or a
             simulated device.
         clean_up: frees memory after an out-of-memory trial and at the end of the search; default
-            :func:`~traenslenzor.tuner.batch.oom.free_memory` (garbage collection, device caches, the C heap). A
+            :func:`~traenslenzor.tuner.oom.free_memory` (garbage collection, device caches, the C heap). A
             simulated device that holds no real memory can pass a no-op.
 
     Raises:

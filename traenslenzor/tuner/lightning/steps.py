@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from traenslenzor.tuner.batch.oom import free_memory, is_oom_error
 from traenslenzor.tuner.batching import concat_batches, cycle
 from traenslenzor.tuner.lightning.attributes import TunerConfigurationError
 from traenslenzor.tuner.lightning.namespace import namespace_of
 from traenslenzor.tuner.lr.wall import PROBE_SEED
+from traenslenzor.tuner.oom import free_memory, is_oom_error
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl

@@ -31,6 +31,7 @@ from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, SweepSettings
 from traenslenzor.tuner.lr.sweep import RangeTest
 from traenslenzor.tuner.lr.wall import PROBE_BATCHES, PROBE_SEED, probe_due
+from traenslenzor.tuner.oom import free_memory, is_oom_error
 from traenslenzor.tuner.state import preserved_loader_generators, preserved_training_state
 from traenslenzor.tuner.torch_loop import StepFn, default_step, precision
 
@@ -163,13 +164,13 @@ def _drive(
         model.train()
         batches = cycle(train_loader)
         try:
-            probe = _probe_set([next(batches) for _ in range(probe_batches)], move, device)
+            probe = _Probe([next(batches) for _ in range(probe_batches)], move, device)
             while not test.done:
                 lr = test.lr_at(len(test.lrs))
                 set_group_lrs(optimizer, lr, ratios)
                 value = _train_step(model, optimizer, compute_loss, batches, move, device, accumulate, autocast, scaler)
-                due = probe and probe_due(len(test.lrs))
-                test.record(lr, value, _probe_loss(model, compute_loss, probe, autocast, device) if due else None)
+                due = probe.batches and probe_due(len(test.lrs))
+                test.record(lr, value, probe.loss(model, compute_loss, autocast) if due else None)
                 bar.total = test.num_training  # an extension lengthens the sweep
                 bar.update(1)
                 bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
@@ -206,13 +207,30 @@ def _train_step(
     return total.item() / accumulate  # type: ignore[union-attr]
 
 
-def _probe_set(batches: list[Any], move: Callable[[Any, torch.device], Any], device: torch.device) -> list[Any]:
-    """The probe batches on ``device``, joined into one batch where they can be (one forward pass instead of
-    several: the same samples, a fraction of the per-call overhead on small models)."""
-    if not batches:
-        return []
-    joined = concat_batches(batches) if len(batches) > 1 else None
-    return [move(b, device) for b in ([joined] if joined is not None else batches)]
+class _Probe:
+    """The set-aside probe batches, measured in one forward pass where they join (the same samples, a fraction of
+    the per-call overhead on small models).
+
+    Joined, that pass holds ``len(batches)`` times a training batch: right after ``find_batch_size`` found the
+    largest batch that fits, it can run out of memory. Then the batches are measured one by one from there on.
+    """
+
+    def __init__(self, batches: list[Any], move: Callable[[Any, torch.device], Any], device: torch.device) -> None:
+        self._move, self._device = move, device
+        self._apart = batches
+        joined = concat_batches(batches) if len(batches) > 1 else None
+        self.batches = [move(joined, device)] if joined is not None else [move(b, device) for b in batches]
+
+    def loss(self, model: nn.Module, compute_loss: StepFn, autocast: Callable[[], Any]) -> float:
+        """The mean probe loss now (see :func:`_probe_loss`)."""
+        try:
+            return _probe_loss(model, compute_loss, self.batches, autocast, self._device)
+        except Exception as exc:
+            if len(self.batches) == len(self._apart) or not is_oom_error(exc):
+                raise
+        self.batches = [self._move(b, self._device) for b in self._apart]  # the joined batch is dropped first
+        free_memory()
+        return _probe_loss(model, compute_loss, self.batches, autocast, self._device)
 
 
 @torch.no_grad()

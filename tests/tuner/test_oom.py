@@ -8,7 +8,7 @@ import weakref
 import pytest
 import torch
 
-from traenslenzor.tuner.batch.oom import OOM_MESSAGES, free_memory, is_oom_error, oom_backend
+from traenslenzor.tuner.oom import OOM_MESSAGES, free_memory, is_oom_error, oom_backend
 
 # The texts PyTorch raises, copied from the allocators named in oom.py.
 REAL_OOMS = [
