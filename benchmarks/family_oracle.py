@@ -17,6 +17,7 @@ import argparse
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ def train(task: FamilyTask, data: lr_tasks.TaskData, seed: int, lr: float) -> tu
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         if not torch.isfinite(loss):
-            return math.inf, None
+            return math.inf, task.chance
         loss.backward()
         optimizer.step()
         if scheduler is not None:
@@ -83,7 +84,7 @@ def train(task: FamilyTask, data: lr_tasks.TaskData, seed: int, lr: float) -> tu
 class FamilyLattice(Lattice):
     """``lr_horizon.Lattice`` (same lattice, widening and cache layout) training the family tasks."""
 
-    def __init__(self, path=CACHE_PATH) -> None:
+    def __init__(self, path: Path = CACHE_PATH) -> None:
         super().__init__(path)
 
     def _runs(self, task, data, store: dict, key: str, **how) -> tuple[float, float | None]:
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--oracle", action="store_true", help="compute (and cache) the missing oracle points")
     parser.add_argument("--split", choices=("design", "holdout"), help="only this split's families")
     parser.add_argument("--tasks", default="", help="only these task names (comma-separated)")
+    parser.add_argument("--cache", default=str(CACHE_PATH), help="the oracle cache file (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(1)
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS_BY_NAME)}")
     tasks = [t for t in FAMILY_TASKS if (not wanted or t.name in wanted) and args.split in (None, t.split)]
-    lattice, rows = FamilyLattice(), []
+    lattice, rows = FamilyLattice(Path(args.cache)), []
     for task in tasks:
         if args.oracle:
             start = time.perf_counter()
