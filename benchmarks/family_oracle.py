@@ -17,6 +17,7 @@ import argparse
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +39,8 @@ from benchmarks.lr_horizon import EXTEND_LIMIT, Lattice, _mean
 log = logging.getLogger("family_oracle")
 CACHE_PATH = RESULTS / "family_oracle_cache.json"
 EVAL_CHUNK = 1024
+EDGE_GAP = 0.5  # the gap an edge point of the lattice must reach (the gap reads the edge value outside the lattice)
+EDGE_LIMIT = 16  # quarter-decades past the first window the edges may be pushed
 
 
 @torch.no_grad()
@@ -72,7 +75,7 @@ def train(task: FamilyTask, data: lr_tasks.TaskData, seed: int, lr: float) -> tu
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         if not torch.isfinite(loss):
-            return math.inf, None
+            return math.inf, task.chance
         loss.backward()
         optimizer.step()
         if scheduler is not None:
@@ -83,7 +86,7 @@ def train(task: FamilyTask, data: lr_tasks.TaskData, seed: int, lr: float) -> tu
 class FamilyLattice(Lattice):
     """``lr_horizon.Lattice`` (same lattice, widening and cache layout) training the family tasks."""
 
-    def __init__(self, path=CACHE_PATH) -> None:
+    def __init__(self, path: Path = CACHE_PATH) -> None:
         super().__init__(path)
 
     def _runs(self, task, data, store: dict, key: str, **how) -> tuple[float, float | None]:
@@ -98,6 +101,28 @@ class FamilyLattice(Lattice):
         if len(entry.get("untrained", [])) != task.oracle_seeds:
             entry["untrained"] = [list(evaluate(task, make_model(task, s), data)) for s in range(task.oracle_seeds)]
         return _mean(entry["untrained"])
+
+    def edge_gaps(self, task: FamilyTask) -> tuple[float, float]:
+        """The normalised gap at the lowest and at the highest evaluated lattice point (1 where it diverged)."""
+        points = self.evaluated(task)
+        best = min(v[0] for v in points.values())
+        base = float(np.mean([v[0] for v in self.entry(task)["untrained"]]))
+        low, high = points[min(points)][0], points[max(points)][0]
+        return tuple(min(1.0, (v - best) / (base - best)) if math.isfinite(v) else 1.0 for v in (low, high))
+
+    def extend_edges(self, task: FamilyTask, data) -> None:
+        """Widen the lattice until each edge point is at least ``EDGE_GAP`` from the best (or ``EDGE_LIMIT``
+        quarter-decades past the first window), so that the gap's edge value outside it is not flattering."""
+        lo, hi = task.lattice
+        while True:
+            ks = sorted(self.evaluated(task))
+            low, high = self.edge_gaps(task)
+            if low < EDGE_GAP and ks[0] > lo - EDGE_LIMIT:
+                self.point(task, data, ks[0] - task.coarse)
+            elif high < EDGE_GAP and ks[-1] < hi + EDGE_LIMIT:
+                self.point(task, data, ks[-1] + task.coarse)
+            else:
+                return
 
     def has(self, task: FamilyTask) -> bool:
         """Whether the cache holds a finished oracle for ``task`` (its untrained loss and a lattice point)."""
@@ -141,23 +166,28 @@ def summary(lattice: FamilyLattice, task: FamilyTask) -> dict:
     entry = lattice.entry(task)
     untrained = float(np.mean([v[0] for v in entry["untrained"]]))
     edge = best["k"] in (min(points), max(points))
+    low, high = lattice.edge_gaps(task)
     return {
         "task": task.name, "family": task.family, "split": task.split, "group": task.group,
         "optimizer": task.optimizer, "steps": task.steps, "best_lr": best["lr"], "best_loss": best["loss"],
-        "untrained": untrained, "points": len(points), "edge": edge, "seconds": entry.get("seconds", 0.0),
+        "untrained": untrained, "points": len(points), "edge": edge,
+        "lattice": [10 ** (min(points) / 4), 10 ** (max(points) / 4)], "edge_gaps": [low, high],
+        "seconds": entry.get("seconds", 0.0),
     }  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| task | family | split | optimizer | steps | best LR | best loss | untrained | points | edge | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | family | split | optimizer | steps | best LR | best loss | untrained | lattice (gap at its ends) "
+        "| points | best at an end | oracle s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        (a, b), (ga, gb) = r["lattice"], r["edge_gaps"]
         lines.append(
             f"| {r['task']} | {r['family']} | {r['split']} | {r['optimizer']} | {r['steps']} | {r['best_lr']:.2e} | "
-            f"{r['best_loss']:.4f} | {r['untrained']:.4f} | {r['points']} | {'EDGE' if r['edge'] else '-'} | "
-            f"{r['seconds']:.0f} |"
+            f"{r['best_loss']:.4f} | {r['untrained']:.4f} | {a:.1e} ({ga:.2f}) .. {b:.1e} ({gb:.2f}) | {r['points']} | "
+            f"{'EDGE' if r['edge'] else '-'} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -167,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--oracle", action="store_true", help="compute (and cache) the missing oracle points")
     parser.add_argument("--split", choices=("design", "holdout"), help="only this split's families")
     parser.add_argument("--tasks", default="", help="only these task names (comma-separated)")
+    parser.add_argument("--cache", default=str(CACHE_PATH), help="the oracle cache file (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(1)
@@ -175,13 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS_BY_NAME)}")
     tasks = [t for t in FAMILY_TASKS if (not wanted or t.name in wanted) and args.split in (None, t.split)]
-    lattice, rows = FamilyLattice(), []
+    lattice, rows = FamilyLattice(Path(args.cache)), []
     for task in tasks:
         if args.oracle:
             start = time.perf_counter()
             data = make_data(task)
             lattice.untrained(task, data)
             lattice.build(task, data)
+            lattice.extend_edges(task, data)
             entry = lattice.entry(task)
             entry["seconds"] = entry.get("seconds", 0.0) + time.perf_counter() - start
             lattice.save()

@@ -127,7 +127,11 @@ def test_family_oracle_caches_and_scores_without_training(tmp_path):
     data = family_tasks.make_data(task)
     lattice.untrained(task, data)
     lattice.build(task, data)
+    lattice.extend_edges(task, data)
     lattice.save()
+    ks, (low, high) = sorted(lattice.evaluated(task)), lattice.edge_gaps(task)
+    assert low >= family_oracle.EDGE_GAP or ks[0] <= -12 - family_oracle.EDGE_LIMIT  # the ends are bad or far out
+    assert high >= family_oracle.EDGE_GAP or ks[-1] >= -8 + family_oracle.EDGE_LIMIT
     cached = family_oracle.FamilyLattice(tmp_path / "cache.json")  # a fresh reader of the file: no training
     best = family_tasks.best_lr(task, cached)
     assert best == lattice.best(task)["lr"]
