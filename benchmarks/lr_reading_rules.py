@@ -69,3 +69,23 @@ def find_lr_default(run, row):
     """What ``find_lr`` with its defaults answered on the same task and seed (recorded beside the curve)."""
     real = run.get("find_lr")
     return None if real is None else real["lr"]
+
+
+def previous_wall(run, row):
+    """The default before this round: ``wall`` on the probe after every step, flat curves read 0.75 decades below
+    a wall of 3 noise sigmas (``FLAT_WALL_RISE`` 0)."""
+    from traenslenzor.tuner.lr import wall as module
+
+    saved = module.FLAT_WALL_RISE, module.WALL_DECADES_BELOW
+    module.FLAT_WALL_RISE, module.WALL_DECADES_BELOW = 0.0, 0.75
+    try:
+        return wall()(run, row)
+    finally:
+        module.FLAT_WALL_RISE, module.WALL_DECADES_BELOW = saved
+
+
+REPORT = {
+    "stable (before 2026-12-06)": rule("stable"),
+    "wall (2026-12-06)": previous_wall,
+    "blend (today)": blend(rule("stable"), wall(every=2)),
+}
