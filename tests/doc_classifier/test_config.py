@@ -120,10 +120,12 @@ def test_missing_config_file_is_clear(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def test_pretrained_without_weights_is_a_config_error() -> None:
+def test_pretrained_without_weights_is_a_config_error_only_where_no_library_has_weights() -> None:
     with pytest.raises(ConfigError, match="pretrained_weights") as info:
-        validate_config({"module_config": {"backbone": "vit_b_16", "pretrained": True}})
-    assert "never downloads" in str(info.value)
+        validate_config({"module_config": {"backbone": "tiny_cnn", "pretrained": True}})
+    assert "no library publishes its weights" in str(info.value)
+    config = validate_config({"module_config": {"backbone": "vit_b_16", "pretrained": True}})
+    assert config.module_config.pretrained_weights is None  # torchvision's own weights (pretrained_weights.py)
 
 
 def test_pretrained_weights_file_missing_fails_before_any_work(tmp_path: Path) -> None:

@@ -147,10 +147,26 @@ class SchedulerConfig(_Section):
     three_phase: bool = False
 
 
+class FinetuneConfig(_Section):
+    """``[module_config.finetune]``: per-group LRs and freeze-then-unfreeze (docs/cli.md, "Fine-tuning").
+
+    The head trains at ``learning_rate`` (what the LR finder suggests), every backbone parameter at
+    ``backbone_lr_scale`` x it, times ``layer_decay`` per stage below the top (BEiT's layer-wise decay): the LR
+    finder sweeps them together, ratios kept, and OneCycle gets one ``max_lr`` per group. ``freeze_epochs`` trains
+    the head alone first (the backbone frozen; its BatchNorm layers still train unless ``train_bn = false``), then
+    the whole model for the remaining epochs, each phase on its own OneCycle and, when tuned, its own LR.
+    """
+
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1)  # 1.0: one LR for the whole model
+    layer_decay: float = Field(1.0, gt=0, le=1)  # 1.0: none; ViT fine-tuning recipes use 0.65-0.75
+    freeze_epochs: int = Field(0, ge=0)  # 0: no frozen phase
+    train_bn: bool = True  # BatchNorm layers train while the backbone is frozen (fastai's and Lightning's default)
+
+
 class ModuleConfig(_Section):
     """``[module_config]``: the backbone and its training objective."""
 
-    backbone: str = "alexnet"  # a key of doc_classifier.models.BACKBONES
+    backbone: str = "alexnet"  # a key of doc_classifier.models.BACKBONES, or "timm/<any timm.list_models() name>"
     num_classes: int = Field(16, ge=2)
     in_channels: int = Field(1, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
@@ -159,22 +175,26 @@ class ModuleConfig(_Section):
     pretrained_weights: Path | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
 
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
         from traenslenzor.doc_classifier.models.backbones import BACKBONES
+        from traenslenzor.doc_classifier.models.timm_backbones import check_timm_backbone, is_timm_backbone
 
+        if is_timm_backbone(value):
+            return check_timm_backbone(value)
         if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONES)}")
+            raise ValueError(f"unknown backbone {value!r}; choose one of {', '.join(BACKBONES)} or timm/<name>")
         return value
 
     @model_validator(mode="after")
     def _pretrained_needs_weights(self) -> ModuleConfig:
-        if self.pretrained and self.pretrained_weights is None:
+        if self.pretrained and self.pretrained_weights is None and self.backbone == "tiny_cnn":
             raise ValueError(
-                "pretrained = true needs module_config.pretrained_weights = '<local .pth file>' (this project "
-                "never downloads weights); or set pretrained = false to train from scratch"
+                "pretrained = true with backbone 'tiny_cnn' needs module_config.pretrained_weights = '<file>' (e.g. "
+                "a .ckpt this app trained): no library publishes its weights; or set pretrained = false"
             )
         if not self.pretrained and self.pretrained_weights is not None:
             raise ValueError("pretrained_weights is set but pretrained = false; set pretrained = true to use it")
@@ -281,6 +301,12 @@ class ExperimentConfig(_Section):
                 f"datamodule_config.channels ({channels})"
             )
         trainer = self.trainer_config
+        freeze = self.module_config.finetune.freeze_epochs
+        if freeze and (trainer.max_steps != -1 or not 0 < freeze < trainer.max_epochs):
+            raise ValueError(
+                f"module_config.finetune.freeze_epochs = {freeze} needs trainer_config.max_epochs above it (now "
+                f"{trainer.max_epochs}) and max_steps = -1 (now {trainer.max_steps}): the phases are counted in epochs"
+            )
         if self.module_config.scheduler.name == "onecycle" and trainer.max_epochs == -1 and trainer.max_steps == -1:
             raise ValueError(
                 "trainer_config.max_epochs = -1 (no limit) with module_config.scheduler.name = 'onecycle': OneCycle "

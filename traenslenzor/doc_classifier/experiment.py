@@ -25,13 +25,15 @@ from traenslenzor.doc_classifier.data import DocDataModule
 from traenslenzor.doc_classifier.inference.evaluation import evaluation_callbacks
 from traenslenzor.doc_classifier.inference.predict import CKPT_REMEDY, PredictionRun, run_prediction
 from traenslenzor.doc_classifier.log import is_rank_zero, say, tell
-from traenslenzor.doc_classifier.models.backbones import WEIGHTS_REMEDY
+from traenslenzor.doc_classifier.models.backbones import BACKBONES, WEIGHTS_REMEDY
+from traenslenzor.doc_classifier.models.pretrained_weights import check_library_weights
 from traenslenzor.doc_classifier.training.module import DocClassifier
 from traenslenzor.doc_classifier.training.trainer import build_trainer, build_tuning_trainer, check_accelerator
 from traenslenzor.doc_classifier.training.wandb_run import require_wandb
 from traenslenzor.doc_classifier.tuning import config_writer
 from traenslenzor.doc_classifier.tuning.batch_plan import plan_batch
 from traenslenzor.doc_classifier.tuning.confirm.trials import DATABASE_NAME, check_database
+from traenslenzor.doc_classifier.tuning.phases import StageRunner, preflight_phases, train_in_phases
 from traenslenzor.doc_classifier.tuning.workflow import TuningOutcome, run_tuning
 from traenslenzor.tuner import BatchSizeNotFoundError, is_oom_error, preserved_training_state
 
@@ -47,6 +49,7 @@ class ExperimentResult:
     best_checkpoint: str | None = None
     saved_config: str | None = None
     predictions: PredictionRun | None = None  # stage predict
+    head_tuning: TuningOutcome | None = None  # freeze_epochs > 0: the head phase's LR (``tuning``: the whole model's)
 
 
 def preflight(
@@ -55,14 +58,7 @@ def preflight(
     """Cheap checks that would otherwise fail minutes into a run; ``trust``: the user trusts ``ckpt_path``."""
     check_accelerator(config.trainer_config)
     require_wandb(config)
-    weights = config.module_config.pretrained_weights
-    if config.module_config.pretrained and weights is not None and not Path(weights).is_file():
-        raise ConfigError(
-            f"module_config.pretrained_weights = {str(weights)!r}: file not found. This project never downloads "
-            "weights: copy the torchvision checkpoint there, or set pretrained = false to train from scratch."
-        )
-    if config.module_config.pretrained and weights is not None:
-        check_loads_as_data(weights, setting="module_config.pretrained_weights", remedy=WEIGHTS_REMEDY)
+    check_pretrained(config)
     if tune_learning_rate and config.stage != "train":
         raise ConfigError(
             f"--tune-learning-rate needs stage 'train' (got {config.stage!r}); the LR only matters for training."
@@ -118,6 +114,22 @@ def _checkpoint_kwargs(method: Any, trust: bool) -> dict[str, bool]:
     """``weights_only`` for Lightning's own load of ``ckpt_path``, where its ``fit``/``validate``/``test`` take it
     (Lightning >= 2.5): data only, unless the user trusts the file."""
     return {"weights_only": not trust} if "weights_only" in inspect.signature(method).parameters else {}
+
+
+def check_pretrained(config: ExperimentConfig) -> None:
+    """The start's weights, before any data is built: the local file, or the library's (cached, or downloaded now)."""
+    mc = config.module_config
+    weights = mc.pretrained_weights
+    if mc.pretrained and weights is not None and not Path(weights).is_file():
+        raise ConfigError(
+            f"module_config.pretrained_weights = {str(weights)!r}: file not found. Point it at a local .pth, "
+            ".safetensors or this app's .ckpt, remove it to use the library's own weights, or set pretrained = false."
+        )
+    if mc.pretrained and weights is not None and Path(weights).suffix != ".safetensors":  # safetensors hold no code
+        check_loads_as_data(weights, setting="module_config.pretrained_weights", remedy=WEIGHTS_REMEDY)
+    if mc.pretrained and weights is None:
+        entry = BACKBONES.get(mc.backbone)
+        check_library_weights(mc.backbone, None if entry is None else entry.library)
 
 
 def preflight_confirmation(config: ExperimentConfig) -> None:
@@ -231,13 +243,15 @@ def run_experiment(
     if save_tuned_config is not None and config_path is None:
         raise ConfigError("save_tuned_config needs config_path: the TOML file whose values are updated.")
     preflight(config, tune_learning_rate=tune_learning_rate, tune_batch_size=tune_batch_size, trust=trust_checkpoint)
-    if confirm:
-        preflight_confirmation(config)
+    _preflight_extras(config, confirm=confirm, tune_only=tune_only, saving=save_tuned_config is not None)
     if config.trainer_config.cpu_threads is not None:
         torch.set_num_threads(config.trainer_config.cpu_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
     module = build_module(config)
+    if _phased(config):  # freeze_epochs: the head alone, then the whole model (tuning/phases.py)
+        flags = {"tune_batch_size": tune_batch_size, "tune_learning_rate": tune_learning_rate, "retune": retune}
+        return _train_in_phases(config, module, datamodule, {**flags, "confirm": confirm}, callbacks)
     tuning = None
     try:
         if tuning_asked:
@@ -248,7 +262,7 @@ def run_experiment(
                 )  # fmt: skip
             accumulation = tuning.accumulate_grad_batches
         else:
-            accumulation = _settle_effective_batch(config, datamodule)
+            accumulation = settle_effective_batch(config, datamodule)
         saved = None
         if save_tuned_config is not None:
             path = config_writer.save_tuning(config_path, save_tuned_config, tuning, config) if is_rank_zero() else None
@@ -271,6 +285,31 @@ def _predict(config: ExperimentConfig, tuning_flags: bool, trust_checkpoint: boo
     return ExperimentResult(predictions=run_prediction(config, trust_checkpoint=trust_checkpoint))
 
 
+def _phased(config: ExperimentConfig) -> bool:
+    return config.stage == "train" and config.module_config.finetune.freeze_epochs > 0
+
+
+def _preflight_extras(config: ExperimentConfig, *, confirm: bool, tune_only: bool, saving: bool) -> None:
+    """The checks of ``--confirm-learning-rate`` and of fine-tuning's two phases, before any data is built."""
+    if confirm:
+        preflight_confirmation(config)
+    if _phased(config):
+        preflight_phases(config, tune_only=tune_only, saving=saving)
+
+
+def _train_in_phases(
+    config: ExperimentConfig, module: Any, datamodule: Any, flags: dict[str, bool], callbacks: Sequence[Any]
+) -> ExperimentResult:
+    """Fine-tuning's two phases (``tuning/phases.py``), fitted by this module's ``run_stage``."""
+
+    def fit(phase_config: ExperimentConfig, extra: list[Any], accumulation: int) -> tuple[dict[str, float], str | None]:
+        return run_stage(phase_config, module, datamodule, [*callbacks, *extra], accumulation)
+
+    runner = StageRunner(fit, leaving_no_trace, settle_effective_batch)
+    run = train_in_phases(config, module, datamodule, runner, **flags)
+    return ExperimentResult(run.tuning, run.metrics, run.best_checkpoint, head_tuning=run.head_tuning)
+
+
 @contextmanager
 def leaving_no_trace(module: L.LightningModule) -> Iterator[None]:
     """Tuning leaves training as it found it, so that a run that searches trains exactly as one that reuses.
@@ -288,7 +327,7 @@ def leaving_no_trace(module: L.LightningModule) -> Iterator[None]:
             metric.reset()
 
 
-def _settle_effective_batch(config: ExperimentConfig, datamodule: DocDataModule) -> int:
+def settle_effective_batch(config: ExperimentConfig, datamodule: DocDataModule) -> int:
     """Without tuning: the accumulation (and per-process batch) that ``effective_batch_size`` asks for."""
     effective = config.datamodule_config.effective_batch_size
     if effective is None:

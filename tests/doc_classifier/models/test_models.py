@@ -81,7 +81,7 @@ def test_build_model_loads_the_configured_file(tmp_path: Path) -> None:
 
 
 def test_missing_weights_file_says_no_download(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="never downloads"):
+    with pytest.raises(FileNotFoundError, match="pretrained_weights"):
         build_model("tiny_cnn", num_classes=16, in_channels=1, pretrained_weights=tmp_path / "absent.pth")
 
 

@@ -1,11 +1,13 @@
-"""Backbones for the document classifier: a registry of builders, all randomly initialised.
+"""Backbones for the document classifier: a registry of builders, and where their pretrained weights come from.
 
-torchvision's AlexNet (Krizhevsky et al. 2012), ResNet-50 (He et al. 2016) and ViT-B/16 (Dosovitskiy et al. 2021)
-are built with ``weights=None`` -- this project never downloads anything. Pretrained weights come only from a local
-file named in the config (``module_config.pretrained_weights``); a checkpoint saved for RGB input is adapted to
-grayscale input by summing its first convolution over the colour channels, and a head of the wrong shape (ImageNet's
-1000 classes) is left freshly initialised. The file is opened as data (``checkpoint_file.py``): one that needs more
-is refused. ``tiny_cnn`` is a small BatchNorm CNN for the CPU quickstart.
+torchvision's AlexNet (Krizhevsky et al. 2012), ResNet-50 (He et al. 2016) and ViT-B/16 (Dosovitskiy et al. 2021),
+``tiny_cnn`` (a small BatchNorm CNN for the CPU quickstart) and any timm model (``timm/<name>``,
+``timm_backbones.py``). Pretrained weights come from a local file named in the config
+(``module_config.pretrained_weights``: a state dict, a ``.safetensors`` file or one of this app's own ``.ckpt``), or,
+without one, through the library's own mechanism and cache (``pretrained_weights.py``). A checkpoint saved for RGB
+input is adapted to grayscale input by summing its first convolution over the colour channels, and a head of the
+wrong shape (ImageNet's 1000 classes) is left freshly initialised. A file is opened as data
+(``checkpoint_file.py``): one that needs more is refused.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision import models as tv_models
 
 from traenslenzor.doc_classifier.checkpoint_file import load_as_data
+from traenslenzor.doc_classifier.models.pretrained_weights import describe_timm_weights, torchvision_state_dict
+from traenslenzor.doc_classifier.models.timm_backbones import build_timm, is_timm_backbone
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +131,59 @@ class Backbone:
         first_conv_key: the first convolution, as named in torchvision's checkpoints: the one tensor that is
             adapted (not dropped) when a checkpoint made for RGB meets grayscale input.
         prepare: checkpoint preparation before the tensors are matched, ``(state, image_size) -> state``.
+        head: the classifier's module names: what fine-tuning trains at the head's LR, and keeps when frozen.
+        stage: ``stage(parameter name) -> depth`` (0 = the stem) for layer-wise LR decay; the head is past the last.
+        library: torchvision's model name, whose ``weights=`` enum gives ``pretrained = true`` its weights.
     """
 
     build: BackboneBuilder
     first_conv_key: str
     prepare: Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]] | None = None
+    head: tuple[str, ...] = ()
+    stage: Callable[[str], int] | None = None
+    library: str | None = None
 
 
-# The one table of backbones: ``module_config.backbone`` names a key.
+def _tiny_cnn_stage(name: str) -> int:
+    """The four conv blocks are stages 0-3 (``0.*`` .. ``3.*``)."""
+    return int(name.split(".", 1)[0])
+
+
+def _alexnet_stage(name: str) -> int:
+    """Five convolutions (``features.0/3/6/8/10``), then the two hidden linears (``classifier.1/4``)."""
+    part, index = name.split(".")[:2]
+    order = {"features": (0, 3, 6, 8, 10), "classifier": (-1, 1, 4)}[part]
+    position = max(i for i, start in enumerate(order) if int(index) >= start)
+    return position if part == "features" else 4 + position
+
+
+def _resnet_stage(name: str) -> int:
+    """The stem (``conv1``, ``bn1``) is stage 0, ``layer1`` .. ``layer4`` are 1-4."""
+    return int(name[5]) if name.startswith("layer") else 0
+
+
+def _vit_stage(name: str) -> int:
+    """Patch embedding, class token and positions are stage 0, encoder block i is i + 1, the final norm 13."""
+    if name.startswith("encoder.layers.encoder_layer_"):
+        return int(name.split(".")[2].rsplit("_", 1)[1]) + 1
+    return 13 if name.startswith("encoder.ln") else 0
+
+
+# The one table of backbones: ``module_config.backbone`` names a key (or ``timm/<name>``, timm_backbones.py).
 BACKBONES: dict[str, Backbone] = {
-    "tiny_cnn": Backbone(build_tiny_cnn, "0.0.weight"),
-    "alexnet": Backbone(build_alexnet, "features.0.weight"),
-    "resnet50": Backbone(build_resnet50, "conv1.weight"),
-    "vit_b_16": Backbone(build_vit_b_16, "conv_proj.weight", prepare=resample_vit_positions),
+    "tiny_cnn": Backbone(build_tiny_cnn, "0.0.weight", head=("7",), stage=_tiny_cnn_stage),
+    "alexnet": Backbone(
+        build_alexnet, "features.0.weight", head=("classifier.6",), stage=_alexnet_stage, library="alexnet"
+    ),
+    "resnet50": Backbone(build_resnet50, "conv1.weight", head=("fc",), stage=_resnet_stage, library="resnet50"),
+    "vit_b_16": Backbone(
+        build_vit_b_16,
+        "conv_proj.weight",
+        prepare=resample_vit_positions,
+        head=("heads",),
+        stage=_vit_stage,
+        library="vit_b_16",
+    ),
 }
 
 
@@ -160,31 +205,55 @@ def build_model(
     in_channels: int,
     dropout: float = 0.0,
     image_size: int = 224,
+    pretrained: bool = False,
     pretrained_weights: str | Path | None = None,
 ) -> nn.Module:
-    """Build a backbone by name; load ``pretrained_weights`` (a local file) when given."""
-    entry = BACKBONES.get(backbone)
-    if entry is None:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
-    model = entry.build(num_classes, in_channels, dropout, image_size)
+    """Build a backbone by name; load ``pretrained_weights`` (a local file) when given, else, with ``pretrained``,
+    the library's own weights (timm's hub cache, torchvision's ``weights=`` enum; ``pretrained_weights.py``)."""
+    from_library = pretrained and pretrained_weights is None
+    if is_timm_backbone(backbone):
+        model = build_timm(backbone, num_classes, in_channels, dropout, image_size, pretrained=from_library)
+        if from_library:
+            log.info("Loaded timm's pretrained weights of %s (%s)", backbone, describe_timm_weights(backbone))
+        first_conv = model.pretrained_cfg.get("first_conv") or ""
+        entry = Backbone(lambda *args: model, f"{first_conv}.weight")
+    else:
+        entry = BACKBONES.get(backbone)
+        if entry is None:
+            raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)} or timm/<name>.")
+        model = entry.build(num_classes, in_channels, dropout, image_size)
+        if from_library:
+            if entry.library is None:
+                raise ValueError(f"{backbone} has no published weights; set module_config.pretrained_weights.")
+            source, where = torchvision_state_dict(entry.library)
+            _load_and_log(model, entry, source, where, image_size, in_channels)
     if pretrained_weights is not None:
-        prepare = entry.prepare
-        report = load_pretrained(
-            model,
-            pretrained_weights,
-            first_conv_key=entry.first_conv_key,
-            prepare=None if prepare is None else (lambda state: prepare(state, image_size)),
-        )
-        log.info(
-            "Loaded %d tensors from %s (%d adapted to %d input channels, %d skipped, %d left initialised)",
-            len(report.loaded),
-            report.path,
-            len(report.adapted),
-            in_channels,
-            len(report.skipped),
-            len(report.missing),
-        )
+        source = read_state_dict(pretrained_weights)
+        _load_and_log(model, entry, source, str(pretrained_weights), image_size, in_channels)
     return model
+
+
+def _load_and_log(
+    model: nn.Module, entry: Backbone, source: dict[str, torch.Tensor], where: str, image_size: int, in_channels: int
+) -> WeightsReport:
+    prepare = entry.prepare
+    report = load_state(
+        model,
+        source,
+        where,
+        first_conv_key=entry.first_conv_key,
+        prepare=None if prepare is None else (lambda state: prepare(state, image_size)),
+    )
+    log.info(
+        "Loaded %d tensors from %s (%d adapted to %d input channels, %d skipped, %d left initialised)",
+        len(report.loaded),
+        report.path,
+        len(report.adapted),
+        in_channels,
+        len(report.skipped),
+        len(report.missing),
+    )
+    return report
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -192,17 +261,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"Pretrained weights not found at {path}. This project never downloads weights: fetch the torchvision "
-            "checkpoint (e.g. vit_b_16-c867db91.pth) on a machine with internet, copy it there, or set "
+            f"Pretrained weights not found at {path}: point module_config.pretrained_weights at a local .pth, "
+            ".safetensors or this app's .ckpt, remove it to use the library's own weights, or set "
             "module_config.pretrained = false to train from scratch."
         )
+    if path.suffix == ".safetensors":  # timm's and the Hugging Face hub's own format
+        from safetensors.torch import load_file
+
+        return load_file(path)
     payload = load_as_data(path, setting="module_config.pretrained_weights", remedy=WEIGHTS_REMEDY)
+    if isinstance(payload, dict) and "pytorch-lightning_version" in payload:
+        return _backbone_of_app_checkpoint(payload, path)
     for key in ("state_dict", "model"):
         if isinstance(payload, dict) and isinstance(payload.get(key), dict):
             payload = payload[key]
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors.")
     return payload
+
+
+def _backbone_of_app_checkpoint(payload: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """The network's tensors of one of this app's Lightning checkpoints (``model.*`` in its ``state_dict``)."""
+    state = payload.get("state_dict") or {}
+    prefix = "model."
+    tensors = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    if not tensors:
+        raise ValueError(f"{path} is a Lightning checkpoint without this app's model.* tensors.")
+    return tensors
 
 
 def load_pretrained(
@@ -212,7 +297,19 @@ def load_pretrained(
     first_conv_key: str,
     prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> WeightsReport:
-    """Copy the matching tensors of a local checkpoint into ``model``.
+    """Copy the matching tensors of a local checkpoint into ``model`` (``load_state`` on the file's tensors)."""
+    return load_state(model, read_state_dict(path), str(path), first_conv_key=first_conv_key, prepare=prepare)
+
+
+def load_state(
+    model: nn.Module,
+    source: dict[str, torch.Tensor],
+    path: str,
+    *,
+    first_conv_key: str,
+    prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> WeightsReport:
+    """Copy the matching tensors of ``source`` (read from ``path``) into ``model``.
 
     A first convolution saved for 3 channels is summed over them for a 1-channel model (a grayscale image
     replicated to RGB gives the same response). ``prepare`` may adapt the checkpoint first (a ViT's position
@@ -220,7 +317,6 @@ def load_pretrained(
     not match -- the classifier head of an ImageNet checkpoint -- are skipped. Loading nothing at all is an error:
     the file belongs to another backbone.
     """
-    source = read_state_dict(path)
     adapted, skipped = [], []
     if prepare is not None:
         before = {key: tensor.shape for key, tensor in source.items()}

@@ -3,7 +3,8 @@
 The learning rate lives at ``hparams.learning_rate`` and OneCycle's peak at ``hparams.max_lr``: the LR finder
 writes the former (Lightning's attribute lookup finds it), the experiment sets the latter to
 ``max_lr_factor`` x the found LR, and ``configure_optimizers`` reads both at the start of every fit -- so tuned values
-take effect without rebuilding the module.
+take effect without rebuilding the module. Both are the head's: with ``[module_config.finetune]`` the backbone's groups
+run at fixed ratios of them (``finetune.py``), in the optimizer and in OneCycle's per-group ``max_lr`` alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from traenslenzor.doc_classifier.config import ConfigError, ModuleConfig, OptimizerConfig
 from traenslenzor.doc_classifier.models.backbones import build_model
+from traenslenzor.doc_classifier.training.finetune import hold_frozen_norms, set_backbone_frozen
+from traenslenzor.doc_classifier.training.finetune import parameter_groups as finetune_groups
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -32,8 +35,11 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, config: OptimizerConfig, learning_rate: float) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay)
+def build_optimizer(
+    model: nn.Module, config: OptimizerConfig, learning_rate: float, groups: list[dict[str, Any]] | None = None
+) -> torch.optim.Optimizer:
+    """AdamW or SGD over ``groups`` (default: one LR, the weight-decay split); a group's own ``lr`` wins."""
+    groups = groups if groups is not None else parameter_groups(model, config.weight_decay)
     if config.name == "adamw":
         return torch.optim.AdamW(groups, lr=learning_rate, betas=config.betas)
     return torch.optim.SGD(groups, lr=learning_rate, momentum=config.momentum, nesterov=config.nesterov)
@@ -75,6 +81,7 @@ class DocClassifier(L.LightningModule):
             in_channels=config.in_channels,
             dropout=config.dropout,
             image_size=image_size,
+            pretrained=config.pretrained,
             pretrained_weights=config.pretrained_weights if config.pretrained else None,
         )
         metrics = MetricCollection(
@@ -87,6 +94,15 @@ class DocClassifier(L.LightningModule):
         self.stage_metrics = nn.ModuleDict(
             {f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test")}
         )
+
+    def set_backbone_frozen(self, frozen: bool) -> int:
+        """Freeze the backbone (the head alone trains; ``finetune.train_bn`` keeps BatchNorm training) or unfreeze
+        it; returns the number of frozen tensors. The next fit's optimizer holds the trainable parameters only."""
+        finetune = self.config.finetune
+        return set_backbone_frozen(self.config.backbone, self.model, frozen=frozen, train_bn=finetune.train_bn)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        hold_frozen_norms(self.model)  # Lightning sets train mode each epoch: frozen BatchNorm statistics stay put
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -128,7 +144,11 @@ class DocClassifier(L.LightningModule):
         self._resumed_onecycle_steps = states[0].get("total_steps")
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, self.config.optimizer, self.hparams.learning_rate)
+        config, learning_rate = self.config, self.hparams.learning_rate
+        groups = finetune_groups(
+            config.backbone, self.model, config.finetune, config.optimizer.weight_decay, learning_rate
+        )  # the head's groups first: the LR finder's suggestion is the head's LR
+        optimizer = build_optimizer(self.model, config.optimizer, learning_rate, groups)
         scheduler = self.config.scheduler
         if scheduler.name == "none":
             return optimizer
@@ -148,7 +168,7 @@ class DocClassifier(L.LightningModule):
             )
         onecycle = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=self.hparams.max_lr,
+            max_lr=[self.hparams.max_lr * group["lr_scale"] for group in optimizer.param_groups],  # ratios kept
             total_steps=int(total_steps),
             pct_start=scheduler.pct_start,
             anneal_strategy=scheduler.anneal_strategy,

@@ -72,6 +72,20 @@ class EffectiveHyperparameters(Callback):
             group["weight_decay"],
             "none" if peak is None else f"{peak:.6g}",
         )
+        groups = trainer.optimizers[0].param_groups
+        lowest = min(groups, key=lambda g: g["lr"])
+        if lowest["lr"] < group["lr"]:  # per-group LRs ([module_config.finetune]): the head's group is the first
+            log.info(
+                "%sIn effect%s: %d param groups, head LR now=%.6g, lowest group LR now=%.6g (%.3g x head), "
+                "lowest group OneCycle max_lr=%s",
+                TRAIN_PREFIX,
+                rank,
+                len(groups),
+                group["lr"],
+                lowest["lr"],
+                lowest["lr"] / group["lr"],
+                "none" if lowest.get("max_lr") is None else f"{lowest['max_lr']:.6g}",
+            )
 
 
 def build_callbacks(config: TrainerConfig) -> list[Callback]:

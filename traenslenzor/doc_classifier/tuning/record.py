@@ -4,8 +4,9 @@ Tuning is done once and repeated only when something it depends on (a trigger) c
 
 - **batch size:** the device, the architecture, the image resolution, mixed precision;
 - **learning rate:** the model, the optimizer, fine-tuning versus training from scratch, the stage of training,
-  the suggestion rule that read the curve (its name and, for the tuner's default, its version)
-  (and a batch-size change, which the workflow follows by rescaling the LR instead; ``steps.py``);
+  the suggestion rule that read the curve (its name and, for the tuner's default, its version), the per-group LR
+  ratios and phases of ``[module_config.finetune]`` (and a batch-size change, which the workflow follows by
+  rescaling the LR instead; ``steps.py``);
 - **the confirmed learning rate** (``--confirm-learning-rate``): the LR's triggers, and what its trials depend on
   besides (the suggestion, the candidates and rungs, the schedule; ``confirm/trials.py``: ``confirm_fingerprint``).
 
@@ -55,6 +56,7 @@ _ENTRY_KEYS = frozenset({"values", "fingerprint", "tuned_at"})
 _VALUE_KEYS = {
     "batch_size": {"batch_size"},
     "learning_rate": {"learning_rate", "weight_decay", "global_batch"},
+    "learning_rate_head": {"learning_rate", "weight_decay", "global_batch"},  # fine-tuning's frozen phase
     "lr_confirm": {"learning_rate", "suggestion", "study"},  # the LR confirmed by training (confirm/trials.py)
 }
 
@@ -142,10 +144,16 @@ def lr_fingerprint(config: ExperimentConfig, model: dict[str, Any]) -> Fingerpri
     optimizer = mc.optimizer.model_dump(mode="json", exclude={"learning_rate"})
     if mc.optimizer.name == "adamw":
         optimizer.pop("weight_decay")
+    start = {"pretrained": mc.pretrained, "from_checkpoint": config.ckpt_path is not None}
+    if mc.pretrained_weights is not None:
+        start["pretrained_weights"] = str(mc.pretrained_weights)
+    finetune = mc.finetune.model_dump(mode="json")
+    fingerprint = {"finetune": finetune} if finetune != type(mc.finetune)().model_dump(mode="json") else {}
     return {
+        **fingerprint,  # per-group LR ratios and phases; absent at their defaults (one LR, one phase)
         "model": model,
         "optimizer": optimizer,
-        "start": {"pretrained": mc.pretrained, "from_checkpoint": config.ckpt_path is not None},
+        "start": start,
         "data": {
             "source": dm.source,
             "root": None if dm.root is None else str(dm.root),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import lightning as L
 
 from traenslenzor.doc_classifier.config import ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
+from traenslenzor.doc_classifier.training.finetune import lowest_lr_scale
 from traenslenzor.doc_classifier.training.trainer import build_tuning_trainer
 from traenslenzor.doc_classifier.tuning.batch_plan import (
     BatchPlan,
@@ -232,6 +233,19 @@ def _lr_for_batch(entry: Entry, plan: BatchPlan, config: ExperimentConfig) -> tu
 
 
 @dataclass(frozen=True)
+class LRPhase:
+    """The training phase an LR is found for (fine-tuning's freeze, then unfreeze; ``phases.py``): its record entry,
+    its label in the log, and what its start depends on (a fingerprint trigger of its own)."""
+
+    record_key: str = "learning_rate"
+    label: str = ""  # "" for a one-phase run: "✓ Suggested learning rate: X"
+    start: dict[str, Any] = field(default_factory=dict)
+
+
+ONE_PHASE = LRPhase()
+
+
+@dataclass(frozen=True)
 class TuningRun:
     """What every step reads: the run's config, module and data, the record as loaded, the model's trigger."""
 
@@ -241,6 +255,7 @@ class TuningRun:
     record: dict[str, Entry]
     model: dict[str, Any]  # model_trigger(): the backbone and its parameter count
     retune: bool = False
+    phase: LRPhase = ONE_PHASE
 
     @property
     def record_path(self) -> Path:
@@ -325,7 +340,8 @@ def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResu
         )
     else:
         band = getattr(result, "band", None) if run.config.tuner_config.suggestion_method is None else None
-        say("✓ Suggested learning rate: %.2e%s", lr, f" (band {band[0]:.1e} .. {band[1]:.1e})" if band else "")
+        label = f" ({run.phase.label})" if run.phase.label else ""
+        say("✓ Suggested learning rate%s: %.2e%s", label, lr, f" (band {band[0]:.1e} .. {band[1]:.1e})" if band else "")
         _point_to_confirmation(run.config, band)
     return result, lr
 
@@ -360,6 +376,13 @@ def apply_tuned_lr(
     say("  Updated optimizer LR: %.2e → %.2e", previous, lr)
     if max_lr is not None:
         say("  OneCycle max_lr: %.2e (%g × LR)", max_lr, config.tuner_config.max_lr_factor)
+    lowest = lowest_lr_scale(run.module) * lr
+    if lowest < lr:
+        finetune = config.module_config.finetune
+        say(
+            "  Per-group LRs: head %.2e, lowest group %.2e (backbone_lr_scale %g, layer_decay %g)",
+            lr, lowest, finetune.backbone_lr_scale, finetune.layer_decay,
+        )  # fmt: skip
     return max_lr, moved
 
 
@@ -370,10 +393,12 @@ def _lr_entry(
     plan: BatchPlan,
     fingerprint: Fingerprint,
     diagnostics: tuple[str, ...],
+    lowest_scale: float = 1.0,
 ) -> Entry:
     """The record's entry for an LR search: the values, at which batch, and the whole curve."""
     values = {
-        "learning_rate": lr,
+        "learning_rate": lr,  # the head's: the first param group's
+        "lowest_group_learning_rate": None if lr is None else lr * lowest_scale,
         "weight_decay": weight_decay,
         "per_process_batch": plan.per_process,
         "world_size": plan.world_size,
@@ -388,12 +413,13 @@ def learning_rate_step(run: TuningRun, plan: BatchPlan) -> LearningRateStep:
     apply what was found to the module."""
     previous = float(run.module.hparams.learning_rate)
     weight_decay = run.config.module_config.optimizer.weight_decay
-    fingerprint = lr_fingerprint(run.config, run.model)
-    entry = reusable(run.record.get("learning_rate"), fingerprint, "learning rate", retune=run.retune)
+    fingerprint = lr_fingerprint(run.config, run.model) | ({"phase": run.phase.start} if run.phase.start else {})
+    what = f"learning rate ({run.phase.label})" if run.phase.label else "learning rate"
+    entry = reusable(run.record.get(run.phase.record_key), fingerprint, what, retune=run.retune)
     carried = None if entry is None else _lr_for_batch(entry, plan, run.config)
     if entry is not None and carried is not None:
         lr, weight_decay = carried
-        reuse_note("learning rate", f"{entry.values['learning_rate']:.2e}", run.record_path, entry)
+        reuse_note(what, f"{entry.values['learning_rate']:.2e}", run.record_path, entry)
         max_lr, moved = apply_tuned_lr(run, previous, lr, weight_decay)
         return LearningRateStep(previous, lr, max_lr, moved, reused=True)
     result, lr = _search_learning_rate(run, plan)
@@ -401,5 +427,5 @@ def learning_rate_step(run: TuningRun, plan: BatchPlan) -> LearningRateStep:
     if result is None:
         return LearningRateStep(previous, lr, max_lr, moved)
     plot_path, diagnostics = _report_search(result, run.config)
-    entry = _lr_entry(result, lr, weight_decay, plan, fingerprint, diagnostics)
+    entry = _lr_entry(result, lr, weight_decay, plan, fingerprint, diagnostics, lowest_lr_scale(run.module))
     return LearningRateStep(previous, lr, max_lr, moved, str(plot_path), diagnostics, entry=entry)

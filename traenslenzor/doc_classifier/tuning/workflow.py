@@ -28,8 +28,10 @@ from traenslenzor.doc_classifier.tuning.batch_plan import BatchPlan
 from traenslenzor.doc_classifier.tuning.confirm_step import ConfirmStep, confirm_step
 from traenslenzor.doc_classifier.tuning.record import load_record, model_trigger, write_record
 from traenslenzor.doc_classifier.tuning.steps import (
+    ONE_PHASE,
     BatchSizeStep,
     LearningRateStep,
+    LRPhase,
     TuningRun,
     batch_plan_step,
     batch_size_step,
@@ -113,20 +115,21 @@ def run_tuning(
     learning_rate: bool,
     retune: bool = False,
     confirm: bool = False,
+    phase: LRPhase = ONE_PHASE,
 ) -> TuningOutcome:
     """Tune what is asked -- batch size always before LR, then the LR's confirmation (``confirm``) -- reusing what
     the record still covers; apply it."""
     started = time.perf_counter()
     trainer = build_tuning_trainer(config)
     model = model_trigger(config.module_config.backbone, module.model)
-    run = TuningRun(config, module, datamodule, load_record(config.tuner_config.results_path), model, retune)
+    run = TuningRun(config, module, datamodule, load_record(config.tuner_config.results_path), model, retune, phase)
     steps: dict[str, BatchSizeStep | LearningRateStep | ConfirmStep] = {}
     if batch_size:
         steps["batch_size"] = batch_size_step(run, trainer)
     plan = batch_plan_step(run, trainer.world_size)
     lr_step = confirmation = None
     if learning_rate:
-        lr_step = steps["learning_rate"] = learning_rate_step(run, plan)
+        lr_step = steps[phase.record_key] = learning_rate_step(run, plan)
     if confirm and lr_step is not None and lr_step.learning_rate is not None:
         confirmation = steps["lr_confirm"] = confirm_step(run, plan, lr_step)
     elif confirm:
