@@ -342,6 +342,26 @@ def rejudge(results: list[dict], margin: float) -> list[dict]:
     return out
 
 
+def sweep(results: list[dict], margins: list[float]) -> str:
+    """Per margin and split: confirmed gap median / worst, confirmed - finder median / worst, decided / runs."""
+    head = "| margin | split | confirmed gap (median / worst) | confirmed - finder (median / worst) | decided / runs |"
+    lines = [head, "|---|---|---|---|---|"]
+    for margin in margins:
+        judged = rejudge(results, margin)
+        for split in ("design", "holdout"):
+            runs = [r for t in judged if t["split"] == split for r in t["runs"]]
+            if not runs:
+                continue
+            gaps_ = [r["scores"]["confirmed"]["gap"] for r in runs]
+            worse = [_worse(r) for r in runs]
+            decided = sum(bool((r["confirmation"] or {}).get("decided")) for r in runs)
+            lines.append(
+                f"| {margin:g} | {split} | {statistics.median(gaps_):.3f} / {max(gaps_):.3f} | "
+                f"{statistics.median(worse):+.3f} / {max(worse):+.3f} | {decided} / {len(runs)} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", default="long,onecycle", help=f"comma-separated subset of {list(GROUPS)}")
@@ -355,9 +375,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-steps", type=int, default=MIN_TRIAL_STEPS, help="shortest first-rung trial")
     parser.add_argument("--out", type=Path, help="JSON output path")
     parser.add_argument("--retable", type=Path, nargs="+", help="print the tables of these results at --margin")
+    parser.add_argument("--sweep", help="with --retable: comma-separated margins, one summary row per split each")
     args = parser.parse_args(argv)
     if args.retable:
         results = [t for path in args.retable for t in json.loads(path.read_text())["tasks"]]
+        if args.sweep:
+            print(sweep(results, [float(m) for m in args.sweep.split(",")]))
+            return
         print(table(rejudge(results, args.margin)))
         print()
         print(per_seed(rejudge(results, args.margin)))
