@@ -79,16 +79,18 @@ def _run_confirmation(run: TuningRun, plan: BatchPlan, setup: ConfirmSetup, sugg
     """Run the study (or nothing, when the budget was refused); the record's values and its new entry."""
     values = {"suggestion": suggestion, "global_batch": plan.global_batch, "trials": 0, "steps": 0, "percent": 0.0}
     if setup.plan is None:
-        values |= {"learning_rate": suggestion, "decided": False, "reason": setup.refused}
+        values |= {"learning_rate": suggestion, "decided": False, "reason": setup.refused, "study": ""}
         return values, new_entry(values, setup.fingerprint, {"plan": None, "trials": []})
     outcome = confirm_learning_rate(run.config, run.module, run.datamodule, setup, fresh=run.retune)
     verdict = outcome.verdict
     values |= {
         "learning_rate": verdict.learning_rate, "decided": verdict.decided, "reason": verdict.reason,
-        "improvement": verdict.improvement, "start_loss": outcome.start_loss, "trials": len(outcome.trials),
+        "start_loss": outcome.start_loss, "trials": len(outcome.trials),
         "steps": outcome.steps, "percent": outcome.percent, "plot": str(outcome.plot), "study": outcome.study_name,
         "database": str(outcome.database), "planned_steps": setup.plan.planned_steps,
     }  # fmt: skip
+    if verdict.improvement is not None:  # none when a trial diverged; a None value would block the record's reuse
+        values["improvement"] = verdict.improvement
     trials = [{"lr": t.lr, "rung": t.rung, "loss": t.loss, "steps": t.steps} for t in outcome.trials]
     say("  LR confirmation plot saved to: %s (study %s in %s)", outcome.plot, outcome.study_name, outcome.database)
     return values, new_entry(values, setup.fingerprint, {"plan": setup.plan.to_dict(), "trials": trials})

@@ -301,6 +301,10 @@ def test_a_budget_too_short_for_a_trial_keeps_the_finders_lr_and_names_the_budge
     assert "gives 5-step first-rung trials, fewer than the 10" in caplog.text
     assert "confirm_budget = 0.2 would give 10-step trials" in caplog.text
     assert _record()["values"]["decided"] is False and _record()["plan"] is None
+    caplog.clear()
+    again, _ = _tune("tuner_config.confirm_budget=0.1")  # the refusal is recorded and reused like a verdict
+    assert "✓ Reusing confirmed learning rate 1.00e-03" in caplog.text and "Ignoring" not in caplog.text
+    assert again.learning_rate == 1e-3 and train.calls == []
 
 
 def test_under_a_constant_lr_survivors_continue_their_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
