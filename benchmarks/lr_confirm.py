@@ -44,21 +44,27 @@ from benchmarks.common import RESULTS, quiet_loggers
 from benchmarks.horizon_tasks import (
     GROUPS,
     INSTEAD,
+    MAX_LR_FACTOR,
     PAGE_CACHE,
     TASKS,
     TASKS_BY_NAME,
     HorizonTask,
+    evaluate,
     make_data,
     make_loader,
     make_loss,
     make_model,
     make_optimizer,
-    train,
+    onecycle,
 )
 from benchmarks.lr_horizon import LABELS, Lattice, gaps, score_lr, sweep_of
 from traenslenzor.tuner import (
     DEFAULT_CONFIRM_BUDGET,
     DEFAULT_CONFIRM_CANDIDATES,
+    DEFAULT_CONFIRM_MARGIN,
+    MIN_TRIAL_STEPS,
+    TrialsTooShort,
+    decide,
     finder_band,
     finder_wall,
     plan_confirmation,
@@ -73,7 +79,7 @@ def validation_split(task: HorizonTask, data: lr_tasks.TaskData) -> lr_tasks.Tas
     if task.data != "documents":
         n = len(data.x_eval) // 2
         return lr_tasks.TaskData(data.x_train[n:], data.y_train[n:], data.x_train[:n], data.y_train[:n])
-    from traenslenzor.doc_classifier.data.synthetic_dataset import SyntheticDocuments
+    from traenslenzor.doc_classifier.data.synthetic import SyntheticDocuments
 
     def pixels(split: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         pages = SyntheticDocuments(split, length, task.image_size, seed=0, cache_dir=PAGE_CACHE)
@@ -93,27 +99,81 @@ def run_finder(task: HorizonTask, data: lr_tasks.TaskData, seed: int):
     return ours["result"], ours["result"].suggestion(), ours["seconds"]
 
 
+class TrialRuns:
+    """The trials of one task x seed: each from the seed's own start (init and batch order); a continued trial goes
+    on from its own run of the rung before -- the same model, optimizer and batch stream, so a run continued from
+    ``s`` to ``3 s`` steps is the run of ``3 s`` steps."""
+
+    def __init__(self, task: HorizonTask, data: lr_tasks.TaskData, seed: int) -> None:
+        self.task, self.data, self.seed = task, data, seed
+        self.runs: dict[float, tuple] = {}
+
+    def start_loss(self) -> float:
+        return evaluate(self.task, make_model(self.task, self.seed), self.data)[0]
+
+    def train(self, lr: float, rung) -> float:
+        task = self.task
+        if rung.continued and lr in self.runs:
+            model, optimizer, scheduler, batches = self.runs[lr]
+            steps = rung.trained
+        else:
+            model = make_model(task, self.seed)
+            optimizer = make_optimizer(task, model, lr)
+            scheduler = onecycle(optimizer, MAX_LR_FACTOR * lr, rung.steps) if task.schedule == "onecycle" else None
+            batches = lr_tasks.cycle(make_loader(task, self.data, self.seed))
+            steps = rung.steps
+        loss_fn = make_loss(task)
+        model.train()
+        for _ in range(steps):
+            x, y = next(batches)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            if not torch.isfinite(loss):
+                self.runs.pop(lr, None)
+                return math.inf
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        self.runs[lr] = (model, optimizer, scheduler, batches)
+        return evaluate(task, model, self.data)[0]
+
+
 def confirm(task: HorizonTask, trial_data: lr_tasks.TaskData, seed: int, result, suggestion: float, args) -> dict:
-    """Successive halving over the plan's candidates; every trial from the seed's start, scored on validation."""
-    plan = plan_confirmation(
-        suggestion, task.steps, budget=args.budget, count=args.candidates, reduction=args.reduction,
-        band=finder_band(result), wall=finder_wall(result),
-    )  # fmt: skip
+    """Successive halving over the plan's candidates (the finder's LR among them, carried to the last rung), each
+    trial from the seed's start or continued (constant LR), scored on validation; the verdict at ``args.margin``."""
+    try:
+        plan = plan_confirmation(
+            suggestion, task.steps, budget=args.budget, count=args.candidates, reduction=args.reduction,
+            band=finder_band(result), wall=finder_wall(result), continued=task.schedule == "constant",
+            min_steps=args.min_steps,
+        )  # fmt: skip
+    except TrialsTooShort as exc:
+        return {"refused": str(exc), "confirmed": suggestion, "decided": False, "cost_steps": 0, "cost_percent": 0.0}
+    runs = TrialRuns(task, trial_data, seed)
+    start = runs.start_loss()
     losses: dict[float, float] = dict.fromkeys(plan.candidates, 0.0)  # rung 0: every candidate goes on
     trials = []
     for index, rung in enumerate(plan.rungs):
-        alive, losses = survivors(losses, rung.trials), {}
+        alive, losses = survivors(losses, rung.trials, plan.incumbent), {}
         for lr in alive:
-            loss, _ = train(task, trial_data, seed, lr=lr, steps=rung.steps)
-            losses[lr] = loss
-            trials.append({"rung": index, "lr": lr, "steps": rung.steps, "val_loss": _finite(loss)})
-    confirmed = survivors(losses, 1)[0]
+            losses[lr] = runs.train(lr, rung)
+            trials.append({"rung": index, "lr": lr, "steps": rung.steps, "trained": rung.trained,
+                           "val_loss": _finite(losses[lr])})  # fmt: skip
+    verdict = decide(losses, suggestion, margin=args.margin, start_loss=start)
+    others = {lr: v for lr, v in losses.items() if lr != suggestion}
+    challenger = min(others, key=lambda lr: (others[lr], lr)) if others else None
     return {
         "plan": plan.to_dict(),
         "band": finder_band(result),
         "wall": finder_wall(result),
+        "start_loss": start,
+        "last_rung": {str(lr): _finite(v) for lr, v in losses.items()},
+        "challenger": challenger,
         "trials": trials,
-        "confirmed": confirmed,
+        "verdict": verdict.to_dict(),
+        "confirmed": verdict.learning_rate,
+        "decided": verdict.decided,
         "cost_steps": plan.cost,
         "cost_percent": 100 * plan.cost / task.steps,
     }
@@ -137,9 +197,12 @@ def run_task(task: HorizonTask, oracle: Lattice, seeds: list[int], args) -> dict
         seed_started = time.perf_counter()
         confirmation = None if suggestion is None else confirm(task, trial_data, seed, result, suggestion, args)
         confirmed = None if confirmation is None else confirmation["confirmed"]
+        challenger = None if confirmation is None else confirmation.get("challenger")
         scores = {
             "finder": score_lr(oracle, task, data, suggestion, best, base),
             "confirmed": score_lr(oracle, task, data, confirmed, best, base),
+            # the last rung's best other candidate: what any margin would switch to (for --retable)
+            "challenger": score_lr(oracle, task, data, challenger, best, base) if challenger else None,
         }
         oracle.save()
         runs.append(
@@ -152,10 +215,11 @@ def run_task(task: HorizonTask, oracle: Lattice, seeds: list[int], args) -> dict
             }
         )
         log.info(
-            "%s seed %d: finder %.2e (gap %.3f) -> confirmed %s (gap %.3f), cost %s %%",
+            "%s seed %d: finder %.2e (gap %.3f) -> confirmed %s (gap %.3f), cost %s %%: %s",
             task.name, seed, suggestion or math.nan, scores["finder"]["gap"],
             "none" if confirmed is None else f"{confirmed:.2e}", scores["confirmed"]["gap"],
             "-" if confirmation is None else f"{confirmation['cost_percent']:.1f}",
+            "-" if confirmation is None else confirmation.get("refused") or confirmation["verdict"]["reason"],
         )  # fmt: skip
     return {
         "task": task.name,
@@ -186,9 +250,23 @@ def _spread(scores: list[dict]) -> str:
     return f"{math.log10(max(lrs)) - math.log10(min(lrs)):.2f}"
 
 
+def _worse(run: dict) -> float:
+    """How much worse the confirmed LR's gap is than the finder's alone (negative: better)."""
+    return run["scores"]["confirmed"]["gap"] - run["scores"]["finder"]["gap"]
+
+
+def _decided(runs: list[dict]) -> str:
+    confirmations = [r["confirmation"] for r in runs if r["confirmation"]]
+    refused = sum("refused" in c for c in confirmations)
+    decided = sum(bool(c.get("decided")) for c in confirmations)
+    return f"{decided} / {refused}"
+
+
 def table(results: list[dict]) -> str:
-    """One row per task: gap median / worst, spread, cost; pooled rows per split."""
-    head = ["finder alone", "confirmed", "finder spread", "confirmed spread", "cost % (median / max)"]
+    """One row per task: gap median / worst, confirmed minus finder (median / worst), decided / refused, spread,
+    cost; pooled rows per split."""
+    head = ["finder alone", "confirmed", "confirmed - finder", "decided / refused", "finder spread",
+            "confirmed spread", "cost % (median / max)"]  # fmt: skip
     head += [LABELS[m] for m in INSTEAD]
     lines = ["| task (group, best lr) | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
     for split in ("design", "holdout"):
@@ -197,14 +275,18 @@ def table(results: list[dict]) -> str:
             finder = [r["scores"]["finder"] for r in t["runs"]]
             confirmed = [r["scores"]["confirmed"] for r in t["runs"]]
             costs = [r["confirmation"]["cost_percent"] for r in t["runs"] if r["confirmation"]]
-            cells = [_gap_cell(finder), _gap_cell(confirmed), _spread(finder), _spread(confirmed)]
+            worse = [_worse(r) for r in t["runs"]]
+            cells = [_gap_cell(finder), _gap_cell(confirmed), f"{statistics.median(worse):+.3f} / {max(worse):+.3f}"]
+            cells += [_decided(t["runs"]), _spread(finder), _spread(confirmed)]
             cells.append(f"{statistics.median(costs):.1f} / {max(costs):.1f}" if costs else "–")
             cells += [f"{t['instead'][m]['gap']:.3f}" for m in INSTEAD]
             lines.append(f"| {t['task']} ({t['group']}, {t['best']['lr']:.1e}) | " + " | ".join(cells) + " |")
         if members:
             every = [r for t in members for r in t["runs"]]
             costs = [r["confirmation"]["cost_percent"] for r in every if r["confirmation"]]
+            worse = [_worse(r) for r in every]
             cells = [_gap_cell([r["scores"][k] for r in every]) for k in ("finder", "confirmed")]
+            cells += [f"{statistics.median(worse):+.3f} / {max(worse):+.3f}", _decided(every)]
             for key in ("finder", "confirmed"):
                 spreads = [_spread([r["scores"][key] for r in t["runs"]]) for t in members]
                 numbers = [float(s) for s in spreads if s != "–"]
@@ -212,6 +294,71 @@ def table(results: list[dict]) -> str:
             cells.append(f"{statistics.median(costs):.1f} / {max(costs):.1f}" if costs else "–")
             cells += [_gap_cell([t["instead"][m] for t in members]) for m in INSTEAD]
             lines.append(f"| **{split}: median / worst** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_seed(results: list[dict]) -> str:
+    """One row per task x seed: finder LR and gap, confirmed LR and gap, the difference, the verdict."""
+    lines = [
+        "| task | seed | finder lr (gap) | confirmed lr (gap) | confirmed - finder | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in results:
+        for r in t["runs"]:
+            f, c, conf = r["scores"]["finder"], r["scores"]["confirmed"], r["confirmation"] or {}
+            verdict = conf.get("refused") or conf.get("verdict", {}).get("reason", "–")
+            cells = [t["task"], str(r["seed"]), _lr_gap(f), _lr_gap(c), f"{_worse(r):+.3f}", verdict.split(";")[0]]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _lr_gap(score: dict) -> str:
+    return "–" if score["lr"] is None else f"{score['lr']:.2e} ({score['gap']:.3f})"
+
+
+def rejudge(results: list[dict], margin: float) -> list[dict]:
+    """The results as they would read with the verdict at ``margin``: from each run's stored last rung, start loss
+    and the scores of the finder's LR and of the last rung's best other candidate -- no training."""
+    out = []
+    for t in results:
+        runs = []
+        for r in t["runs"]:
+            conf = r["confirmation"]
+            if not conf or "refused" in conf:
+                runs.append(r)
+                continue
+            losses = {float(k): (math.inf if v is None else v) for k, v in conf["last_rung"].items()}
+            incumbent = conf["plan"]["incumbent"]
+            verdict = decide(losses, incumbent, margin=margin, start_loss=conf["start_loss"])
+            key = "finder" if verdict.learning_rate == incumbent else "challenger"
+            conf = {
+                **conf,
+                "verdict": verdict.to_dict(),
+                "confirmed": verdict.learning_rate,
+                "decided": verdict.decided,
+            }
+            runs.append({**r, "confirmation": conf, "scores": {**r["scores"], "confirmed": r["scores"][key]}})
+        out.append({**t, "runs": runs})
+    return out
+
+
+def sweep(results: list[dict], margins: list[float]) -> str:
+    """Per margin and split: confirmed gap median / worst, confirmed - finder median / worst, decided / runs."""
+    head = "| margin | split | confirmed gap (median / worst) | confirmed - finder (median / worst) | decided / runs |"
+    lines = [head, "|---|---|---|---|---|"]
+    for margin in margins:
+        judged = rejudge(results, margin)
+        for split in ("design", "holdout"):
+            runs = [r for t in judged if t["split"] == split for r in t["runs"]]
+            if not runs:
+                continue
+            gaps_ = [r["scores"]["confirmed"]["gap"] for r in runs]
+            worse = [_worse(r) for r in runs]
+            decided = sum(bool((r["confirmation"] or {}).get("decided")) for r in runs)
+            lines.append(
+                f"| {margin:g} | {split} | {statistics.median(gaps_):.3f} / {max(gaps_):.3f} | "
+                f"{statistics.median(worse):+.3f} / {max(worse):+.3f} | {decided} / {len(runs)} |"
+            )
     return "\n".join(lines)
 
 
@@ -224,8 +371,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=DEFAULT_CONFIRM_BUDGET, help="share of the task's steps")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CONFIRM_CANDIDATES)
     parser.add_argument("--reduction", type=int, default=3, help="successive-halving reduction factor")
+    parser.add_argument("--margin", type=float, default=DEFAULT_CONFIRM_MARGIN, help="the verdict's relative margin")
+    parser.add_argument("--min-steps", type=int, default=MIN_TRIAL_STEPS, help="shortest first-rung trial")
     parser.add_argument("--out", type=Path, help="JSON output path")
+    parser.add_argument("--retable", type=Path, nargs="+", help="print the tables of these results at --margin")
+    parser.add_argument("--sweep", help="with --retable: comma-separated margins, one summary row per split each")
     args = parser.parse_args(argv)
+    if args.retable:
+        results = [t for path in args.retable for t in json.loads(path.read_text())["tasks"]]
+        if args.sweep:
+            print(sweep(results, [float(m) for m in args.sweep.split(",")]))
+            return
+        print(table(rejudge(results, args.margin)))
+        print()
+        print(per_seed(rejudge(results, args.margin)))
+        return
     if args.tasks:
         if unknown := set(args.tasks.split(",")) - set(TASKS_BY_NAME):
             parser.error(f"unknown task(s) {sorted(unknown)}")
@@ -246,13 +406,22 @@ def main(argv: list[str] | None = None) -> None:
         record = {
             "command": command,
             "seconds": time.perf_counter() - started,
-            "settings": {"budget": args.budget, "candidates": args.candidates, "reduction": args.reduction},
+            "settings": {
+                "budget": args.budget,
+                "candidates": args.candidates,
+                "reduction": args.reduction,
+                "margin": args.margin,
+                "min_steps": args.min_steps,
+            },
             "finder_seeds": seeds,
             "table": table(results),
+            "per_seed": per_seed(results),
             "tasks": results,
         }
         out.write_text(json.dumps(record, indent=1))  # after every task: an interrupted run keeps what it measured
     print(table(results))
+    print()
+    print(per_seed(results))
     print(f"\n`{command}`: {time.perf_counter() - started:.0f} s wall; wrote {out}")
 
 

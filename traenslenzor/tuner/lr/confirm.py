@@ -1,4 +1,4 @@
-"""Confirming the range test's LR by training: which candidates to train, and for how long.
+"""Confirming the range test's LR by training: which candidates to train, for how long, and what they say.
 
 A range test reads a curve of ~100 steps; users train for thousands, with OneCycle. Where that answer must be
 trusted, a few candidate LRs around it are trained at the user's own schedule, compressed to a short budget, and
@@ -10,11 +10,19 @@ functions of numbers (no model, no Lightning, no Optuna: the app and the benchma
   when this was designed), all below the curve's wall (:func:`curve_wall`, where the range test blew up);
 * **how long** (:func:`rung_schedule`): synchronous successive halving (Jamieson & Talwalkar 2016; Li et al. 2018,
   Hyperband). Every candidate trains for ``s0`` steps, the best ``1/reduction`` of them again for
-  ``reduction x s0`` steps, and so on while two or more remain; the last rung's best is the answer. Each rung trains
-  *from the same start* with the schedule compressed to that rung's steps, so every comparison is between
-  finished (annealed) runs: a mid-schedule comparison (OneCycle at its peak) is the short-horizon trap
-  (Wu et al. 2018, "Understanding Short-Horizon Bias in Stochastic Meta-Optimization"). ``s0`` is the largest that
-  keeps the whole schedule within the budget.
+  ``reduction x s0`` steps, and so on while two or more remain. ``s0`` is the largest that keeps the whole
+  schedule within the budget; a budget whose first-rung trials would be shorter than ``MIN_TRIAL_STEPS`` is refused
+  (:class:`TrialsTooShort` names the budget that would do).
+* **restart or continue**: under a OneCycle schedule each rung trains *from the same start* with the schedule
+  compressed to that rung's steps, so every comparison is between finished (annealed) runs -- a compressed cycle
+  cannot be continued (it ended at ~0 LR), and a mid-schedule comparison (OneCycle at its peak) is the
+  short-horizon trap (Wu et al. 2018, "Understanding Short-Horizon Bias in Stochastic Meta-Optimization"). Under a
+  constant LR a survivor *continues* its own run: the
+  next rung trains only the extra steps, and the result is the run of the longer length (same LR all along).
+* **what they say** (:func:`decide`): the finder's LR is one of the candidates and always reaches the last rung;
+  another candidate replaces it only when it beats the finder's LR's trial by more than ``margin`` of that trial's
+  validation loss, and only when some trial moved the validation loss below its start by that margin. Otherwise
+  the verdict is "not decided", and the finder's LR is kept.
 """
 
 from __future__ import annotations
@@ -29,19 +37,31 @@ WINDOW = (0.1, 3.0)  # candidates from s / 10 to 3 s without a band (the window 
 DEFAULT_CONFIRM_CANDIDATES = 6
 DEFAULT_CONFIRM_BUDGET = 0.25  # share of the planned training steps the whole confirmation may spend
 DEFAULT_REDUCTION = 3  # 6 candidates -> 2: two rungs, the second 3x as long as the first
-MIN_TRIAL_STEPS = 4  # fewer steps than this per first-rung trial says nothing about an LR
+DEFAULT_CONFIRM_MARGIN = 0.01  # relative: a candidate must beat the finder's LR's trial by more than this share
+MIN_TRIAL_STEPS = 10  # first-rung trials shorter than this did not move AlexNet's loss (4 steps; 12 did, barely)
 
 
 @dataclass(frozen=True)
 class Rung:
-    """One rung of successive halving: ``trials`` candidates each trained for ``steps`` optimizer steps."""
+    """One rung of successive halving: ``trials`` candidates, each a run of ``steps`` optimizer steps.
+
+    ``continued``: each survivor goes on from its run of the rung before (``previous`` steps), training only
+    ``steps - previous`` more; otherwise every trial of the rung trains ``steps`` from the start.
+    """
 
     steps: int
     trials: int
+    continued: bool = False
+    previous: int = 0
+
+    @property
+    def trained(self) -> int:
+        """Steps each trial of this rung trains (all of them, or the extra ones of a continued run)."""
+        return self.steps - self.previous if self.continued else self.steps
 
     @property
     def cost(self) -> int:
-        return self.steps * self.trials
+        return self.trained * self.trials
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,12 @@ class ConfirmPlan:
     candidates: tuple[float, ...]
     rungs: tuple[Rung, ...]
     planned_steps: int
+    incumbent: float | None = None  # the finder's LR, one of the candidates: it always reaches the last rung
+
+    @property
+    def continued(self) -> bool:
+        """Whether survivors continue their runs (a constant-LR schedule) instead of restarting them."""
+        return any(rung.continued for rung in self.rungs)
 
     @property
     def cost(self) -> int:
@@ -64,7 +90,8 @@ class ConfirmPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "candidates": list(self.candidates),
-            "rungs": [{"steps": r.steps, "trials": r.trials} for r in self.rungs],
+            "incumbent": self.incumbent,
+            "rungs": [{"steps": r.steps, "trials": r.trials, "continued": r.continued} for r in self.rungs],
             "planned_steps": self.planned_steps,
         }
 
@@ -164,7 +191,35 @@ def finder_wall(result: Any) -> float | None:
     return curve_wall(result.lrs, result.losses, stopped_early=stopped)
 
 
+def with_incumbent(candidates: Sequence[float], suggestion: float) -> tuple[float, ...]:
+    """``candidates`` with the one nearest ``suggestion`` (in log LR) replaced by the suggestion itself, ascending.
+
+    The finder's own LR is then trained like every other candidate, so the verdict compares the candidates with it
+    at the same length, and "keep the finder's LR" is an answer the trials measured.
+    """
+    if any(math.isclose(lr, suggestion, rel_tol=1e-9) for lr in candidates):
+        return tuple(sorted(candidates))
+    nearest = min(candidates, key=lambda lr: abs(math.log10(lr / suggestion)))
+    return tuple(sorted([lr for lr in candidates if lr != nearest] + [suggestion]))
+
+
 # --- the rungs -----------------------------------------------------------------------------------------------------
+
+
+class TrialsTooShort(ValueError):
+    """The budget gives first-rung trials fewer steps than a trial needs; ``budget_needed`` would do (or None)."""
+
+    def __init__(self, message: str, budget_needed: float | None, min_steps: int) -> None:
+        super().__init__(message)
+        self.budget_needed = budget_needed
+        self.min_steps = min_steps
+
+
+def _rung_counts(candidates: int, reduction: int) -> list[int]:
+    counts = [candidates]
+    while counts[-1] // reduction >= 2:
+        counts.append(counts[-1] // reduction)
+    return counts
 
 
 def rung_schedule(
@@ -173,16 +228,20 @@ def rung_schedule(
     budget: float = DEFAULT_CONFIRM_BUDGET,
     reduction: int = DEFAULT_REDUCTION,
     min_steps: int = MIN_TRIAL_STEPS,
+    *,
+    continued: bool = False,
 ) -> tuple[Rung, ...]:
     """Successive halving of ``candidates`` within ``budget x planned_steps`` training steps.
 
-    Rung ``r`` trains ``n_r`` candidates for ``s0 x reduction**r`` steps each, ``n_0 = candidates`` and
+    Rung ``r`` holds ``n_r`` candidates, runs of ``s0 x reduction**r`` steps each, ``n_0 = candidates`` and
     ``n_{r+1} = n_r // reduction``, while ``n_r >= 2``; ``s0`` is the largest whole number of steps that keeps the
-    sum of ``n_r x s_r`` within the budget.
+    steps trained by all rungs within the budget. ``continued``: survivors continue their runs, so rung ``r > 0``
+    trains ``s_r - s_{r-1}`` steps per trial (a constant-LR schedule); otherwise each rung restarts its runs.
 
     Raises:
-        ValueError: fewer than 2 candidates, a budget outside (0, 1], ``reduction < 2``, or a budget too small for
-            ``min_steps`` per first-rung trial (the message says how large it must be).
+        TrialsTooShort: first-rung trials of fewer than ``min_steps`` steps (its message names the budget that
+            would give ``min_steps``-step trials, when one within 1 does).
+        ValueError: fewer than 2 candidates, a budget outside (0, 1], ``reduction < 2``.
     """
     if candidates < 2:
         raise ValueError(f"candidates={candidates}: successive halving needs at least 2")
@@ -190,18 +249,28 @@ def rung_schedule(
         raise ValueError(f"budget={budget!r}: a share of the planned training in (0, 1]")
     if reduction < 2:
         raise ValueError(f"reduction={reduction!r}: must be at least 2")
-    counts = [candidates]
-    while counts[-1] // reduction >= 2:
-        counts.append(counts[-1] // reduction)
-    weight = sum(n * reduction**r for r, n in enumerate(counts))
+    counts = _rung_counts(candidates, reduction)
+    growth = [reduction**r - (reduction ** (r - 1) if continued and r else 0) for r in range(len(counts))]
+    weight = sum(n * g for n, g in zip(counts, growth, strict=True))
     first = math.floor(budget * planned_steps / weight)
     if first < min_steps:
-        needed = min_steps * weight / max(planned_steps, 1)
-        raise ValueError(
-            f"a budget of {budget:g} x {planned_steps} planned steps leaves {first} steps per first trial "
-            f"(at least {min_steps}); raise the budget to {needed:.2g}, train longer, or use fewer candidates"
+        needed = math.ceil(100 * min_steps * weight / max(planned_steps, 1)) / 100
+        fix = (
+            f"confirm_budget = {needed:g} would give {min_steps}-step trials"
+            if needed <= 1
+            else f"no budget up to 1 gives {min_steps}-step trials"
         )
-    return tuple(Rung(first * reduction**r, n) for r, n in enumerate(counts))
+        raise TrialsTooShort(
+            f"a budget of {budget:g} x {planned_steps} planned steps gives {first}-step first-rung trials, fewer than "
+            f"the {min_steps} a trial needs to move the loss; {fix} (or train longer, or use fewer candidates)",
+            needed if needed <= 1 else None,
+            min_steps,
+        )
+    steps = [first * reduction**r for r in range(len(counts))]
+    return tuple(
+        Rung(s, n, continued and r > 0, steps[r - 1] if continued and r else 0)
+        for r, (s, n) in enumerate(zip(steps, counts, strict=True))
+    )
 
 
 def plan_confirmation(
@@ -213,13 +282,89 @@ def plan_confirmation(
     reduction: int = DEFAULT_REDUCTION,
     band: tuple[float, float] | None = None,
     wall: float | None = None,
+    continued: bool = False,
+    min_steps: int = MIN_TRIAL_STEPS,
 ) -> ConfirmPlan:
-    """The candidates (:func:`candidate_lrs`) and rungs (:func:`rung_schedule`) of one confirmation."""
-    candidates = candidate_lrs(suggestion, count, band=band, wall=wall)
-    return ConfirmPlan(candidates, rung_schedule(len(candidates), planned_steps, budget, reduction), planned_steps)
+    """The candidates (:func:`candidate_lrs` with the suggestion among them) and rungs (:func:`rung_schedule`).
+
+    ``continued``: the schedule is a constant LR, so survivors continue their runs (see the module doc).
+    """
+    candidates = with_incumbent(candidate_lrs(suggestion, count, band=band, wall=wall), suggestion)
+    rungs = rung_schedule(len(candidates), planned_steps, budget, reduction, min_steps, continued=continued)
+    return ConfirmPlan(candidates, rungs, planned_steps, incumbent=suggestion)
 
 
-def survivors(losses: Mapping[float, float], keep: int) -> list[float]:
-    """The ``keep`` LRs of lowest loss, ascending by loss; non-finite losses last, ties to the smaller LR."""
+def survivors(losses: Mapping[float, float], keep: int, incumbent: float | None = None) -> list[float]:
+    """The ``keep`` LRs of lowest loss, ascending by loss; non-finite losses last, ties to the smaller LR.
+
+    ``incumbent`` (the finder's LR), when among ``losses``, always survives: it takes the last place when it did
+    not earn one, so the last rung compares the best candidates with it.
+    """
     ranked = sorted(losses, key=lambda lr: (not math.isfinite(losses[lr]), losses[lr], lr))
-    return ranked[:keep]
+    kept = ranked[:keep]
+    if incumbent is not None and incumbent in losses and incumbent not in kept:
+        kept = [*kept[: keep - 1], incumbent]
+    return kept
+
+
+# --- the verdict ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the last rung says: the LR to train with, whether the trials decided, and why, in one sentence."""
+
+    learning_rate: float
+    decided: bool
+    reason: str
+    improvement: float | None = None  # the best candidate's loss below the finder's LR's, as a share of the latter
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "decided": self.decided, "reason": self.reason,
+                "improvement": self.improvement}  # fmt: skip
+
+
+def decide(
+    losses: Mapping[float, float],
+    incumbent: float,
+    *,
+    margin: float = DEFAULT_CONFIRM_MARGIN,
+    start_loss: float | None = None,
+) -> Verdict:
+    """The verdict of the last rung's validation ``losses`` (``{lr: loss}``, the finder's LR ``incumbent`` among them).
+
+    * every trial diverged, or none moved the loss more than ``margin`` below ``start_loss`` (the untrained model's
+      validation loss; None: not checked): not decided, the finder's LR is kept;
+    * the finder's LR trained best (ties included): decided, kept;
+    * the finder's LR diverged and another did not: decided, the best of the others;
+    * the best other beat the finder's LR by more than ``margin x`` its loss: decided, the best other;
+      by less: not decided, the finder's LR is kept.
+    """
+    if incumbent not in losses:
+        raise ValueError(f"incumbent {incumbent!r} is not among the trained LRs {sorted(losses)}")
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin={margin!r}: a share of the loss in [0, 1)")
+    best = min(losses, key=lambda lr: (losses[lr], lr != incumbent, lr))
+    own, top = losses[incumbent], losses[best]
+    keep = f"keeping the finder's LR {incumbent:.2e}"
+    if not math.isfinite(top):
+        return Verdict(incumbent, False, f"not decided: every trial diverged; {keep}")
+    if start_loss is not None and math.isfinite(start_loss) and top > start_loss - margin * abs(start_loss):
+        return Verdict(
+            incumbent, False,
+            f"not decided: no trial lowered the validation loss more than {margin:.1%} below its start "
+            f"({start_loss:.4g} -> best {top:.4g}): the trials are too short to tell the LRs apart; {keep}",
+        )  # fmt: skip
+    if best == incumbent:
+        return Verdict(incumbent, True, f"the finder's LR {incumbent:.2e} trained best", 0.0)
+    if not math.isfinite(own):
+        return Verdict(best, True, f"the finder's LR {incumbent:.2e} diverged; {best:.2e} trained best")
+    gain = (own - top) / abs(own) if own else math.inf
+    if gain > margin:
+        return Verdict(best, True, f"{best:.2e} beat the finder's LR {incumbent:.2e} by {gain:.1%} of its loss", gain)
+    return Verdict(
+        incumbent, False,
+        f"not decided: the best candidate {best:.2e} beat the finder's LR by only {gain:.2%} of its loss "
+        f"(margin {margin:.1%}); {keep}",
+        gain,
+    )  # fmt: skip

@@ -1,5 +1,7 @@
-"""The LR confirmation (issue 21): its Optuna study (resume, stale trials, a database that is not ours), the settings
-refused before any training, reuse through the tuning record, and real Lightning trials that leave nothing behind.
+"""The LR confirmation: its Optuna study (resume, stale trials, a database that is not ours), the settings refused
+before any training, the verdict ("not decided" keeps the finder's LR; a budget too short is refused with the
+budget that would do), continued runs under a constant LR, reuse through the tuning record, and real Lightning
+trials that leave nothing behind.
 
 The study tests train nothing: a fake trial returns a loss curve computed from the LR. One test runs real trials.
 """
@@ -33,7 +35,7 @@ from traenslenzor.doc_classifier.tuning.confirm.study import (
     run_rungs,
 )
 from traenslenzor.doc_classifier.tuning.record import model_trigger
-from traenslenzor.tuner import plan_confirmation
+from traenslenzor.tuner import decide, plan_confirmation
 
 REPO = Path(__file__).resolve().parents[4]
 BEST = 3e-3  # the fake trials' best LR
@@ -53,7 +55,8 @@ class Counting:
         self.calls: list[tuple[float, int]] = []
         self.interrupt_at = interrupt_at
 
-    def __call__(self, lr: float, steps: int) -> TrialCurve:
+    def __call__(self, lr: float, rung) -> TrialCurve:
+        steps = getattr(rung, "steps", rung)  # a Rung (run_rungs) or a step count (train_trial)
         self.calls.append((lr, steps))
         if len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt
@@ -70,8 +73,8 @@ SMALL = plan_confirmation(1e-3, 100, count=2)  # one rung of 2 trials: where the
 def test_the_rungs_keep_the_best_and_store_every_trial(tmp_path: Path) -> None:
     study = open_study(tmp_path / "s.db", "name")
     train = Counting()
-    confirmed, trials = run_rungs(study, PLAN, train)
-    assert confirmed == pytest.approx(10**-2.75)  # the candidate nearest 3e-3 (1.8e-3)
+    losses, trials = run_rungs(study, PLAN, train)
+    assert decide(losses, PLAN.incumbent).learning_rate == pytest.approx(10**-2.75)  # the candidate nearest 3e-3
     assert [(t.rung, t.steps) for t in trials] == [(0, 41)] * 6 + [(1, 123)] * 2
     assert {lr for lr, steps in train.calls if steps == 123} == {10**-3, 10**-2.75}  # the two best of rung 1 go on
     stored = study.get_trials()
@@ -88,10 +91,10 @@ def test_an_interrupted_study_resumes_and_trains_only_what_is_missing(tmp_path: 
     study = open_study(database, "name")
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 3 + ["FAIL"]
     resumed = Counting()
-    confirmed, trials = run_rungs(study, PLAN, resumed)
+    losses, trials = run_rungs(study, PLAN, resumed)
     assert len(resumed.calls) == PLAN.trials - 3  # the interrupted trial again, and the ones never started
     assert [t.reused for t in trials] == [True] * 3 + [False] * 5
-    assert confirmed == pytest.approx(10**-2.75)  # what the uninterrupted study answers (the test above)
+    assert decide(losses, PLAN.incumbent).learning_rate == pytest.approx(10**-2.75)  # as uninterrupted (above)
 
 
 def test_a_trial_left_running_by_a_crash_is_failed_and_trained_again(
@@ -116,8 +119,8 @@ def test_a_trial_left_running_by_a_crash_is_failed_and_trained_again(
 
 def test_a_fresh_study_drops_only_its_own_trials(tmp_path: Path) -> None:
     database = tmp_path / "s.db"
-    run_rungs(open_study(database, "mine"), SMALL, fake_trial)
-    run_rungs(open_study(database, "other"), SMALL, fake_trial)
+    run_rungs(open_study(database, "mine"), SMALL, Counting())
+    run_rungs(open_study(database, "other"), SMALL, Counting())
     assert open_study(database, "mine", fresh=True).get_trials() == []
     assert len(open_study(database, "other").get_trials()) == 2
 
@@ -222,15 +225,15 @@ def test_a_finished_confirmation_is_reused_while_its_triggers_hold(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(steps, "Tuner", _FakeTuner)
     monkeypatch.setattr(steps, "save_plot", lambda *args: None)
-    train = Counting()
-    monkeypatch.setattr(trials, "train_trial", lambda *args, lr, steps, **kwargs: train(lr, steps))
+    train = _fake_lightning(monkeypatch)
     caplog.set_level(logging.INFO)
     first, module = _tune()
     lines = [r.getMessage().removeprefix("[ExperimentConfig::tuner]: ") for r in caplog.records]
     assert len(train.calls) == 8 and first.learning_rate == pytest.approx(10**-2.75)
     assert first.suggested_learning_rate == 1e-3 and module.hparams.learning_rate == first.learning_rate
     assert module.hparams.max_lr == pytest.approx(3 * first.learning_rate) == first.max_lr
-    confirmed = [i for i, line in enumerate(lines) if line.startswith("✓ Confirmed learning rate: 1.78e-03 (8 trials")]
+    start = "✓ Confirmed learning rate: 1.78e-03 (1.78e-03 beat the finder's LR 1.00e-03 by 23.3% of its loss; 8 trials"
+    confirmed = [i for i, line in enumerate(lines) if line.startswith(start)]
     assert len(confirmed) == 1 and "training steps = 24.0 % of the planned training)" in lines[confirmed[0]]
     assert lines[confirmed[0] + 1] == "  Updated optimizer LR: 1.00e-03 → 1.78e-03"
     assert lines[confirmed[0] + 2] == "  OneCycle max_lr: 5.33e-03 (3 × LR)"
@@ -255,12 +258,89 @@ def test_a_finished_confirmation_is_reused_while_its_triggers_hold(
     assert "Re-tuning the confirmed learning rate: confirmation (plan" in caplog.text
 
 
+def _fake_lightning(monkeypatch: pytest.MonkeyPatch, start: float = 2.0) -> Counting:
+    """Replace the Lightning trial with ``Counting`` and the start's validation loss with ``start``."""
+    train = Counting()
+    monkeypatch.setattr(trials, "train_trial", lambda *args, lr, steps, **kwargs: train(lr, steps))
+    monkeypatch.setattr(trials, "start_loss", lambda *args: start)
+    return train
+
+
+def _record() -> dict:
+    import json
+
+    return json.loads(Path(".logs/tuning_results.json").read_text(encoding="utf-8"))["lr_confirm"]
+
+
+def test_trials_that_do_not_move_the_loss_keep_the_finders_lr_and_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(steps, "Tuner", _FakeTuner)
+    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    _fake_lightning(monkeypatch, start=0.56)  # the best fake trial ends at 0.5596: not 1 % below its start
+    caplog.set_level(logging.INFO)
+    outcome, module = _tune()
+    assert outcome.learning_rate == 1e-3 == module.hparams.learning_rate  # the finder's LR, kept
+    assert "Learning rate not decided, keeping the finder's LR 1.00e-03: not decided: no trial lowered" in caplog.text
+    values = _record()["values"]
+    assert values["decided"] is False and "too short to tell the LRs apart" in values["reason"]
+    assert values["start_loss"] == 0.56 and values["trials"] == 8
+
+
+def test_a_budget_too_short_for_a_trial_keeps_the_finders_lr_and_names_the_budget_that_would_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(steps, "Tuner", _FakeTuner)
+    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    train = _fake_lightning(monkeypatch)
+    caplog.set_level(logging.INFO)
+    outcome, _ = _tune("tuner_config.confirm_budget=0.1")  # 0.1 x 600 steps / 12 = 5-step first-rung trials
+    assert train.calls == [] and outcome.learning_rate == 1e-3
+    assert "gives 5-step first-rung trials, fewer than the 10" in caplog.text
+    assert "confirm_budget = 0.2 would give 10-step trials" in caplog.text
+    assert _record()["values"]["decided"] is False and _record()["plan"] is None
+    caplog.clear()
+    again, _ = _tune("tuner_config.confirm_budget=0.1")  # the refusal is recorded and reused like a verdict
+    assert "✓ Reusing confirmed learning rate 1.00e-03" in caplog.text and "Ignoring" not in caplog.text
+    assert again.learning_rate == 1e-3 and train.calls == []
+
+
+def test_under_a_constant_lr_survivors_continue_their_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(steps, "Tuner", _FakeTuner)
+    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    monkeypatch.setattr(trials, "start_loss", lambda *args: 2.0)
+    starts = []
+
+    def trial(config, module, datamodule, *, lr, steps, carry, **kwargs) -> TrialCurve:
+        parameter = next(module.parameters())
+        starts.append((lr, steps, float(parameter.detach().flatten()[0]), carry.state))
+        with torch.no_grad():
+            parameter.add_(lr)  # the run's end: the start's weights moved by its LR
+        carry.state = {"after": (lr, steps)}
+        return fake_trial(lr, steps)
+
+    monkeypatch.setattr(trials, "train_trial", trial)
+    outcome, module = _tune("module_config.scheduler.name=none")  # 600 steps: 10 s0 <= 150 -> s0 = 15
+    origin = starts[0][2]
+    assert [steps for _, steps, _, _ in starts[:6]] == [15] * 6
+    assert all(w == pytest.approx(origin) and state is None for _, _, w, state in starts[:6])  # rung 0: the start
+    continued = starts[6:]
+    assert [steps for _, steps, _, _ in continued] == [30, 30]  # 45-step runs: 30 more each
+    for lr, _, w, state in continued:
+        assert w == pytest.approx(origin + lr, abs=1e-6) and state == {"after": (lr, 15)}  # its own run goes on
+    assert float(next(module.parameters()).detach().flatten()[0]) == pytest.approx(origin)  # restored after
+    assert outcome.learning_rate == pytest.approx(10**-2.75) and _record()["values"]["steps"] == 6 * 15 + 2 * 30
+
+
 # --- real trials ---------------------------------------------------------------------------------------------------
 
 
 def test_real_trials_start_from_one_state_and_leave_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
-    tiny = ["datamodule_config.image_size=32", "datamodule_config.synthetic_train_size=96",
+    tiny = ["datamodule_config.image_size=32", "datamodule_config.synthetic_train_size=160",
             "datamodule_config.synthetic_val_size=32", "datamodule_config.batch_size=8",
             "datamodule_config.mean=0.8", "datamodule_config.std=0.2", "trainer_config.max_epochs=1",
             "trainer_config.enable_progress_bar=false", "tuner_config.confirm_budget=1.0",
@@ -273,7 +353,7 @@ def test_real_trials_start_from_one_state_and_leave_nothing_behind(tmp_path: Pat
         config, datamodule, suggestion=1e-3, finder_result=None, accumulation=1,
         model=model_trigger("tiny_cnn", module.model),
     )  # fmt: skip
-    assert [(r.trials, r.steps) for r in setup.plan.rungs] == [(2, 6)]  # 12 planned steps, all of them
+    assert [(r.trials, r.steps) for r in setup.plan.rungs] == [(2, 10)]  # 20 planned steps, all of them
     seen = []
     original = trials.train_trial
 
@@ -283,8 +363,9 @@ def test_real_trials_start_from_one_state_and_leave_nothing_behind(tmp_path: Pat
 
     monkeypatch.setattr(trials, "train_trial", watched)
     outcome = trials.confirm_learning_rate(config, module, datamodule, setup)
-    assert len(outcome.trials) == 2 and all(t.steps == 6 and math.isfinite(t.loss) for t in outcome.trials)
-    assert all(t.curve[-1][0] == 6 for t in outcome.trials)  # the last validation at the trial's last step
+    assert len(outcome.trials) == 2 and all(t.steps == 10 and math.isfinite(t.loss) for t in outcome.trials)
+    assert all(t.curve[-1][0] == 10 for t in outcome.trials)  # the last validation at the trial's last step
+    assert math.isfinite(outcome.start_loss) and outcome.verdict.reason  # the start's validation loss, the verdict
     assert torch.equal(seen[0], seen[1]) and torch.equal(seen[0], weights["model.0.0.weight"])
     assert all(torch.equal(v, weights[k]) for k, v in module.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng) and dict(module.hparams) == hparams

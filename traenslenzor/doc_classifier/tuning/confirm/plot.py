@@ -1,9 +1,10 @@
 """The LR confirmation's picture: each candidate's validation loss over its steps, and final loss against LR.
 
 Left: one line per trial, one colour per candidate; a candidate dropped at a rung ends there, the survivors go on
-to the longer rungs (each rung trains from the start, so a rung's line starts again at step 0). Right: the last
-validation loss of every trial against its LR, one marker per rung, with the finder's suggestion (and its band
-when it gave one) and the confirmed LR marked. Matplotlib is imported when a plot is drawn.
+to the longer rungs (under OneCycle each rung trains from the start, so a rung's line starts again at step 0; a
+continued run picks up where its rung before ended). Right: the last validation loss of every trial against its
+LR, one marker per rung, with the finder's suggestion (and its band when it gave one) and the verdict's LR marked;
+the title says whether the trials decided. Matplotlib is imported when a plot is drawn.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def plot_confirmation(
     suggestion: float,
     confirmed: float,
     band: tuple[float, float] | None = None,
+    decided: bool = True,
 ) -> Path:
     """Draw the study's ``trials`` (run under ``plan``) into the PNG ``path`` (its folder made when missing), with
-    the finder's ``suggestion`` (and its ``band``) and the ``confirmed`` LR marked; returns ``path``."""
+    the finder's ``suggestion`` (and its ``band``) and the verdict's LR ``confirmed`` marked (``decided``: whether
+    the trials decided, or the finder's LR was kept); returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -41,10 +44,12 @@ def plot_confirmation(
         colours = {lr: plt.cm.viridis(i / max(1, len(plan.candidates) - 1))
                    for i, lr in enumerate(plan.candidates)}  # fmt: skip
         _draw_curves(curves, trials, colours)
-        _draw_finals(finals, plan, trials, colours, {"suggestion": suggestion, "confirmed": confirmed, "band": band})
+        marks = {"suggestion": suggestion, "confirmed": confirmed, "band": band, "decided": decided}
+        _draw_finals(finals, plan, trials, colours, marks)
         steps = sum(t.steps for t in trials)
+        verdict = "confirmed" if decided else "not decided, keeping the finder's LR"
         figure.suptitle(
-            f"LR confirmation: {confirmed:.2e} ({len(trials)} trials, {steps} steps = "
+            f"LR confirmation: {confirmed:.2e}, {verdict} ({len(trials)} trials, {steps} steps = "
             f"{100 * steps / plan.planned_steps:.1f} % of {plan.planned_steps} planned)"
         )
         figure.tight_layout()
@@ -75,7 +80,7 @@ def _draw_curves(ax, trials: Sequence[TrialRecord], colours: dict) -> None:
 
 
 def _draw_finals(ax, plan: ConfirmPlan, trials: Sequence[TrialRecord], colours: dict, marks: dict) -> None:
-    """The last loss of every trial against its LR; ``marks``: the finder's suggestion and band, the confirmed LR."""
+    """The last loss of every trial against its LR; ``marks``: the finder's suggestion and band, the verdict's LR."""
     for rung, spec in enumerate(plan.rungs):
         members = sorted((t.lr, t.loss) for t in trials if t.rung == rung and math.isfinite(t.loss))
         if members:
@@ -84,7 +89,8 @@ def _draw_finals(ax, plan: ConfirmPlan, trials: Sequence[TrialRecord], colours: 
     if marks["band"] is not None:
         ax.axvspan(*marks["band"], color="tab:orange", alpha=0.15, label="finder's band")
     ax.axvline(marks["suggestion"], color="tab:red", ls="--", label=f"finder: {marks['suggestion']:.2e}")
-    ax.axvline(marks["confirmed"], color="tab:green", label=f"confirmed: {marks['confirmed']:.2e}")
+    label = "confirmed" if marks["decided"] else "not decided, kept"
+    ax.axvline(marks["confirmed"], color="tab:green", label=f"{label}: {marks['confirmed']:.2e}")
     ax.set_xscale("log")
     ax.set_xlabel("base learning rate")
     ax.set_ylabel("final validation loss of the trial")

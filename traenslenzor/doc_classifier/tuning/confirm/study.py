@@ -3,8 +3,9 @@
 One study per fingerprint (``trials.py`` names it); each trial is one (candidate, rung) training, its params
 ``lr`` (a categorical over the plan's candidates) and ``rung``, its value the last validation loss, its curve
 reported step by step (``trial.report``) and kept as a user attribute for the plot. Which trials run is decided
-by the core's rung schedule (synchronous successive halving: ``survivors`` of each rung go on), so a resumed study
-runs exactly the trials that are missing. Nothing here knows Lightning: the training is a function passed in.
+by the core's rung schedule (synchronous successive halving: ``survivors`` of each rung go on, the finder's LR
+always among them), so a resumed study runs exactly the trials that are missing. Nothing here knows Lightning: the
+training is a function passed in, given the candidate and its rung (which says whether the run continues).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from traenslenzor.doc_classifier.config import ConfigError
 from traenslenzor.doc_classifier.log import say
-from traenslenzor.tuner import ConfirmPlan, survivors
+from traenslenzor.tuner import ConfirmPlan, Rung, survivors
 
 _OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -34,7 +35,7 @@ class TrialCurve:
 
     curve: tuple[tuple[int, float], ...]
     loss: float  # the last validation loss; inf when training broke (NaN) or never validated
-    steps: int
+    steps: int  # optimizer steps this trial trained (a continued run: the extra ones)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,10 @@ def completed_trials(study: Any, plan: ConfirmPlan) -> dict[tuple[int, float], T
     return found
 
 
-def run_trial(study: Any, plan: ConfirmPlan, rung: int, lr: float, train: Callable[[float, int], TrialCurve]):
+Train = Callable[[float, Rung], TrialCurve]
+
+
+def run_trial(study: Any, plan: ConfirmPlan, rung: int, lr: float, train: Train) -> TrialRecord:
     """Train one (candidate, rung) trial and store it; an interrupt or error marks it failed and re-raises."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
     from optuna.trial import TrialState
@@ -141,7 +145,7 @@ def run_trial(study: Any, plan: ConfirmPlan, rung: int, lr: float, train: Callab
     study.enqueue_trial({"lr": lr, "rung": rung})
     trial = study.ask(distributions)
     try:
-        result = train(lr, plan.rungs[rung].steps)
+        result = train(lr, plan.rungs[rung])
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -157,14 +161,14 @@ def run_trial(study: Any, plan: ConfirmPlan, rung: int, lr: float, train: Callab
 
 
 def run_rungs(
-    study: Any, plan: ConfirmPlan, train: Callable[[float, int], TrialCurve], progress: Any = None
-) -> tuple[float, tuple[TrialRecord, ...]]:
-    """Successive halving through the plan's rungs, reusing completed trials; (confirmed LR, the trials)."""
+    study: Any, plan: ConfirmPlan, train: Train, progress: Any = None
+) -> tuple[dict[float, float], tuple[TrialRecord, ...]]:
+    """Successive halving through the plan's rungs, reusing completed trials; (the last rung's losses, the trials)."""
     done = completed_trials(study, plan)
     losses: dict[float, float] = dict.fromkeys(plan.candidates, 0.0)  # rung 0: every candidate goes on
     trials = []
     for index, rung in enumerate(plan.rungs):
-        alive, losses = survivors(losses, rung.trials), {}
+        alive, losses = survivors(losses, rung.trials, plan.incumbent), {}
         for lr in alive:
             record = done.get((index, lr))
             if record is None:
@@ -175,4 +179,4 @@ def run_rungs(
                 progress.update(1)
             losses[lr] = record.loss
             trials.append(record)
-    return survivors(losses, 1)[0], tuple(trials)
+    return losses, tuple(trials)

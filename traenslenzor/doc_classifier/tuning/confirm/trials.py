@@ -1,10 +1,13 @@
-"""Confirming the finder's LR by training (issue 21): a short Optuna study over candidates, at the user's schedule.
+"""Confirming the finder's LR by training: a short Optuna study over candidates, at the user's schedule.
 
-After the LR finder (or from its reused result), a few candidate LRs around its suggestion are trained with the
-user's own model, optimizer, batch size, accumulation and OneCycle schedule compressed to each trial's steps,
-every one from the same restored start, and scored on validation loss. Successive halving keeps the best ones
-for longer trials; the last rung's best is the confirmed LR. The candidates and the rungs are the core's pure
-decisions (``traenslenzor.tuner.plan_confirmation``); this module runs them:
+After the LR finder (or from its reused result), a few candidate LRs from its band -- the finder's own LR among
+them -- are trained with the user's own model, optimizer, batch size, accumulation and schedule, and scored on
+validation loss. Successive halving keeps the best ones (and the finder's LR) for longer trials: under OneCycle
+each trial restarts from the same restored start with the cycle compressed to its steps; under a constant LR a
+survivor continues its own run (weights and optimizer state kept in memory). The last rung's verdict
+(``traenslenzor.tuner.decide``) replaces the finder's LR only when a candidate beat it by a margin; otherwise it
+is "not decided" and the finder's LR is kept. The candidates, the rungs and the verdict are the core's pure
+decisions (``traenslenzor.tuner.plan_confirmation``, ``decide``); this module runs them:
 
 * the study lives in Optuna's SQLite storage, ``<log dir>/lr_confirm.db``, one study per fingerprint of what the
   answer depends on (the LR's triggers of ``tuning/record.py``, the suggestion, the plan, the schedule); each
@@ -20,6 +23,7 @@ decisions (``traenslenzor.tuner.plan_confirmation``); this module runs them:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -48,11 +52,17 @@ from traenslenzor.doc_classifier.tuning.confirm.study import (
 )
 from traenslenzor.doc_classifier.tuning.record import Fingerprint, lr_fingerprint
 from traenslenzor.tuner import (
+    DEFAULT_CONFIRM_MARGIN,
     ConfirmPlan,
+    Rung,
+    TrialsTooShort,
+    Verdict,
+    decide,
     finder_band,
     finder_wall,
     plan_confirmation,
     preserved_training_state,
+    survivors,
 )
 
 __all__ = [
@@ -74,9 +84,9 @@ VALIDATIONS_PER_TRIAL = 4  # points of each trial's validation curve (the last o
 
 @dataclass(frozen=True)
 class ConfirmOutcome:
-    """The confirmed LR, the plan it came from, every trial, and what it cost against the planned training."""
+    """The verdict (the LR to train with, decided or not), the plan, every trial, and what it cost."""
 
-    learning_rate: float
+    verdict: Verdict
     suggestion: float
     plan: ConfirmPlan
     trials: tuple[TrialRecord, ...]
@@ -84,6 +94,11 @@ class ConfirmOutcome:
     database: Path
     band: tuple[float, float] | None = None
     plot: Path | None = None
+    start_loss: float | None = None  # the validation loss every trial started from
+
+    @property
+    def learning_rate(self) -> float:
+        return self.verdict.learning_rate
 
     @property
     def steps(self) -> int:
@@ -120,15 +135,17 @@ def planned_steps(config: ExperimentConfig, train_batches: int, accumulation: in
 
 
 def confirm_fingerprint(
-    config: ExperimentConfig, model: dict[str, Any], *, suggestion: float, plan: ConfirmPlan, global_batch: int
+    config: ExperimentConfig, model: dict[str, Any], *, suggestion: float, plan: ConfirmPlan | str, global_batch: int
 ) -> Fingerprint:
-    """The LR's triggers (``lr_fingerprint``) and what the trials depend on besides: a change starts a new study."""
+    """The LR's triggers (``lr_fingerprint``) and what the trials depend on besides: a change starts a new study.
+    ``plan``: the plan, or the reason none could be made (a budget too small)."""
     tc, dm = config.trainer_config, config.datamodule_config
     return {
         **lr_fingerprint(config, model),
         "confirmation": {
             "suggestion": float(f"{suggestion:.6e}"),
-            "plan": plan.to_dict(),
+            "plan": plan if isinstance(plan, str) else plan.to_dict(),
+            "margin": DEFAULT_CONFIRM_MARGIN,
             "global batch": global_batch,
             "schedule": config.module_config.scheduler.model_dump(mode="json", exclude={"max_lr"}),
             "max_lr_factor": config.tuner_config.max_lr_factor,
@@ -164,6 +181,21 @@ class _TrialWatch(Callback):
             trainer.should_stop = True  # diverged: the rest of the trial would measure nothing
 
 
+class OptimizerCarry(Callback):
+    """Carries the optimizer's state from a trial's end to the start of its continuation (constant-LR rungs):
+    ``state`` is loaded into the new fit's optimizer when given, and replaced by the optimizer's state at the end."""
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        self.state = state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            trainer.optimizers[0].load_state_dict(self.state)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.state = copy.deepcopy(trainer.optimizers[0].state_dict())
+
+
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Lightning's per-Trainer notes ("GPU available", ...) once per trial would bury the tuner's lines."""
@@ -186,15 +218,18 @@ def train_trial(
     lr: float,
     steps: int,
     accumulation: int,
+    carry: OptimizerCarry | None = None,
 ) -> TrialCurve:
     """Fit ``module`` for ``steps`` optimizer steps at base LR ``lr`` (OneCycle peak ``max_lr_factor x lr``,
-    spanning those steps), validating ``VALIDATIONS_PER_TRIAL`` times. The caller restores the module."""
+    spanning those steps), validating ``VALIDATIONS_PER_TRIAL`` times; ``carry`` loads and keeps the optimizer's
+    state (a continued run). The caller restores the module."""
     module.hparams.learning_rate = lr
     module.hparams.max_lr = config.onecycle_max_lr(lr)
     watch = _TrialWatch()
     interval = max(1, steps // VALIDATIONS_PER_TRIAL) * accumulation  # in training batches
+    callbacks: list[Callback] = [watch] if carry is None else [watch, carry]
     trainer = build_trial_trainer(
-        config, max_steps=steps, accumulate_grad_batches=accumulation, val_check_interval=interval, callbacks=[watch]
+        config, max_steps=steps, accumulate_grad_batches=accumulation, val_check_interval=interval, callbacks=callbacks
     )
     trainer.fit(module, datamodule=datamodule)
     if not watch.curve or watch.curve[-1][0] != trainer.global_step:
@@ -203,20 +238,68 @@ def train_trial(
     return TrialCurve(tuple(watch.curve), loss, int(trainer.global_step))
 
 
+def start_loss(config: ExperimentConfig, module: L.LightningModule, datamodule: L.LightningDataModule) -> float:
+    """The validation loss every trial starts from (the verdict's reference: did any trial move it?)."""
+    trainer = build_trial_trainer(config, max_steps=0, accumulate_grad_batches=1, val_check_interval=1, callbacks=[])
+    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)
+    value = metrics[0].get("val/loss") if metrics else None
+    return float(value) if value is not None and math.isfinite(float(value)) else math.inf
+
+
+class _Runs:
+    """The trials' training: each from the restored start, or -- a continued rung -- from the candidate's own run of
+    the rung before (its weights and optimizer state, kept in memory only while it can still survive). A continued
+    trial whose run is not in memory (completed by an interrupted earlier run) trains its whole length again."""
+
+    def __init__(self, plan: ConfirmPlan, module: L.LightningModule, restore: Callable[[], None], train: Callable):
+        self.plan, self.module, self.restore, self.train = plan, module, restore, train
+        self.ends: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.losses: dict[int, dict[float, float]] = {}
+
+    def __call__(self, lr: float, rung: Rung) -> TrialCurve:
+        index = self.plan.rungs.index(rung)
+        end = self.ends.pop(lr, None) if rung.continued else None
+        self.restore()
+        if end is None:
+            steps, offset, carry = rung.steps, 0, OptimizerCarry()
+        else:
+            self.module.load_state_dict(end[0])
+            steps, offset, carry = rung.trained, rung.previous, OptimizerCarry(end[1])
+        result = self.train(lr, steps, carry)
+        curve = tuple((offset + step, loss) for step, loss in result.curve)
+        self._keep(index, lr, result.loss, carry)
+        return TrialCurve(curve, result.loss, result.steps)
+
+    def _keep(self, index: int, lr: float, loss: float, carry: OptimizerCarry) -> None:
+        """Keep this run's end when the next rung continues runs, then drop the ends that can no longer survive."""
+        rungs = self.plan.rungs
+        if index + 1 >= len(rungs) or not rungs[index + 1].continued:
+            return
+        losses = self.losses.setdefault(index, {})
+        losses[lr] = loss
+        if math.isfinite(loss) and carry.state is not None:
+            weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            self.ends[lr] = (weights, carry.state)
+        alive = set(survivors(losses, rungs[index + 1].trials, self.plan.incumbent))
+        self.ends = {k: v for k, v in self.ends.items() if k in alive}
+
+
 # --- the confirmation ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ConfirmSetup:
-    """What a confirmation will run, known before it runs: the plan, its fingerprint and the study's name."""
+    """What a confirmation will run, known before it runs: the plan (None: refused, ``refused`` says why), its
+    fingerprint and the study's name."""
 
     suggestion: float
-    plan: ConfirmPlan
+    plan: ConfirmPlan | None
     fingerprint: Fingerprint
     study_name: str
     database: Path
     band: tuple[float, float] | None
     accumulation: int
+    refused: str | None = None  # first-rung trials too short to say anything: the finder's LR is kept
 
 
 def prepare_confirmation(
@@ -228,26 +311,36 @@ def prepare_confirmation(
     accumulation: int,
     model: dict[str, Any],
 ) -> ConfirmSetup:
-    """The plan (candidates from ``finder_result``'s band, below its wall; None: the lattice window alone) and the
-    study it belongs to. ``model`` is the tuning record's model trigger.
+    """The plan (candidates from ``finder_result``'s band, below its wall; None: the lattice window alone; runs
+    continue under a constant LR, restart under OneCycle) and the study it belongs to. ``model`` is the tuning
+    record's model trigger. A budget whose first-rung trials would be too short gives a refused setup (no plan).
 
     Raises:
-        ConfigError: a budget too small for the planned training, or a training of no finite length.
+        ConfigError: bad confirm settings, or a training of no finite length.
     """
     tc = config.tuner_config
     planned = planned_steps(config, len(datamodule.train_dataloader()), accumulation)
     band = None if finder_result is None else finder_band(finder_result)
     wall = None if finder_result is None else finder_wall(finder_result)
+    continued = config.module_config.scheduler.name == "none"  # a constant LR: survivors continue their runs
+    plan: ConfirmPlan | None = None
+    refused = None
     try:
         plan = plan_confirmation(
-            suggestion, planned, budget=tc.confirm_budget, count=tc.confirm_candidates, band=band, wall=wall
-        )
+            suggestion, planned, budget=tc.confirm_budget, count=tc.confirm_candidates, band=band, wall=wall,
+            continued=continued,
+        )  # fmt: skip
+    except TrialsTooShort as exc:
+        refused = str(exc)
     except ValueError as exc:
         raise ConfigError(f"tuner_config.confirm_budget / confirm_candidates: {exc}") from None
     global_batch = int(datamodule.hparams.batch_size) * accumulation
-    fingerprint = confirm_fingerprint(config, model, suggestion=suggestion, plan=plan, global_batch=global_batch)
+    fingerprint = confirm_fingerprint(
+        config, model, suggestion=suggestion, plan=plan or f"refused: {refused}", global_batch=global_batch
+    )
     database = tc.plot_path.parent / DATABASE_NAME
-    return ConfirmSetup(suggestion, plan, fingerprint, study_name(fingerprint), database, band, accumulation)
+    name = study_name(fingerprint)
+    return ConfirmSetup(suggestion, plan, fingerprint, name, database, band, accumulation, refused)
 
 
 def confirm_learning_rate(
@@ -257,42 +350,47 @@ def confirm_learning_rate(
     setup: ConfirmSetup,
     *,
     fresh: bool = False,
-    train: Callable[[float, int], TrialCurve] | None = None,
 ) -> ConfirmOutcome:
-    """Open (or resume) the study, run the rungs from one restored start, and plot; applies nothing.
+    """Open (or resume) the study, run the rungs (restarted or continued runs, see :class:`_Runs`), judge the last
+    rung against the finder's LR and the start's validation loss, and plot; applies nothing.
 
-    ``fresh`` drops the study's earlier trials first (``--retune``); ``train`` replaces the Lightning trial (tests).
+    ``fresh`` drops the study's earlier trials first (``--retune``).
     """
     plan = setup.plan
+    if plan is None:
+        raise ValueError(f"a refused confirmation has no trials to run: {setup.refused}")
     study = open_study(setup.database, setup.study_name, fresh=fresh)
     study.set_user_attr("plan", plan.to_dict())
     study.set_user_attr("suggestion", setup.suggestion)
     fail_interrupted(study)
     say("Confirming the learning rate: %d candidates %s", len(plan.candidates), _describe_plan(plan))
-    if train is None:
 
-        def train(lr: float, steps: int) -> TrialCurve:
-            return train_trial(config, module, datamodule, lr=lr, steps=steps, accumulation=setup.accumulation)
+    def train(lr: float, steps: int, carry: OptimizerCarry) -> TrialCurve:
+        return train_trial(config, module, datamodule, lr=lr, steps=steps, accumulation=setup.accumulation, carry=carry)
 
     with _restored(module) as restore, _progress(plan, config) as progress, _quiet_lightning():
-
-        def from_the_start(lr: float, steps: int) -> TrialCurve:
-            restore()
-            return train(lr, steps)
-
-        confirmed, trials = run_rungs(study, plan, from_the_start, progress)
-    study.set_user_attr("confirmed_lr", confirmed)
-    outcome = ConfirmOutcome(confirmed, setup.suggestion, plan, trials, setup.study_name, setup.database, setup.band)
+        start = start_loss(config, module, datamodule)
+        losses, trials = run_rungs(study, plan, _Runs(plan, module, restore, train), progress)
+    verdict = decide(losses, setup.suggestion, margin=DEFAULT_CONFIRM_MARGIN, start_loss=start)
+    study.set_user_attr("confirmed_lr", verdict.learning_rate)
+    study.set_user_attr("verdict", verdict.to_dict())
+    outcome = ConfirmOutcome(
+        verdict, setup.suggestion, plan, trials, setup.study_name, setup.database, setup.band, start_loss=start
+    )
     plot = setup.database.parent / PLOT_NAME
     if is_rank_zero():
-        plot_confirmation(plot, plan, trials, suggestion=setup.suggestion, confirmed=confirmed, band=setup.band)
+        plot_confirmation(
+            plot, plan, trials, suggestion=setup.suggestion, confirmed=verdict.learning_rate, band=setup.band,
+            decided=verdict.decided,
+        )  # fmt: skip
     return replace(outcome, plot=plot)
 
 
 def _describe_plan(plan: ConfirmPlan) -> str:
-    lrs = ", ".join(f"{lr:.2e}" for lr in plan.candidates)
+    lrs = ", ".join(f"{lr:.2e}" + (" (finder)" if lr == plan.incumbent else "") for lr in plan.candidates)
     rungs = " -> ".join(f"{r.trials} x {r.steps} steps" for r in plan.rungs)
-    return f"({lrs}); rungs {rungs}, at most {plan.cost} of {plan.planned_steps} planned steps"
+    how = "survivors continue their runs (constant LR)" if plan.continued else "each rung restarts (OneCycle)"
+    return f"({lrs}); rungs {rungs}, {how}, at most {plan.cost} of {plan.planned_steps} planned steps"
 
 
 @contextmanager
