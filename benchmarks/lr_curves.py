@@ -119,31 +119,28 @@ def _round(values) -> list:
     return [None if not math.isfinite(v) else float(f"{v:.6g}") for v in values]
 
 
+def _find_lr(task, make_model, make_optimizer, make_loader, loss, seed: int):
+    """``find_lr`` on a fresh model as users call it (the task's range and steps); (result, seconds)."""
+    model = make_model(seed)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = find_lr(
+            model, make_optimizer(model), loss, make_loader(seed), min_lr=task.finder_range[0],
+            max_lr=task.finder_range[1], num_training=task.num_training, progress_bar=False,
+        )  # fmt: skip
+    return result, time.perf_counter() - start
+
+
 def record_task(task, seeds: int) -> dict:
-    _data, make_model, make_optimizer, make_loader, loss = builders(task)
-    min_lr, max_lr = task.finder_range
+    _data, *built = builders(task)
+    make_model, make_optimizer, make_loader, loss = built
     runs = []
     for seed in range(SEED0, SEED0 + seeds):
         with recording_probe() as recorder:
-            model = make_model(seed)
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = find_lr(
-                    model, make_optimizer(model), loss, make_loader(seed), min_lr=min_lr, max_lr=max_lr,
-                    num_training=task.num_training, progress_bar=False,
-                )  # fmt: skip
-            seconds = time.perf_counter() - start
+            result, seconds = _find_lr(task, *built, seed)
         plain = _plain_seconds(make_model, make_optimizer, make_loader, loss, len(result.lrs), seed)
-        model = make_model(seed)  # and as users call it: the default probe (every 2nd step, joined), unpatched
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            real = find_lr(
-                model, make_optimizer(model), loss, make_loader(seed), min_lr=min_lr, max_lr=max_lr,
-                num_training=task.num_training, progress_bar=False,
-            )  # fmt: skip
-        real_seconds = time.perf_counter() - start
+        real, real_seconds = _find_lr(task, *built, seed)  # as users call it: the default probe, unpatched
         runs.append(
             {
                 "seed": seed,
