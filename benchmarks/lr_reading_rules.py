@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.lr_readings import arrays, probe_view, rule
+from traenslenzor.tuner.lr.suggestion import suggest
 from traenslenzor.tuner.lr.wall import read_wall
+
+Reading = Callable[[dict, dict], "float | None"]
+
+
+def arrays(run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nan = float("nan")
+    lrs = np.array(run["lrs"], dtype=float)
+    raw = np.array([nan if v is None else v for v in run["raw"]])
+    smooth = np.array([nan if v is None else v for v in run["smooth"]])
+    return lrs, raw, smooth
+
+
+def probe_view(run: dict, batches: int = 4, every: int = 1) -> np.ndarray:
+    """The probe curve as if ``batches`` batches were measured every ``every``-th step (NaN elsewhere)."""
+    out = np.full(len(run["lrs"]), np.nan)
+    probes = run["probe"][-len(run["lrs"]) :]  # after a restart, the curve that counts is the last
+    for i, values in enumerate(probes):
+        if i % every == every - 1 or i == len(probes) - 1:
+            vals = [v for v in values[:batches] if v is not None]
+            out[i] = np.mean(vals) if len(vals) == batches else np.inf
+    return out
+
+
+def rule(name: str, curve: str = "smooth") -> Reading:
+    """A registered suggestion rule of ``traenslenzor.tuner`` applied to the stored smoothed/raw curve."""
+
+    def read(run: dict, row: dict) -> float | None:
+        lrs, raw, smooth = arrays(run)
+        return suggest(lrs, smooth if curve == "smooth" else raw, method=name).lr
+
+    return read
+
 
 SKIP_BEGIN, SKIP_END = 10, 1
 

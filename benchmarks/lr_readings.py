@@ -4,9 +4,11 @@
 loss after every step). Here any reading -- a function of one stored run to an LR -- is scored on all of them at
 once: the normalised gap to the task's grid oracle at the task's own budget and schedule (0 = the grid's best,
 1 = useless), the spread over finder seeds (max - min of log10 LR, decades), per group. A probe measured with fewer
-batches, or only every k-th step, is simulated from the same runs (``probe_view``).
+batches, or only every k-th step, is simulated from the same runs (``lr_reading_rules.probe_view``).
 
-Run: ``python -m benchmarks.lr_readings [--groups ...] [--readings wall,stable,...] [--tasks]``.
+Run: ``python -m benchmarks.lr_readings [--groups ...] [--all] [--tasks]``: the readings docs/suggestion.md reports
+(``lr_reading_rules.REPORT``: ``stable``, the previous ``wall`` default, ``blend``), or with ``--all`` every
+candidate that was compared (``READINGS``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,15 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import RESULTS
 from benchmarks.lr_curves import OUT, all_groups
-from traenslenzor.tuner.lr.suggestion import suggest
+from benchmarks.lr_reading_rules import READINGS, REPORT, Reading
 
 ORACLES = OUT / "oracles.json"
-Reading = Callable[[dict, dict], "float | None"]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -108,39 +108,6 @@ def gap(oracle: dict, lr: float | None) -> float:
 def best_lr(oracle: dict) -> float:
     pts = [p for p in oracle["points"] if p[1] is not None]
     return 10 ** min(pts, key=lambda p: p[1])[0]
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# views of a stored run
-
-
-def arrays(run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    nan = float("nan")
-    lrs = np.array(run["lrs"], dtype=float)
-    raw = np.array([nan if v is None else v for v in run["raw"]])
-    smooth = np.array([nan if v is None else v for v in run["smooth"]])
-    return lrs, raw, smooth
-
-
-def probe_view(run: dict, batches: int = 4, every: int = 1) -> np.ndarray:
-    """The probe curve as if ``batches`` batches were measured every ``every``-th step (NaN elsewhere)."""
-    out = np.full(len(run["lrs"]), np.nan)
-    probes = run["probe"][-len(run["lrs"]) :]  # after a restart, the curve that counts is the last
-    for i, values in enumerate(probes):
-        if i % every == every - 1 or i == len(probes) - 1:
-            vals = [v for v in values[:batches] if v is not None]
-            out[i] = np.mean(vals) if len(vals) == batches else np.inf
-    return out
-
-
-def rule(name: str, curve: str = "smooth") -> Reading:
-    """A registered suggestion rule of ``traenslenzor.tuner`` applied to the stored smoothed/raw curve."""
-
-    def read(run: dict, row: dict) -> float | None:
-        lrs, raw, smooth = arrays(run)
-        return suggest(lrs, smooth if curve == "smooth" else raw, method=name).lr
-
-    return read
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -232,12 +199,11 @@ def main(argv: list[str] | None = None, readings: dict[str, Reading] | None = No
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", default="design,seen,new,families-design,families-holdout")
     parser.add_argument("--tasks", action="store_true", help="also the per-task table")
+    parser.add_argument("--all", action="store_true", help="every candidate reading, not only the reported ones")
     args = parser.parse_args(argv)
-    from benchmarks.lr_reading_rules import READINGS
-
     curves = load(args.groups.split(","))
-    scores = score(curves, readings or READINGS)
-    print(table(curves, scores))
+    scores = score(curves, readings or (READINGS if args.all else REPORT))
+    print(table(curves, scores, against=next(iter(REPORT))))
     if args.tasks:
         print()
         print(task_table(curves, scores))
