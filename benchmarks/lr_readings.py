@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks.common import RESULTS
 from benchmarks.lr_curves import OUT, all_groups
+from benchmarks.lr_quality import grid_gap
 from benchmarks.lr_reading_rules import READINGS, REPORT, Reading
 
 ORACLES = OUT / "oracles.json"
@@ -91,18 +92,14 @@ def oracles(names: set[str]) -> dict[str, dict]:
 
 
 def gap(oracle: dict, lr: float | None) -> float:
-    """Normalised gap of ``lr`` (linear in log-LR between oracle points; edge value outside; 1 if none)."""
+    """Normalised gap of ``lr``: ``lr_quality.grid_gap`` on the oracle's points (linear in log-LR between them, the
+    edge value outside, 1 next to a diverged point or without an LR)."""
     if lr is None or not math.isfinite(lr) or lr <= 0:
         return 1.0
     pts = sorted(oracle["points"])
-    x = np.array([p[0] for p in pts])
-    y = np.array([math.inf if p[1] is None else p[1] for p in pts])
-    best, base = float(np.min(y)), oracle["untrained"]
-    t = float(np.clip(math.log10(lr), x[0], x[-1]))
-    j = int(np.clip(np.searchsorted(x, t), 1, len(x) - 1))
-    w = (t - x[j - 1]) / (x[j] - x[j - 1])
-    loss = y[j - 1] + w * (y[j] - y[j - 1]) if np.isfinite(y[[j - 1, j]]).all() else math.inf
-    return 1.0 if not math.isfinite(loss) else float(min(1.0, (loss - best) / (base - best)))
+    return grid_gap(
+        {"lr": [10 ** p[0] for p in pts], "loss": [p[1] for p in pts], "untrained": oracle["untrained"]}, lr
+    )
 
 
 def best_lr(oracle: dict) -> float:
