@@ -33,9 +33,10 @@ class Sweep:
 
 
 def run_ours(
-    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, loader: Any, sweep: Sweep
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, loader: Any, sweep: Sweep, **options: Any
 ) -> dict[str, Any]:
-    """``find_lr`` as a user calls it: the result, the seconds it took, and the model's forward calls."""
+    """``find_lr`` as a user calls it (``options``: its other keywords, e.g. ``probe_batches=0``): the result, the
+    seconds it took, and the model's forward calls."""
     from traenslenzor.tuner import find_lr
 
     calls = [0]
@@ -45,7 +46,7 @@ def run_ours(
         warnings.simplefilter("ignore")
         result = find_lr(
             model, optimizer, loss_fn, loader,
-            min_lr=sweep.min_lr, max_lr=sweep.max_lr, num_training=sweep.num_training, progress_bar=False,
+            min_lr=sweep.min_lr, max_lr=sweep.max_lr, num_training=sweep.num_training, progress_bar=False, **options,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     hook.remove()

@@ -23,7 +23,6 @@ import json
 import statistics
 import sys
 import time
-import warnings
 
 import torch
 
@@ -57,18 +56,8 @@ def _run(tool: str, task: lt.Task, data: lt.TaskData, seed: int) -> tuple[float,
     if tool == "torch-lr-finder":
         out = run_torch_lr_finder(model, optimizer, loss, loader, sweep, task.name)
         return out["seconds"], out["steps"]
-    if tool == "find_lr (no probe)":
-        from traenslenzor.tuner import find_lr
-
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = find_lr(
-                model, optimizer, loss, loader, min_lr=sweep.min_lr, max_lr=sweep.max_lr,
-                num_training=sweep.num_training, progress_bar=False, probe_batches=0,
-            )  # fmt: skip
-        return time.perf_counter() - start, len(result.lrs)
-    out = run_ours(model, optimizer, loss, loader, sweep)
+    options = {"probe_batches": 0} if tool == "find_lr (no probe)" else {}
+    out = run_ours(model, optimizer, loss, loader, sweep, **options)
     return out["seconds"], len(out["result"].lrs)
 
 
