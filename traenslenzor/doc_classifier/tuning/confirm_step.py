@@ -57,7 +57,7 @@ def confirm_step(run: TuningRun, plan: BatchPlan, lr_step: LearningRateStep) -> 
     suggestion = float(lr_step.learning_rate)
     setup = prepare_confirmation(
         run.config, run.datamodule, suggestion=suggestion, finder_result=_finder_curve(run, lr_step),
-        accumulation=plan.accumulation, model=run.model,
+        accumulation=plan.accumulation, model=run.model, phase=run.phase.start,
     )  # fmt: skip
     recorded = reusable(run.record.get("lr_confirm"), setup.fingerprint, "confirmed learning rate", retune=run.retune)
     entry = None

@@ -135,13 +135,21 @@ def planned_steps(config: ExperimentConfig, train_batches: int, accumulation: in
 
 
 def confirm_fingerprint(
-    config: ExperimentConfig, model: dict[str, Any], *, suggestion: float, plan: ConfirmPlan | str, global_batch: int
+    config: ExperimentConfig,
+    model: dict[str, Any],
+    *,
+    suggestion: float,
+    plan: ConfirmPlan | str,
+    global_batch: int,
+    phase: dict[str, Any] | None = None,
 ) -> Fingerprint:
-    """The LR's triggers (``lr_fingerprint``) and what the trials depend on besides: a change starts a new study.
-    ``plan``: the plan, or the reason none could be made (a budget too small)."""
+    """The LR's triggers (``lr_fingerprint``, and ``phase``: the start of fine-tuning's whole-model phase, as its LR
+    step records it) and what the trials depend on besides: a change starts a new study. ``plan``: the plan, or the
+    reason none could be made (a budget too small)."""
     tc, dm = config.trainer_config, config.datamodule_config
     return {
         **lr_fingerprint(config, model),
+        **({"phase": phase} if phase else {}),  # the head-trained start the trials train from
         "confirmation": {
             "suggestion": float(f"{suggestion:.6e}"),
             "plan": plan if isinstance(plan, str) else plan.to_dict(),
@@ -310,10 +318,12 @@ def prepare_confirmation(
     finder_result: Any,
     accumulation: int,
     model: dict[str, Any],
+    phase: dict[str, Any] | None = None,
 ) -> ConfirmSetup:
     """The plan (candidates from ``finder_result``'s band, below its wall; None: the lattice window alone; runs
     continue under a constant LR, restart under OneCycle) and the study it belongs to. ``model`` is the tuning
-    record's model trigger. A budget whose first-rung trials would be too short gives a refused setup (no plan).
+    record's model trigger, ``phase`` the start of the phase the LR is for (``LRPhase.start``; none in one phase).
+    A budget whose first-rung trials would be too short gives a refused setup (no plan).
 
     Raises:
         ConfigError: bad confirm settings, or a training of no finite length.
@@ -336,8 +346,9 @@ def prepare_confirmation(
         raise ConfigError(f"tuner_config.confirm_budget / confirm_candidates: {exc}") from None
     global_batch = int(datamodule.hparams.batch_size) * accumulation
     fingerprint = confirm_fingerprint(
-        config, model, suggestion=suggestion, plan=plan or f"refused: {refused}", global_batch=global_batch
-    )
+        config, model, suggestion=suggestion, plan=plan or f"refused: {refused}", global_batch=global_batch,
+        phase=phase,
+    )  # fmt: skip
     database = tc.plot_path.parent / DATABASE_NAME
     name = study_name(fingerprint)
     return ConfirmSetup(suggestion, plan, fingerprint, name, database, band, accumulation, refused)
