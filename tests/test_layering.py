@@ -244,7 +244,7 @@ APP_LAYERS: list[tuple[str, ...]] = [
     ("experiment.py",),
     ("tuning", "inference"),  # the tuning workflow; using a trained model (val/test evaluation, predict)
     ("training",),  # the LightningModule, the Trainer factories, the W&B run
-    ("config.py",),
+    ("config",),  # the TOML sections; loading a file with overrides
     ("data",),
     ("models", "log.py", "atomic_file.py"),  # the backbones; the log prefixes; the atomic writer
     ("checkpoint_file.py",),  # opening checkpoints and weights files as data

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    # Run as a script, Python puts this file's folder first on sys.path, where config.py, models/, data/ ...
+    # Run as a script, Python puts this file's folder first on sys.path, where config/, models/, data/ ...
     # would shadow same-named top-level modules. Put the repository root there instead.
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]

@@ -207,9 +207,9 @@ def build_trial_trainer(
     val_check_interval: int,
     callbacks: list[Callback],
 ) -> L.Trainer:
-    """A bare trainer for one LR-confirmation trial (``tuning/confirm/trials.py``): training's settings, ``max_steps``
-    optimizer steps, validation every ``val_check_interval`` training batches; no loggers, checkpoints, early
-    stopping or progress bar (the confirmation shows one bar over its trials)."""
+    """A bare trainer for one LR-confirmation trial (``tuning/confirm/trial_training.py``): training's settings,
+    ``max_steps`` optimizer steps, validation every ``val_check_interval`` training batches; no loggers, checkpoints,
+    early stopping or progress bar (the confirmation shows one bar over its trials)."""
     tc = config.trainer_config
     return L.Trainer(
         **_common_kwargs(tc, accumulate_grad_batches),

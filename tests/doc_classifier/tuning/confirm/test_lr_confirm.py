@@ -23,7 +23,7 @@ import torch
 from traenslenzor.doc_classifier.cli import main
 from traenslenzor.doc_classifier.config import load_config
 from traenslenzor.doc_classifier.experiment import build_datamodule, build_module
-from traenslenzor.doc_classifier.tuning import steps, workflow
+from traenslenzor.doc_classifier.tuning import searches, steps, workflow
 from traenslenzor.doc_classifier.tuning.config_writer import save_tuning
 from traenslenzor.doc_classifier.tuning.confirm import trials
 from traenslenzor.doc_classifier.tuning.confirm.study import (
@@ -224,7 +224,7 @@ def test_a_finished_confirmation_is_reused_while_its_triggers_hold(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(steps, "Tuner", _FakeTuner)
-    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    monkeypatch.setattr(searches, "save_plot", lambda *args: None)
     train = _fake_lightning(monkeypatch)
     caplog.set_level(logging.INFO)
     first, module = _tune()
@@ -277,7 +277,7 @@ def test_trials_that_do_not_move_the_loss_keep_the_finders_lr_and_say_so(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(steps, "Tuner", _FakeTuner)
-    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    monkeypatch.setattr(searches, "save_plot", lambda *args: None)
     _fake_lightning(monkeypatch, start=0.56)  # the best fake trial ends at 0.5596: not 1 % below its start
     caplog.set_level(logging.INFO)
     outcome, module = _tune()
@@ -293,7 +293,7 @@ def test_a_budget_too_short_for_a_trial_keeps_the_finders_lr_and_names_the_budge
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(steps, "Tuner", _FakeTuner)
-    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    monkeypatch.setattr(searches, "save_plot", lambda *args: None)
     train = _fake_lightning(monkeypatch)
     caplog.set_level(logging.INFO)
     outcome, _ = _tune("tuner_config.confirm_budget=0.1")  # 0.1 x 600 steps / 12 = 5-step first-rung trials
@@ -310,7 +310,7 @@ def test_a_budget_too_short_for_a_trial_keeps_the_finders_lr_and_names_the_budge
 def test_under_a_constant_lr_survivors_continue_their_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(steps, "Tuner", _FakeTuner)
-    monkeypatch.setattr(steps, "save_plot", lambda *args: None)
+    monkeypatch.setattr(searches, "save_plot", lambda *args: None)
     monkeypatch.setattr(trials, "start_loss", lambda *args: 2.0)
     starts = []
 

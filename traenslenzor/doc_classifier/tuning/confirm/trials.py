@@ -18,15 +18,14 @@ decisions (``traenslenzor.tuner.plan_confirmation``, ``decide``); this module ru
   trains it again; completed trials are never trained twice. A file that is not an Optuna database is one
   clear error (exit 2), and is never changed or deleted;
 * every trial starts from a snapshot of the model's weights and the RNGs (restored after the study too), and sets
-  the LR and OneCycle's peak in ``hparams`` only for its own fit: nothing leaks into the real training.
+  the LR and OneCycle's peak in ``hparams`` only for its own fit: nothing leaks into the real training. The fit
+  itself, and the runs a continued rung carries on, are ``trial_training.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,11 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 
 from traenslenzor.doc_classifier.config import ConfigError, ExperimentConfig
 from traenslenzor.doc_classifier.log import is_rank_zero, say
-from traenslenzor.doc_classifier.training.trainer import build_trial_trainer
 from traenslenzor.doc_classifier.tuning.confirm.plot import plot_confirmation
 from traenslenzor.doc_classifier.tuning.confirm.study import (
     ConfirmStudyError,
@@ -50,11 +47,17 @@ from traenslenzor.doc_classifier.tuning.confirm.study import (
     open_study,
     run_rungs,
 )
+from traenslenzor.doc_classifier.tuning.confirm.trial_training import (
+    OptimizerCarry,
+    TrialRuns,
+    quiet_lightning,
+    start_loss,
+    train_trial,
+)
 from traenslenzor.doc_classifier.tuning.record import Fingerprint, lr_fingerprint
 from traenslenzor.tuner import (
     DEFAULT_CONFIRM_MARGIN,
     ConfirmPlan,
-    Rung,
     TrialsTooShort,
     Verdict,
     decide,
@@ -62,7 +65,6 @@ from traenslenzor.tuner import (
     finder_wall,
     plan_confirmation,
     preserved_training_state,
-    survivors,
 )
 
 __all__ = [
@@ -79,7 +81,6 @@ __all__ = [
 
 DATABASE_NAME = "lr_confirm.db"
 PLOT_NAME = "lr_confirm_plot.png"
-VALIDATIONS_PER_TRIAL = 4  # points of each trial's validation curve (the last one at its final step)
 
 
 @dataclass(frozen=True)
@@ -169,129 +170,6 @@ def study_name(fingerprint: Fingerprint) -> str:
     return "lr_confirm-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-# --- one trial with Lightning --------------------------------------------------------------------------------------
-
-
-class _TrialWatch(Callback):
-    """Records the validation loss after every validation, and stops a fit whose training loss is not finite."""
-
-    def __init__(self) -> None:
-        self.curve: list[tuple[int, float]] = []
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get("val/loss")
-        loss = float(value) if value is not None else math.inf
-        self.curve.append((trainer.global_step, loss if math.isfinite(loss) else math.inf))
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss)):
-            trainer.should_stop = True  # diverged: the rest of the trial would measure nothing
-
-
-class OptimizerCarry(Callback):
-    """Carries the optimizer's state from a trial's end to the start of its continuation (constant-LR rungs):
-    ``state`` is loaded into the new fit's optimizer when given, and replaced by the optimizer's state at the end."""
-
-    def __init__(self, state: dict[str, Any] | None = None) -> None:
-        self.state = state
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.state is not None:
-            trainer.optimizers[0].load_state_dict(self.state)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.state = copy.deepcopy(trainer.optimizers[0].state_dict())
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's per-Trainer notes ("GPU available", ...) once per trial would bury the tuner's lines."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def train_trial(
-    config: ExperimentConfig,
-    module: L.LightningModule,
-    datamodule: L.LightningDataModule,
-    *,
-    lr: float,
-    steps: int,
-    accumulation: int,
-    carry: OptimizerCarry | None = None,
-) -> TrialCurve:
-    """Fit ``module`` for ``steps`` optimizer steps at base LR ``lr`` (OneCycle peak ``max_lr_factor x lr``,
-    spanning those steps), validating ``VALIDATIONS_PER_TRIAL`` times; ``carry`` loads and keeps the optimizer's
-    state (a continued run). The caller restores the module."""
-    module.hparams.learning_rate = lr
-    module.hparams.max_lr = config.onecycle_max_lr(lr)
-    watch = _TrialWatch()
-    interval = max(1, steps // VALIDATIONS_PER_TRIAL) * accumulation  # in training batches
-    callbacks: list[Callback] = [watch] if carry is None else [watch, carry]
-    trainer = build_trial_trainer(
-        config, max_steps=steps, accumulate_grad_batches=accumulation, val_check_interval=interval, callbacks=callbacks
-    )
-    trainer.fit(module, datamodule=datamodule)
-    if not watch.curve or watch.curve[-1][0] != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    loss = watch.curve[-1][1] if watch.curve else math.inf
-    return TrialCurve(tuple(watch.curve), loss, int(trainer.global_step))
-
-
-def start_loss(config: ExperimentConfig, module: L.LightningModule, datamodule: L.LightningDataModule) -> float:
-    """The validation loss every trial starts from (the verdict's reference: did any trial move it?)."""
-    trainer = build_trial_trainer(config, max_steps=0, accumulate_grad_batches=1, val_check_interval=1, callbacks=[])
-    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)
-    value = metrics[0].get("val/loss") if metrics else None
-    return float(value) if value is not None and math.isfinite(float(value)) else math.inf
-
-
-class _Runs:
-    """The trials' training: each from the restored start, or -- a continued rung -- from the candidate's own run of
-    the rung before (its weights and optimizer state, kept in memory only while it can still survive). A continued
-    trial whose run is not in memory (completed by an interrupted earlier run) trains its whole length again."""
-
-    def __init__(self, plan: ConfirmPlan, module: L.LightningModule, restore: Callable[[], None], train: Callable):
-        self.plan, self.module, self.restore, self.train = plan, module, restore, train
-        self.ends: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
-        self.losses: dict[int, dict[float, float]] = {}
-
-    def __call__(self, lr: float, rung: Rung) -> TrialCurve:
-        index = self.plan.rungs.index(rung)
-        end = self.ends.pop(lr, None) if rung.continued else None
-        self.restore()
-        if end is None:
-            steps, offset, carry = rung.steps, 0, OptimizerCarry()
-        else:
-            self.module.load_state_dict(end[0])
-            steps, offset, carry = rung.trained, rung.previous, OptimizerCarry(end[1])
-        result = self.train(lr, steps, carry)
-        curve = tuple((offset + step, loss) for step, loss in result.curve)
-        self._keep(index, lr, result.loss, carry)
-        return TrialCurve(curve, result.loss, result.steps)
-
-    def _keep(self, index: int, lr: float, loss: float, carry: OptimizerCarry) -> None:
-        """Keep this run's end when the next rung continues runs, then drop the ends that can no longer survive."""
-        rungs = self.plan.rungs
-        if index + 1 >= len(rungs) or not rungs[index + 1].continued:
-            return
-        losses = self.losses.setdefault(index, {})
-        losses[lr] = loss
-        if math.isfinite(loss) and carry.state is not None:
-            weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-            self.ends[lr] = (weights, carry.state)
-        alive = set(survivors(losses, rungs[index + 1].trials, self.plan.incumbent))
-        self.ends = {k: v for k, v in self.ends.items() if k in alive}
-
-
 # --- the confirmation ----------------------------------------------------------------------------------------------
 
 
@@ -362,7 +240,7 @@ def confirm_learning_rate(
     *,
     fresh: bool = False,
 ) -> ConfirmOutcome:
-    """Open (or resume) the study, run the rungs (restarted or continued runs, see :class:`_Runs`), judge the last
+    """Open (or resume) the study, run the rungs (restarted or continued runs, see :class:`TrialRuns`), judge the last
     rung against the finder's LR and the start's validation loss, and plot; applies nothing.
 
     ``fresh`` drops the study's earlier trials first (``--retune``).
@@ -379,9 +257,9 @@ def confirm_learning_rate(
     def train(lr: float, steps: int, carry: OptimizerCarry) -> TrialCurve:
         return train_trial(config, module, datamodule, lr=lr, steps=steps, accumulation=setup.accumulation, carry=carry)
 
-    with _restored(module) as restore, _progress(plan, config) as progress, _quiet_lightning():
+    with _restored(module) as restore, _progress(plan, config) as progress, quiet_lightning():
         start = start_loss(config, module, datamodule)
-        losses, trials = run_rungs(study, plan, _Runs(plan, module, restore, train), progress)
+        losses, trials = run_rungs(study, plan, TrialRuns(plan, module, restore, train), progress)
     verdict = decide(losses, setup.suggestion, margin=DEFAULT_CONFIRM_MARGIN, start_loss=start)
     study.set_user_attr("confirmed_lr", verdict.learning_rate)
     study.set_user_attr("verdict", verdict.to_dict())
