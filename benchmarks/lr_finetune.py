@@ -26,7 +26,7 @@ measured on them) are reported apart.
 
 Run: ``python -m benchmarks.lr_finetune [--split design|holdout] [--tasks a,b] [--seeds 5] [--no-workflow]``;
 the oracles first (``python -m benchmarks.finetune_tasks --oracle``, or computed here when missing). Prints
-markdown; writes ``benchmarks/results/lr_finetune[_<split>].json``.
+markdown; writes ``benchmarks/results/lr_finetune[_<split>].json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import statistics
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--no-workflow", action="store_true", help="only the per-task gaps")
     parser.add_argument("--no-tasks", action="store_true", help="only the two-phase workflow")
+    parser.add_argument("--out", help="the JSON file (default: benchmarks/results/lr_finetune[_<split>].json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     quiet_loggers()
@@ -268,8 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     flows = []
     if not args.no_workflow:
         flows = [workflow_rows(w, seeds) for w in WORKFLOWS if args.split in (None, w.split)]
-    name = "lr_finetune" + (f"_{args.split}" if args.split else "") + ".json"
-    (RESULTS / name).write_text(json.dumps({"tasks": results, "workflows": flows}, indent=1, default=float))
+    out = args.out or RESULTS / ("lr_finetune" + (f"_{args.split}" if args.split else "") + ".json")
+    Path(out).write_text(json.dumps({"tasks": results, "workflows": flows}, indent=1, default=float))
     for split in ("design", "holdout"):
         if any(r["split"] == split for r in results):
             print(f"\n### {split} tasks: gap median / worst over tasks x {args.seeds} seeds\n")
