@@ -162,6 +162,18 @@ def test_plot_y_range_shows_the_fall_not_the_blow_up() -> None:
     plt.close(fig)
 
 
+def test_plot_y_range_of_a_flat_start_shows_the_rise_the_reading_uses() -> None:
+    import matplotlib.pyplot as plt
+
+    raw = [1.30 - 0.0005 * i for i in range(40)] + [1.28 * 1.04**i for i in range(1, 15)]  # fell 1.5 %, then up
+    result = _result(raw, stop_reason="completed")
+    fig = result.plot()
+    low, high = fig.axes[0].get_ylim()
+    assert low < 1.281 and high > 1.30 * 1.1  # the 10 % rise above the level is in view, not 15 % of a 0.02 fall
+    assert high < 1.30 * 1.2  # and the blow-up beyond it still cut off
+    plt.close(fig)
+
+
 def test_plot_marks_the_requested_range_the_sweep_went_past() -> None:
     import matplotlib.pyplot as plt
 

@@ -158,8 +158,12 @@ def _limit_y(ax: Axes, smoothed: list[float], raw: list[float]) -> None:
     """Keep the y-axis on the informative part: from the lowest loss up to a little above the loss before the fall.
 
     The top is the highest smoothed loss up to the curve's lowest point (the start or the plateau), plus 15 % of
-    the fall; the blow-up after it is cut off so that it does not flatten the plateau, fall and valley.
+    the fall; the blow-up after it is cut off so that it does not flatten the plateau, fall and valley. A flat
+    start (it fell by less than ``MIN_FALL`` of its level: a fine-tuned model after unfreezing, often) shows its
+    level plus 1.5 x ``FLAT_WALL_RISE``, so that the rise the reading measures on such a curve is in view.
     """
+    from traenslenzor.tuner.lr.wall import FLAT_WALL_RISE, MIN_FALL
+
     finite = [(i, v) for i, v in enumerate(smoothed) if math.isfinite(v)]
     if not finite:
         return
@@ -168,4 +172,6 @@ def _limit_y(ax: Axes, smoothed: list[float], raw: list[float]) -> None:
     low = min([*before, *(v for v in raw[: bottom + 1] if math.isfinite(v))])
     high = max(before)
     pad = 0.15 * (high - low) if high > low else max(abs(high) * 0.05, 1e-3)
+    if high - low < MIN_FALL * abs(high):
+        pad = max(pad, 1.5 * FLAT_WALL_RISE * abs(high))
     ax.set_ylim(low - 0.05 * (high - low), high + pad)
