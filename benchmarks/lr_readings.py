@@ -6,9 +6,10 @@ once: the normalised gap to the task's grid oracle at the task's own budget and 
 1 = useless), the spread over finder seeds (max - min of log10 LR, decades), per group. A probe measured with fewer
 batches, or only every k-th step, is simulated from the same runs (``lr_reading_rules.probe_view``).
 
-Run: ``python -m benchmarks.lr_readings [--groups ...] [--all] [--tasks]``: the readings docs/suggestion.md reports
-(``lr_reading_rules.REPORT``: ``stable``, the previous ``wall`` default, ``blend``), or with ``--all`` every
-candidate that was compared (``READINGS``).
+Run: ``python -m benchmarks.lr_readings [--groups ...] [--all] [--tasks] [--flat]``: the readings docs/suggestion.md
+reports (``lr_reading_rules.REPORT``: ``stable``, the previous ``wall`` default, ``blend``), or with ``--all`` every
+candidate that was compared (``READINGS``); ``--flat`` keeps only the runs whose fixed-batch loss fell less than
+``MIN_FALL`` (the wall decided alone: flat starts) and adds fastai's ``valley`` on the smoothed curve.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from benchmarks.common import RESULTS
 from benchmarks.lr_curves import OUT, all_groups
 from benchmarks.lr_quality import grid_gap
-from benchmarks.lr_reading_rules import READINGS, REPORT, Reading
+from benchmarks.lr_reading_rules import READINGS, REPORT, Reading, rule, wall_reading
 
 ORACLES = OUT / "oracles.json"
 
@@ -144,6 +145,18 @@ def score(curves: dict[str, dict], readings: dict[str, Reading]) -> dict:
     return out
 
 
+def flat_only(curves: dict[str, dict]) -> dict[str, dict]:
+    """The same groups with only the flat runs (the default's wall reading found no descent); tasks without one go."""
+    out: dict[str, dict] = {}
+    for group, rows in curves.items():
+        for task, row in rows.items():
+            readings = [(run, wall_reading(run, every=2)) for run in row["runs"]]
+            runs = [run for run, r in readings if r is not None and r.descent_lr is None]
+            if runs:
+                out.setdefault(group, {})[task] = {**row, "runs": runs}
+    return out
+
+
 def kind(row: dict) -> str:
     """short / long / onecycle: the budget class of a task (short: at most 3x the sweep)."""
     if row.get("schedule") == "onecycle":
@@ -197,9 +210,14 @@ def main(argv: list[str] | None = None, readings: dict[str, Reading] | None = No
     parser.add_argument("--groups", default="design,seen,new,families-design,families-holdout")
     parser.add_argument("--tasks", action="store_true", help="also the per-task table")
     parser.add_argument("--all", action="store_true", help="every candidate reading, not only the reported ones")
+    parser.add_argument("--flat", action="store_true", help="only the flat runs, and fastai's valley beside")
     args = parser.parse_args(argv)
     curves = load(args.groups.split(","))
-    scores = score(curves, readings or (READINGS if args.all else REPORT))
+    chosen = readings or (READINGS if args.all else REPORT)
+    if args.flat:
+        curves, chosen = flat_only(curves), {**chosen, "fastai valley": rule("valley")}
+        print("flat runs:", sum(len(row["runs"]) for rows in curves.values() for row in rows.values()))
+    scores = score(curves, chosen)
     print(table(curves, scores, against=next(iter(REPORT))))
     if args.tasks:
         print()
