@@ -139,9 +139,12 @@ class TrialRuns:
         return evaluate(task, model, self.data)[0]
 
 
-def confirm(task: HorizonTask, trial_data: lr_tasks.TaskData, seed: int, result, suggestion: float, args) -> dict:
+def confirm(
+    task: HorizonTask, trial_data: lr_tasks.TaskData, seed: int, result, suggestion: float, args, runner=None
+) -> dict:
     """Successive halving over the plan's candidates (the finder's LR among them, carried to the last rung), each
-    trial from the seed's start or continued (constant LR), scored on validation; the verdict at ``args.margin``."""
+    trial from the seed's start or continued (constant LR), scored on validation; the verdict at ``args.margin``.
+    ``runner`` is the trials' class (``TrialRuns`` or one like it: ``runner(task, trial_data, seed)``)."""
     try:
         plan = plan_confirmation(
             suggestion, task.steps, budget=args.budget, count=args.candidates, reduction=args.reduction,
@@ -150,7 +153,7 @@ def confirm(task: HorizonTask, trial_data: lr_tasks.TaskData, seed: int, result,
         )  # fmt: skip
     except TrialsTooShort as exc:
         return {"refused": str(exc), "confirmed": suggestion, "decided": False, "cost_steps": 0, "cost_percent": 0.0}
-    runs = TrialRuns(task, trial_data, seed)
+    runs = (runner or TrialRuns)(task, trial_data, seed)
     start = runs.start_loss()
     losses: dict[float, float] = dict.fromkeys(plan.candidates, 0.0)  # rung 0: every candidate goes on
     trials = []
