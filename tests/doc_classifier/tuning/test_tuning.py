@@ -444,3 +444,35 @@ def test_a_wide_band_points_to_the_confirmation_unless_it_was_asked_for(caplog: 
     assert "(1.0 decades)" in line and "--confirm-learning-rate" in line
     assert lines(False, (4e-3, 8e-3)) == []  # a narrow band: nothing to add
     assert lines(True, (1e-3, 1e-2)) == [] and lines(False, None) == []  # asked for already; no band
+
+
+def test_a_pretrained_whole_model_points_to_the_confirmation_whatever_its_band(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+
+    from traenslenzor.doc_classifier.tuning.steps import _fine_tunes_whole_model, _point_to_confirmation
+
+    caplog.set_level(logging.INFO)
+
+    def lines(confirm: bool, band: tuple[float, float] | None) -> list[str]:
+        caplog.clear()
+        config = SimpleNamespace(tuner_config=SimpleNamespace(confirm_learning_rate=confirm))
+        _point_to_confirmation(config, band, fine_tuned=True)
+        return _tuner_lines(caplog)
+
+    (line,) = lines(False, (4e-3, 8e-3))  # a narrow band: the fine-tuning line alone
+    assert "pretrained backbone" in line and "--confirm-learning-rate" in line
+    (line,) = lines(False, (1e-3, 1e-2))  # a wide band: one line, the band's
+    assert "(1.0 decades)" in line
+    assert lines(True, (4e-3, 8e-3)) == []  # asked for already
+
+    def run(pretrained: bool, record_key: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            config=SimpleNamespace(module_config=SimpleNamespace(pretrained=pretrained)),
+            phase=SimpleNamespace(record_key=record_key),
+        )
+
+    assert _fine_tunes_whole_model(run(True, "learning_rate"))  # one phase, or the whole-model phase
+    assert not _fine_tunes_whole_model(run(True, "learning_rate_head"))  # the backbone is frozen
+    assert not _fine_tunes_whole_model(run(False, "learning_rate"))  # training from scratch

@@ -237,24 +237,39 @@ def _search_learning_rate(run: TuningRun, plan: BatchPlan) -> tuple[LRFinderResu
         band = getattr(result, "band", None) if run.config.tuner_config.suggestion_method is None else None
         label = f" ({run.phase.label})" if run.phase.label else ""
         say("✓ Suggested learning rate%s: %.2e%s", label, lr, f" (band {band[0]:.1e} .. {band[1]:.1e})" if band else "")
-        _point_to_confirmation(run.config, band)
+        _point_to_confirmation(run.config, band, fine_tuned=_fine_tunes_whole_model(run))
     return result, lr
+
+
+def _fine_tunes_whole_model(run: TuningRun) -> bool:
+    """Whether this LR trains a pretrained backbone (the whole model: not the head phase of freeze, then unfreeze)."""
+    return bool(run.config.module_config.pretrained) and run.phase.record_key != "learning_rate_head"
 
 
 # A band wider than this (decades) is one range test's honest uncertainty, worth a confirmation at the run's schedule.
 WIDE_BAND_DECADES = 0.5
 
 
-def _point_to_confirmation(config: ExperimentConfig, band: tuple[float, float] | None) -> None:
-    """Where the band is wide and no confirmation was asked for, say what would settle the LR."""
-    if band is None or config.tuner_config.confirm_learning_rate:
+def _point_to_confirmation(
+    config: ExperimentConfig, band: tuple[float, float] | None, *, fine_tuned: bool = False
+) -> None:
+    """Where the band is wide, or a pretrained backbone trains, and no confirmation was asked for, say what would
+    settle the LR. A pretrained whole model gets the line whatever its band: on the fine-tuning benchmark its range
+    test read from 0.7 decades low to 1.3 high, within narrow bands (docs/suggestion.md, "Fine-tuning")."""
+    if config.tuner_config.confirm_learning_rate:
         return
-    width = math.log10(band[1] / band[0])
-    if width > WIDE_BAND_DECADES:
+    width = None if band is None else math.log10(band[1] / band[0])
+    if width is not None and width > WIDE_BAND_DECADES:
         say(
             "  One range-test curve places the LR within its band (%.1f decades); to settle it at this run's own "
             "schedule, add --confirm-learning-rate (trains candidates from the band on a share of the training).",
             width,
+        )
+    elif fine_tuned:
+        say(
+            "  A pretrained backbone trains at this LR: on the fine-tuning benchmark one range test read such LRs from "
+            '0.7 decades low to 1.3 high (docs/suggestion.md, "Fine-tuning"); --confirm-learning-rate checks it on '
+            "the validation set, and with few examples per class a run at a low fixed LR is worth comparing."
         )
 
 
