@@ -463,6 +463,66 @@ def test_probe_measures_the_same_set_aside_batches_joined_after_every_second_ste
     _assert_identical(before, _fingerprint(model, optimizer))
 
 
+def test_a_probe_loader_gives_the_probe_its_batches_and_every_training_batch_trains(trained) -> None:
+    model, optimizer = trained
+    loader = _loader(n=160, batch_size=8)
+    g = torch.Generator().manual_seed(2)  # other samples than _loader's
+    held = TensorDataset(torch.randn(48, 4, generator=g), torch.randint(0, 3, (48,), generator=g))
+    held_out = DataLoader(held, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3))
+    order = held_out.generator.get_state()
+    first_inputs = [float(x[0, 0]) for x, _ in loader]
+    before = _fingerprint(model, optimizer)
+    calls: list[tuple[bool, list[float]]] = []  # per forward: (grad enabled, first input of each 8-row batch)
+    hook = model.register_forward_pre_hook(
+        lambda _, args: calls.append((torch.is_grad_enabled(), [float(v) for v in args[0][::8, 0]]))
+    )
+    kwargs = {"num_training": 6, "early_stop_threshold": None, "progress_bar": False, "adaptive_range": None}
+    result = find_lr(model, optimizer, _ce, loader, probe_loader=held_out, **kwargs)
+    hook.remove()
+    training = [firsts[0] for grad, firsts in calls if grad]
+    probes = [firsts for grad, firsts in calls if not grad]
+    assert training == pytest.approx(first_inputs[:6])  # nothing set aside: training starts at the first batch
+    assert len(probes) == 3 and all(len(firsts) == PROBE_BATCHES for firsts in probes)
+    assert all(firsts == pytest.approx(probes[0]) for firsts in probes)  # the same held-out batches each time
+    assert not set(probes[0]) & set(first_inputs)  # ... and none of them a training batch
+    assert result.metadata["probe_source"] == "probe_loader"
+    assert torch.equal(held_out.generator.get_state(), order)  # its shuffle order put back
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
+def test_a_held_out_probe_shows_what_training_does_to_unseen_data() -> None:
+    # trained on labels that are a function of x, probed on the same inputs with other labels: the training-batch
+    # probe falls, the held-out one climbs -- the curve the wall reading then reads is the held-out loss
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    train = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=32)
+    flipped = DataLoader(TensorDataset(x, (x[:, 0] <= 0).long()), batch_size=32)
+    kwargs = {"min_lr": 1e-3, "max_lr": 1.0, "num_training": 40, "early_stop_threshold": None, "progress_bar": False}
+
+    def probe_curve(**extra) -> list[float]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+        result = find_lr(model, torch.optim.SGD(model.parameters(), lr=1e-3), _ce, train, adaptive_range=None,
+                         **kwargs, **extra)  # fmt: skip
+        return [v for v in result.probe_losses if math.isfinite(v)]
+
+    own, held_out = probe_curve(), probe_curve(probe_loader=flipped)
+    assert own[-1] < 0.6 * own[0]  # 0.675 -> 0.292 when written
+    assert held_out[-1] > 1.5 * held_out[0]  # 0.784 -> 1.883
+
+
+def test_a_probe_loader_needs_probe_batches_and_a_batch_before_any_training_step(trained) -> None:
+    model, optimizer = trained
+    before = _fingerprint(model, optimizer)
+    with pytest.raises(ValueError, match="probe_batches=0"):
+        find_lr(model, optimizer, _ce, _loader(), probe_loader=_loader(), probe_batches=0, progress_bar=False)
+    with pytest.raises(ValueError, match="probe_loader yielded no batch"):
+        find_lr(model, optimizer, _ce, _loader(), probe_loader=[], progress_bar=False)
+    with pytest.raises(TypeError, match="probe_loader must be iterable"):
+        find_lr(model, optimizer, _ce, _loader(), probe_loader=3, progress_bar=False)  # type: ignore[arg-type]
+    _assert_identical(before, _fingerprint(model, optimizer))
+
+
 def test_probe_batches_must_be_a_non_negative_integer() -> None:
     model = _model()
     with pytest.raises(ValueError, match="probe_batches"):

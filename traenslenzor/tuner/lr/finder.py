@@ -58,6 +58,7 @@ def find_lr(
     progress_bar: bool = True,
     adaptive_range: AdaptiveRange | None = DEFAULT_ADAPTIVE_RANGE,
     probe_batches: int = PROBE_BATCHES,
+    probe_loader: Iterable[Any] | None = None,
 ) -> LRFinderResult:
     """Run the LR range test and return its curve; the model and optimizer are left exactly as they were.
 
@@ -84,16 +85,28 @@ def find_lr(
         probe_batches: the first this many batches are set aside and their loss is measured after every 2nd step
             (forward only, no gradient, fixed RNG): ``results["probe_loss"]``, the curve the default suggestion
             reads. 0 measures none (the suggestion then falls back to the ``stable`` rule on the training loss).
+        probe_loader: take the probe's batches from this loader (its first ``probe_batches``; e.g. validation
+            data) instead of setting training batches aside: the probe curve is then a held-out loss, which shows
+            where training starts to hurt data it does not see (a pretrained backbone on few examples, where the
+            training loss keeps falling). Every training batch then trains. None (default) probes training batches.
 
     Returns:
         The :class:`LRFinderResult` (``.results``, ``.suggestion()``, ``.plot()``, ``.diagnostics()``).
 
     Raises:
-        ValueError: bad sweep settings, an empty loader, ``accumulate_grad_batches < 1``, no loss function; all
-            raised before any training step.
+        ValueError: bad sweep settings, an empty loader or probe loader, a ``probe_loader`` with
+            ``probe_batches=0``, ``accumulate_grad_batches < 1``, no loss function; all raised before any training
+            step.
     """
     if not isinstance(probe_batches, int) or isinstance(probe_batches, bool) or probe_batches < 0:
         raise ValueError(f"probe_batches={probe_batches!r}: must be an integer >= 0 (0 measures no probe curve).")
+    if probe_loader is not None and probe_batches == 0:
+        raise ValueError(
+            "probe_loader is given but probe_batches=0 measures no probe: set probe_batches >= 1 (default "
+            f"{PROBE_BATCHES}) or drop probe_loader."
+        )
+    if probe_loader is not None and not hasattr(probe_loader, "__iter__"):
+        raise TypeError(f"probe_loader must be iterable (e.g. a DataLoader), got {type(probe_loader).__name__}.")
     settings = SweepSettings(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
     if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
         raise TypeError(f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}.")
@@ -113,6 +126,7 @@ def find_lr(
         amp=amp,
         progress_bar=progress_bar,
         probe_batches=probe_batches,
+        probe_loader=probe_loader,
     )
     sweep = AdaptiveSweep(settings, adaptive_range)
     with preserved_training_state(model, [optimizer]) as state:
@@ -124,6 +138,7 @@ def find_lr(
         "amp": bool(amp),
         "device": str(device),
         "probe_batches": probe_batches,
+        "probe_source": "train_loader" if probe_loader is None else "probe_loader",
         "probe_forward_passes": probe_batches * sum(probe_due(i) for i in range(len(test.probe_losses))),
     }
     return test.result(**metadata, **sweep.metadata(test))
@@ -142,10 +157,12 @@ def _drive(
     amp: bool,
     progress_bar: bool,
     probe_batches: int,
+    probe_loader: Iterable[Any] | None = None,
 ) -> None:
     """Train one optimizer step per recorded point until ``test`` says stop (loader generators restored after).
 
-    The first ``probe_batches`` batches are set aside; their loss is measured after every step (``_probe_loss``).
+    The first ``probe_batches`` batches (of ``probe_loader`` when given, else set aside from the training loader)
+    are the probe; their loss is measured after every ``PROBE_EVERY``-th step (``_probe_loss``).
     """
     settings = test.settings
     log.info(
@@ -159,12 +176,13 @@ def _drive(
     autocast, scaler = precision(device, amp)
     with (
         preserved_loader_generators(train_loader),
+        preserved_loader_generators(probe_loader),
         tqdm(total=test.num_training, desc="LR range test", disable=not progress_bar, leave=False) as bar,
     ):
         model.train()
         batches = cycle(train_loader)
         try:
-            probe = _Probe([next(batches) for _ in range(probe_batches)], move, device)
+            probe = _Probe(_probe_batches(batches, probe_loader, probe_batches), move, device)
             while not test.done:
                 lr = test.lr_at(len(test.lrs))
                 set_group_lrs(optimizer, lr, ratios)
@@ -176,6 +194,23 @@ def _drive(
                 bar.set_postfix_str(f"lr={lr:.2e} loss={value:.4g}", refresh=False)
         finally:
             batches.close()  # type: ignore[attr-defined]  # releases the loader's iterator (and its workers)
+
+
+def _probe_batches(batches: Iterator[Any], probe_loader: Iterable[Any] | None, count: int) -> list[Any]:
+    """The probe's batches: the next ``count`` training batches, or the first ``count`` of ``probe_loader``."""
+    if probe_loader is None:
+        return [next(batches) for _ in range(count)]
+    source = iter(probe_loader)
+    try:
+        taken = [batch for _, batch in zip(range(count), source, strict=False)]
+    finally:
+        close = getattr(source, "close", None)  # a generator; a DataLoader's iterator ends its workers when dropped
+        if callable(close):
+            close()
+        del source
+    if not taken:
+        raise ValueError("probe_loader yielded no batch: give it at least one (e.g. a validation DataLoader).")
+    return taken
 
 
 def _train_step(
