@@ -98,15 +98,7 @@ def find_lr(
             ``probe_batches=0``, ``accumulate_grad_batches < 1``, no loss function; all raised before any training
             step.
     """
-    if not isinstance(probe_batches, int) or isinstance(probe_batches, bool) or probe_batches < 0:
-        raise ValueError(f"probe_batches={probe_batches!r}: must be an integer >= 0 (0 measures no probe curve).")
-    if probe_loader is not None and probe_batches == 0:
-        raise ValueError(
-            "probe_loader is given but probe_batches=0 measures no probe: set probe_batches >= 1 (default "
-            f"{PROBE_BATCHES}) or drop probe_loader."
-        )
-    if probe_loader is not None and not hasattr(probe_loader, "__iter__"):
-        raise TypeError(f"probe_loader must be iterable (e.g. a DataLoader), got {type(probe_loader).__name__}.")
+    _check_probe(probe_batches, probe_loader)
     settings = SweepSettings(min_lr, max_lr, num_training, mode, early_stop_threshold, beta)  # validates the sweep
     if adaptive_range is not None and not isinstance(adaptive_range, AdaptiveRange):
         raise TypeError(f"adaptive_range must be an AdaptiveRange or None, got {type(adaptive_range).__name__}.")
@@ -142,6 +134,18 @@ def find_lr(
         "probe_forward_passes": probe_batches * sum(probe_due(i) for i in range(len(test.probe_losses))),
     }
     return test.result(**metadata, **sweep.metadata(test))
+
+
+def _check_probe(probe_batches: int, probe_loader: Iterable[Any] | None) -> None:
+    if not isinstance(probe_batches, int) or isinstance(probe_batches, bool) or probe_batches < 0:
+        raise ValueError(f"probe_batches={probe_batches!r}: must be an integer >= 0 (0 measures no probe curve).")
+    if probe_loader is not None and probe_batches == 0:
+        raise ValueError(
+            "probe_loader is given but probe_batches=0 measures no probe: set probe_batches >= 1 (default "
+            f"{PROBE_BATCHES}) or drop probe_loader."
+        )
+    if probe_loader is not None and not hasattr(probe_loader, "__iter__"):
+        raise TypeError(f"probe_loader must be iterable (e.g. a DataLoader), got {type(probe_loader).__name__}.")
 
 
 def _drive(
