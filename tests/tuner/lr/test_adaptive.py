@@ -79,8 +79,9 @@ def test_a_narrow_range_stays_within_three_sweeps() -> None:
 
 
 def test_a_restart_counts_against_the_cap() -> None:
-    # The first sweep blows up at its second step; the restart (a hair lower: still a narrow range) never turns
-    # up, so the extension gets what the cap leaves after the 2 thrown-away steps and the second sweep.
+    # The first sweep blows up from its first step (x10 a step: a blow-up once the rise clears the noise of the
+    # steps before it, at the 3rd); the restart (a hair lower: still a narrow range) never turns up, so the extension
+    # gets what the cap leaves after the 3 thrown-away steps and the second sweep.
     sweeps = []
 
     def drive(test: RangeTest) -> None:
@@ -94,8 +95,8 @@ def test_a_restart_counts_against_the_cap() -> None:
     sweep = AdaptiveSweep(settings, AdaptiveRange(restart_decades=0.05))
     test = sweep.run(drive, restore=lambda: None)
     restart, extend = sweep.events
-    assert restart["action"] == "restart" and restart["steps"] == 2 and extend["action"] == "extend"
-    assert sweep.metadata(test)["total_steps"] == 2 + len(test.lrs) == 3 * 40
+    assert restart["action"] == "restart" and restart["steps"] == 3 and extend["action"] == "extend"
+    assert sweep.metadata(test)["total_steps"] == 3 + len(test.lrs) == 3 * 40
 
 
 def test_extension_lrs_respects_max_steps() -> None:

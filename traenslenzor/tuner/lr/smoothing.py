@@ -8,8 +8,15 @@ right from the first point: the first smoothed value equals the first raw loss.
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+# A rise of the smoothed loss is a blow-up only when it also clears this many noise sigmas of the difference between
+# the two smoothed values compared (the current one and the best).
+DIVERGENCE_NOISE_SIGMAS = 3.0
 
 
 def check_beta(beta: float) -> None:
@@ -59,3 +66,33 @@ def has_diverged(smoothed: float, best: float, threshold: float | None) -> bool:
     if best > 0:
         return smoothed > threshold * best
     return smoothed - best > (threshold - 1.0) * abs(best)
+
+
+def effective_points(count: int, beta: float) -> float:
+    """How many raw values the bias-corrected EMA after ``count`` of them averages, as an equal-weight mean would
+    (``(sum w)^2 / sum w^2``; 1 for the first value or ``beta = 0``, up to ``(1 + beta) / (1 - beta)``)."""
+    if count <= 1 or beta == 0.0:
+        return 1.0
+    return (1 - beta**count) ** 2 * (1 + beta) / ((1 - beta) * (1 - beta ** (2 * count)))
+
+
+def batch_noise(raw: Sequence[float]) -> float:
+    """The raw losses' batch-to-batch noise (one sigma) before the newest value: the mean absolute step between
+    neighbours scaled to a normal sigma (``sqrt(pi) / 2``). The mean, not the median: a loss near 0 is mostly small
+    steps and now and then a batch with a mistake, and those outliers are the noise the smoothed loss carries. The
+    newest step is left out (a blow-up must not widen its own noise), unless it is the only one; 0 before two values.
+    """
+    steps = [abs(b - a) for a, b in itertools.pairwise(raw[:-1])] or [abs(b - a) for a, b in itertools.pairwise(raw)]
+    return math.sqrt(math.pi) / 2 * statistics.fmean(steps) if steps else 0.0
+
+
+def within_noise(rise: float, noise: float, count: int, best_count: int, beta: float) -> bool:
+    """Whether ``rise`` (the smoothed loss now minus its best) is within ``DIVERGENCE_NOISE_SIGMAS`` of the noise of
+    that difference: each smoothed value averages ``effective_points`` batches of ``noise`` each (its count now,
+    and the count when the best was set).
+
+    Near a loss of 0 (a fine-tuned model that already fits its batches) one batch can be many times the mean, and
+    a best set by the first lucky batch made "4 x the best" a blow-up at LRs where nothing moves.
+    """
+    spread = noise * math.sqrt(1 / effective_points(count, beta) + 1 / effective_points(best_count, beta))
+    return rise <= DIVERGENCE_NOISE_SIGMAS * spread

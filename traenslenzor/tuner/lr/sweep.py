@@ -23,7 +23,7 @@ from typing import Any
 from traenslenzor.tuner.lr.result import LRFinderResult
 from traenslenzor.tuner.lr.schedule import lr_schedule
 from traenslenzor.tuner.lr.settings import DEFAULT_SWEEP, StopReason, SweepSettings
-from traenslenzor.tuner.lr.smoothing import EmaSmoother, has_diverged
+from traenslenzor.tuner.lr.smoothing import EmaSmoother, batch_noise, has_diverged, within_noise
 
 __all__ = ["DEFAULT_SWEEP", "RangeTest", "StopReason", "SweepSettings"]
 
@@ -58,6 +58,7 @@ class RangeTest:
         self.raw_losses: list[float] = []
         self.probe_losses: list[float] = []  # loss on the fixed probe batches after each step (issue 20); may be empty
         self.best_loss = math.inf
+        self._best_count = 0  # points recorded when best_loss was set
         self.done = False
         self.stop_reason: StopReason | str | None = None
 
@@ -96,13 +97,23 @@ class RangeTest:
             return self.stop(StopReason.NON_FINITE_LOSS)
         smoothed = self._smoother.update(loss)
         self.losses.append(smoothed)
-        if has_diverged(smoothed, self.best_loss, self.settings.early_stop_threshold):
+        if self._blew_up(smoothed):
             return self.stop(StopReason.DIVERGED)
-        self.best_loss = min(self.best_loss, smoothed)
+        if smoothed < self.best_loss:
+            self.best_loss, self._best_count = smoothed, len(self.lrs)
         if len(self.lrs) >= self.num_training:
             self.stop(StopReason.COMPLETED)
             return not self._continue()
         return False
+
+    def _blew_up(self, smoothed: float) -> bool:
+        """``early_stop_threshold`` x the best, and (for a finite loss) a rise beyond the batches' noise."""
+        if not has_diverged(smoothed, self.best_loss, self.settings.early_stop_threshold):
+            return False
+        if not math.isfinite(smoothed) or not self._best_count:
+            return True
+        noise = batch_noise(self.raw_losses)
+        return not within_noise(smoothed - self.best_loss, noise, len(self.lrs), self._best_count, self.settings.beta)
 
     def _continue(self) -> bool:
         """Ask the continuation (once) for more LRs after a completed sweep; whether the test goes on."""
