@@ -8,7 +8,10 @@ runs). Also the wall time of the run and of the same number of plain training st
 
 Run: ``python -m benchmarks.lr_curves [--groups design,seen,new,families-design,families-holdout] [--seeds 5]``.
 Writes ``benchmarks/results/lr_curves/<group>.json`` (one file per group, so that a group recorded later -- a
-hold-out family -- is a file of its own, dated by its commit).
+hold-out family -- is a file of its own, dated by its commit). ``--compare`` writes nothing: it runs ``find_lr`` as
+users call it on every recorded task and seed and compares its answer and its length with the recording's (its
+``find_lr`` entry, or ``default_lr`` where none was kept), scoring both against the oracles: what a change to the
+range test moved.
 """
 
 from __future__ import annotations
@@ -178,14 +181,50 @@ def record_task(task, seeds: int) -> dict:
     }
 
 
+def compare(groups: list[str], wanted: set[str]) -> None:
+    """``find_lr`` now against the recorded answers, per run; a markdown table of the runs that moved."""
+    from benchmarks.lr_readings import gap, load, oracles
+
+    curves = load(groups)
+    oracle = oracles({t for rows in curves.values() for t in rows})
+    available = {t.name: t for g in groups for t in all_groups()[g]}
+    same = moved = 0
+    lines = ["| group | task | seed | recorded LR (gap, steps) | now (gap, steps) |", "|---|---|---|---|---|"]
+    for group, rows in curves.items():
+        for name, row in rows.items():
+            if (wanted and name not in wanted) or name not in available or name not in oracle:
+                continue
+            built = builders(available[name])[1:]
+            for run in row["runs"]:
+                before = run.get("find_lr") or {"lr": run["default_lr"], "steps": len(run["lrs"])}
+                result, _ = _find_lr(available[name], *built, run["seed"])
+                now = result.suggestion()
+                if now == before["lr"] and len(result.lrs) == before["steps"]:
+                    same += 1
+                    continue
+                moved += 1
+                lines.append(
+                    f"| {group} | {name} | {run['seed']} | {before['lr'] or math.nan:.3e} "
+                    f"({gap(oracle[name], before['lr']):.3f}, {before['steps']}) | {now or math.nan:.3e} "
+                    f"({gap(oracle[name], now):.3f}, {len(result.lrs)}) |"
+                )
+            print(f"  {group} {name}: {same} same, {moved} moved so far", flush=True)
+    print(f"\n{same} runs answered as recorded, {moved} moved\n")
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", default="design,seen,new")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", default="", help="only these task names (comma-separated)")
+    parser.add_argument("--compare", action="store_true", help="re-run find_lr and compare; write nothing")
     args = parser.parse_args(argv)
     quiet_loggers()
     torch.set_num_threads(1)
+    if args.compare:
+        compare(args.groups.split(","), set(filter(None, args.tasks.split(","))))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     wanted = set(filter(None, args.tasks.split(",")))
     available = all_groups()
