@@ -10,10 +10,11 @@ For every recorded task and finder seed of ``benchmarks.lr_curves`` (5 groups, 7
 fresh model (seed), its optimizer, and the first 4 batches of its loader joined (the default probe's batches). The
 first update at unit LR (every group at its ratio) gives the direction ``d`` (SGD: the negative gradient; Adam-like:
 about its sign); the loss of the fixed batch at ``theta + eta d`` is measured on a 0.25-decade grid from 1e-9 up,
-then bisected 4 times: ``eta_c`` is where it first exceeds the loss at ``eta = 0``. Printed per family: the median
-``log10(best / eta_c)`` and the default's ``log10(best / blend)`` with their spread over the family's runs, then the
-gap (0 = the grid's best, 1 = useless) of the anchor's LR ``eta_c x 10**offset`` with the offset the median over the
-**other** families (leave-one-family-out), beside ``blend``'s.
+then bisected 4 times: ``eta_c`` is where it first exceeds the loss at ``eta = 0`` by more than ``RISE`` of it (the
+first run compared without a tolerance, and float32 rounding at steps of 1e-9 read as rises: 6-8 decades off).
+Printed per family: the median ``log10(best / eta_c)`` and the default's ``log10(best / blend)`` with their spread
+over the family's runs, then the gap (0 = the grid's best, 1 = useless) of the anchor's LR ``eta_c x 10**offset``
+with the offset the median over the **other** families (leave-one-family-out), beside ``blend``'s.
 
 Run: ``python -m benchmarks.lr_critical`` (a few minutes; reads ``benchmarks/results/lr_curves/`` and the oracles).
 """
@@ -35,6 +36,7 @@ from traenslenzor.tuner.lr.param_groups import group_lr_ratios, set_group_lrs
 
 GROUPS = ("design", "seen", "new", "families-design", "families-holdout")
 GRID = [10 ** (k / 4) for k in range(-36, 9)]  # 1e-9 .. 1e2
+RISE = 1e-3  # a relative rise of the fixed batch's loss above rounding
 
 
 def _loss(model, loss_fn, batch) -> float:
@@ -58,6 +60,7 @@ def critical_lr(model, optimizer, loss_fn, batch) -> float | None:
     model.load_state_dict(start)
     torch.manual_seed(0)
     base = _loss(model, loss_fn, batch)
+    limit = base + RISE * abs(base)
 
     def at(eta: float) -> float:
         with torch.no_grad():
@@ -70,7 +73,7 @@ def critical_lr(model, optimizer, loss_fn, batch) -> float | None:
     try:
         low = None
         for eta in GRID:
-            if at(eta) > base:
+            if at(eta) > limit:
                 break
             low = eta
         else:
@@ -79,7 +82,7 @@ def critical_lr(model, optimizer, loss_fn, batch) -> float | None:
         low = low or high / 10**0.25
         for _ in range(4):
             mid = math.sqrt(low * high)
-            low, high = (mid, high) if at(mid) <= base else (low, mid)
+            low, high = (mid, high) if at(mid) <= limit else (low, mid)
         return high
     finally:
         model.load_state_dict(start)
