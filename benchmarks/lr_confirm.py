@@ -102,27 +102,47 @@ def run_finder(task: HorizonTask, data: lr_tasks.TaskData, seed: int):
 class TrialRuns:
     """The trials of one task x seed: each from the seed's own start (init and batch order); a continued trial goes
     on from its own run of the rung before -- the same model, optimizer and batch stream, so a run continued from
-    ``s`` to ``3 s`` steps is the run of ``3 s`` steps."""
+    ``s`` to ``3 s`` steps is the run of ``3 s`` steps. The task's pieces are the hooks below (the horizon tasks'
+    here; a benchmark of other tasks overrides them)."""
 
-    def __init__(self, task: HorizonTask, data: lr_tasks.TaskData, seed: int) -> None:
+    def __init__(self, task, data: lr_tasks.TaskData, seed: int) -> None:
         self.task, self.data, self.seed = task, data, seed
         self.runs: dict[float, tuple] = {}
 
+    # --- the task's pieces
+    def model(self):
+        return make_model(self.task, self.seed)
+
+    def optimizer(self, model, lr: float):
+        return make_optimizer(self.task, model, lr)
+
+    def scheduler(self, optimizer, lr: float, steps: int):
+        return onecycle(optimizer, MAX_LR_FACTOR * lr, steps) if self.task.schedule == "onecycle" else None
+
+    def batches(self):
+        return lr_tasks.cycle(make_loader(self.task, self.data, self.seed))
+
+    def loss_fn(self):
+        return make_loss(self.task)
+
+    def evaluate(self, model) -> float:
+        return evaluate(self.task, model, self.data)[0]
+
+    # --- the trials
     def start_loss(self) -> float:
-        return evaluate(self.task, make_model(self.task, self.seed), self.data)[0]
+        return self.evaluate(self.model())
 
     def train(self, lr: float, rung) -> float:
-        task = self.task
         if rung.continued and lr in self.runs:
             model, optimizer, scheduler, batches = self.runs[lr]
             steps = rung.trained
         else:
-            model = make_model(task, self.seed)
-            optimizer = make_optimizer(task, model, lr)
-            scheduler = onecycle(optimizer, MAX_LR_FACTOR * lr, rung.steps) if task.schedule == "onecycle" else None
-            batches = lr_tasks.cycle(make_loader(task, self.data, self.seed))
+            model = self.model()
+            optimizer = self.optimizer(model, lr)
+            scheduler = self.scheduler(optimizer, lr, rung.steps)
+            batches = self.batches()
             steps = rung.steps
-        loss_fn = make_loss(task)
+        loss_fn = self.loss_fn()
         model.train()
         for _ in range(steps):
             x, y = next(batches)
@@ -136,7 +156,7 @@ class TrialRuns:
             if scheduler is not None:
                 scheduler.step()
         self.runs[lr] = (model, optimizer, scheduler, batches)
-        return evaluate(task, model, self.data)[0]
+        return self.evaluate(model)
 
 
 def confirm(

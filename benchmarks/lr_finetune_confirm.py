@@ -102,35 +102,23 @@ class FinetuneTrialRuns(TrialRuns):
     """``lr_confirm.TrialRuns`` with the fine-tuning task's start, optimizer (head LR, backbone groups at their
     ratio), schedule (compressed to the rung's steps) and evaluation."""
 
-    def start_loss(self) -> float:
-        return ft.evaluate(self.task, ft.make_model(self.task, self.seed), self.data)[0]
+    def model(self):
+        return ft.make_model(self.task, self.seed)
 
-    def train(self, lr: float, rung) -> float:
-        task = self.task
-        if rung.continued and lr in self.runs:
-            model, optimizer, scheduler, batches = self.runs[lr]
-            steps = rung.trained
-        else:
-            model = ft.make_model(task, self.seed)
-            optimizer = ft.make_optimizer(task, model, lr)
-            scheduler = ft.scheduler_for(task, optimizer, lr, rung.steps)
-            batches = lr_tasks.cycle(ft.make_loader(task, self.data, self.seed))
-            steps = rung.steps
-        loss_fn = ft.make_loss(task)
-        model.train()
-        for _ in range(steps):
-            x, y = next(batches)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                self.runs.pop(lr, None)
-                return math.inf
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-        self.runs[lr] = (model, optimizer, scheduler, batches)
-        return ft.evaluate(task, model, self.data)[0]
+    def optimizer(self, model, lr: float):
+        return ft.make_optimizer(self.task, model, lr)
+
+    def scheduler(self, optimizer, lr: float, steps: int):
+        return ft.scheduler_for(self.task, optimizer, lr, steps)
+
+    def batches(self):
+        return lr_tasks.cycle(ft.make_loader(self.task, self.data, self.seed))
+
+    def loss_fn(self):
+        return ft.make_loss(self.task)
+
+    def evaluate(self, model) -> float:
+        return ft.evaluate(self.task, model, self.data)[0]
 
 
 def confirm(task: ft.FinetuneTask, trial_data: TaskData, seed: int, result, suggestion: float, args) -> dict:
