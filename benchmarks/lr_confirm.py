@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import finders, lr_tasks
+from benchmarks import finders, horizon_tasks, lr_tasks
 from benchmarks.common import RESULTS, quiet_loggers
 from benchmarks.horizon_tasks import (
     GROUPS,
@@ -49,7 +49,6 @@ from benchmarks.horizon_tasks import (
     TASKS,
     TASKS_BY_NAME,
     HorizonTask,
-    evaluate,
     make_data,
     make_loader,
     make_loss,
@@ -102,8 +101,11 @@ def run_finder(task: HorizonTask, data: lr_tasks.TaskData, seed: int):
 class TrialRuns:
     """The trials of one task x seed: each from the seed's own start (init and batch order); a continued trial goes
     on from its own run of the rung before -- the same model, optimizer and batch stream, so a run continued from
-    ``s`` to ``3 s`` steps is the run of ``3 s`` steps. The task's pieces are the hooks below (the horizon tasks'
-    here; a benchmark of other tasks overrides them)."""
+    ``s`` to ``3 s`` steps is the run of ``3 s`` steps. The task's pieces come from ``kit`` (a module or namespace
+    with ``make_model``, ``make_optimizer``, ``make_loader``, ``make_loss`` and ``evaluate`` of the task's kind: the
+    horizon tasks' here; a benchmark of other tasks sets its own, and may override ``scheduler``)."""
+
+    kit = horizon_tasks
 
     def __init__(self, task, data: lr_tasks.TaskData, seed: int) -> None:
         self.task, self.data, self.seed = task, data, seed
@@ -111,22 +113,22 @@ class TrialRuns:
 
     # --- the task's pieces
     def model(self):
-        return make_model(self.task, self.seed)
+        return self.kit.make_model(self.task, self.seed)
 
     def optimizer(self, model, lr: float):
-        return make_optimizer(self.task, model, lr)
+        return self.kit.make_optimizer(self.task, model, lr)
 
     def scheduler(self, optimizer, lr: float, steps: int):
         return onecycle(optimizer, MAX_LR_FACTOR * lr, steps) if self.task.schedule == "onecycle" else None
 
     def batches(self):
-        return lr_tasks.cycle(make_loader(self.task, self.data, self.seed))
+        return lr_tasks.cycle(self.kit.make_loader(self.task, self.data, self.seed))
 
     def loss_fn(self):
-        return make_loss(self.task)
+        return self.kit.make_loss(self.task)
 
     def evaluate(self, model) -> float:
-        return evaluate(self.task, model, self.data)[0]
+        return self.kit.evaluate(self.task, model, self.data)[0]
 
     # --- the trials
     def start_loss(self) -> float:
@@ -385,17 +387,29 @@ def sweep(results: list[dict], margins: list[float]) -> str:
     return "\n".join(lines)
 
 
+def add_confirmation_arguments(parser: argparse.ArgumentParser, *, budget: float, candidates: int) -> None:
+    """The confirmation's settings as options (``--budget``, ``--candidates``, ``--reduction``, ``--margin``,
+    ``--min-steps``); ``budget`` and ``candidates`` are the benchmark's defaults."""
+    parser.add_argument("--budget", type=float, default=budget, help="share of the task's steps")
+    parser.add_argument("--candidates", type=int, default=candidates)
+    parser.add_argument("--reduction", type=int, default=3, help="successive-halving reduction factor")
+    parser.add_argument("--margin", type=float, default=DEFAULT_CONFIRM_MARGIN, help="the verdict's relative margin")
+    parser.add_argument("--min-steps", type=int, default=MIN_TRIAL_STEPS, help="shortest first-rung trial")
+
+
+def confirmation_settings(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_confirmation_arguments` as a run's record keeps them."""
+    return {"budget": args.budget, "candidates": args.candidates, "reduction": args.reduction, "margin": args.margin,
+            "min_steps": args.min_steps}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", default="long,onecycle", help=f"comma-separated subset of {list(GROUPS)}")
     parser.add_argument("--tasks", help=f"comma-separated task names (overrides --group): {sorted(TASKS_BY_NAME)}")
     parser.add_argument("--holdout", action="store_true", help="the hold-out tasks instead of the design ones")
     parser.add_argument("--seeds", type=int, default=5, help="finder seeds per task (default 5)")
-    parser.add_argument("--budget", type=float, default=DEFAULT_CONFIRM_BUDGET, help="share of the task's steps")
-    parser.add_argument("--candidates", type=int, default=DEFAULT_CONFIRM_CANDIDATES)
-    parser.add_argument("--reduction", type=int, default=3, help="successive-halving reduction factor")
-    parser.add_argument("--margin", type=float, default=DEFAULT_CONFIRM_MARGIN, help="the verdict's relative margin")
-    parser.add_argument("--min-steps", type=int, default=MIN_TRIAL_STEPS, help="shortest first-rung trial")
+    add_confirmation_arguments(parser, budget=DEFAULT_CONFIRM_BUDGET, candidates=DEFAULT_CONFIRM_CANDIDATES)
     parser.add_argument("--out", type=Path, help="JSON output path")
     parser.add_argument("--retable", type=Path, nargs="+", help="print the tables of these results at --margin")
     parser.add_argument("--sweep", help="with --retable: comma-separated margins, one summary row per split each")
@@ -429,13 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         record = {
             "command": command,
             "seconds": time.perf_counter() - started,
-            "settings": {
-                "budget": args.budget,
-                "candidates": args.candidates,
-                "reduction": args.reduction,
-                "margin": args.margin,
-                "min_steps": args.min_steps,
-            },
+            "settings": confirmation_settings(args),
             "finder_seeds": seeds,
             "table": table(results),
             "per_seed": per_seed(results),

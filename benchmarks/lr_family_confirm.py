@@ -28,12 +28,13 @@ import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from benchmarks import family_oracle as fo
 from benchmarks import family_tasks as fam
-from benchmarks import lr_confirm, lr_tasks
+from benchmarks import lr_confirm
 from benchmarks.common import RESULTS, quiet_loggers
 from benchmarks.finders import Sweep, run_ours
 from benchmarks.lr_confirm import TrialRuns
@@ -41,8 +42,6 @@ from benchmarks.lr_finetune_confirm import per_seed, table
 from benchmarks.lr_tasks import TaskData
 from traenslenzor.tuner import (
     DEFAULT_CONFIRM_CANDIDATES,
-    DEFAULT_CONFIRM_MARGIN,
-    MIN_TRIAL_STEPS,
 )
 
 log = logging.getLogger("lr_family_confirm")
@@ -52,20 +51,8 @@ SEED0 = 100
 class FamilyTrialRuns(TrialRuns):
     """``lr_confirm.TrialRuns`` with the family task's model, optimizer, loader, loss and evaluation."""
 
-    def model(self):
-        return fam.make_model(self.task, self.seed)
-
-    def optimizer(self, model, lr: float):
-        return fam.make_optimizer(self.task, model, lr)
-
-    def batches(self):
-        return lr_tasks.cycle(fam.make_loader(self.task, self.data, self.seed))
-
-    def loss_fn(self):
-        return fam.make_loss(self.task)
-
-    def evaluate(self, model) -> float:
-        return fo.evaluate(self.task, model, self.data)[0]
+    kit = SimpleNamespace(make_model=fam.make_model, make_optimizer=fam.make_optimizer, make_loader=fam.make_loader,
+                          make_loss=fam.make_loss, evaluate=fo.evaluate)  # fmt: skip
 
 
 def validation_split(data: TaskData, task: fam.FamilyTask) -> TaskData:
@@ -110,11 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", choices=("design", "holdout"))
     parser.add_argument("--tasks", default="", help="task names (default: the long and OneCycle tasks)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget", type=float, default=0.1, help="share of the task's steps (default 0.1)")
-    parser.add_argument("--candidates", type=int, default=DEFAULT_CONFIRM_CANDIDATES)
-    parser.add_argument("--reduction", type=int, default=3)
-    parser.add_argument("--margin", type=float, default=DEFAULT_CONFIRM_MARGIN)
-    parser.add_argument("--min-steps", type=int, default=MIN_TRIAL_STEPS)
+    lr_confirm.add_confirmation_arguments(parser, budget=0.1, candidates=DEFAULT_CONFIRM_CANDIDATES)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     wanted = [n for n in args.tasks.split(",") if n]
@@ -129,8 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     started, results = time.perf_counter(), []
     for task in tasks:
         results.append(run_task(task, seeds, args))
-        out.write_text(json.dumps({"command": command, "settings": vars(args) | {"out": str(out)},
-                                   "tasks": results}, indent=1, default=str))  # fmt: skip
+        record = {
+            "command": command,
+            "seconds": time.perf_counter() - started,
+            "settings": lr_confirm.confirmation_settings(args),
+            "finder_seeds": seeds,
+            "tasks": results,
+        }
+        out.write_text(json.dumps(record, indent=1))  # fmt: skip
     print(table(results))
     print()
     print(per_seed(results))

@@ -45,24 +45,19 @@ from pathlib import Path
 import torch
 
 from benchmarks import finetune_tasks as ft
-from benchmarks import lr_confirm, lr_tasks
+from benchmarks import lr_confirm
 from benchmarks.common import RESULTS, quiet_loggers
 from benchmarks.finders import run_ours
-from benchmarks.lr_confirm import TrialRuns, _worse, per_seed
+from benchmarks.lr_confirm import TrialRuns, _worse, add_confirmation_arguments, confirmation_settings, per_seed
 from benchmarks.lr_finetune import SEED0, sweep_of
 from benchmarks.lr_reading import _horizon_gap
 from benchmarks.lr_tasks import TaskData
-from traenslenzor.tuner import (
-    DEFAULT_CONFIRM_MARGIN,
-    MIN_TRIAL_STEPS,
-)
 
 log = logging.getLogger("lr_finetune_confirm")
 VALIDATION = 512  # validation samples of the trials
 TARGET_POOL = 4096  # ``target_data``'s ``n_train``: the target pool the few-shot sets are drawn from
 DEFAULT_BUDGET = 0.5  # the app's 0.25 x 6 candidates refuses on every task here (first rungs under 10 steps)
 DEFAULT_CANDIDATES = 4
-DEFAULT_REDUCTION = 3  # lr_confirm's
 
 
 def validation_split(task: ft.FinetuneTask, data: TaskData) -> TaskData:
@@ -102,23 +97,10 @@ class FinetuneTrialRuns(TrialRuns):
     """``lr_confirm.TrialRuns`` with the fine-tuning task's start, optimizer (head LR, backbone groups at their
     ratio), schedule (compressed to the rung's steps) and evaluation."""
 
-    def model(self):
-        return ft.make_model(self.task, self.seed)
-
-    def optimizer(self, model, lr: float):
-        return ft.make_optimizer(self.task, model, lr)
+    kit = ft
 
     def scheduler(self, optimizer, lr: float, steps: int):
         return ft.scheduler_for(self.task, optimizer, lr, steps)
-
-    def batches(self):
-        return lr_tasks.cycle(ft.make_loader(self.task, self.data, self.seed))
-
-    def loss_fn(self):
-        return ft.make_loss(self.task)
-
-    def evaluate(self, model) -> float:
-        return ft.evaluate(self.task, model, self.data)[0]
 
 
 def confirm(task: ft.FinetuneTask, trial_data: TaskData, seed: int, result, suggestion: float, args) -> dict:
@@ -238,11 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", choices=("design", "holdout"), help="only this split's tasks (default: both)")
     parser.add_argument("--tasks", default="", help=f"comma-separated task names: {sorted(ft.TASKS_BY_NAME)}")
     parser.add_argument("--seeds", type=int, default=5, help="finder seeds per task (default 5)")
-    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="share of the task's steps")
-    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES)
-    parser.add_argument("--reduction", type=int, default=DEFAULT_REDUCTION, help="successive-halving reduction")
-    parser.add_argument("--margin", type=float, default=DEFAULT_CONFIRM_MARGIN, help="the verdict's relative margin")
-    parser.add_argument("--min-steps", type=int, default=MIN_TRIAL_STEPS, help="shortest first-rung trial")
+    add_confirmation_arguments(parser, budget=DEFAULT_BUDGET, candidates=DEFAULT_CANDIDATES)
     parser.add_argument(
         "--out", type=Path, help="JSON output path (default: benchmarks/results/lr_finetune_confirm.json)"
     )
@@ -264,14 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         record = {
             "command": command,
             "seconds": time.perf_counter() - started,
-            "settings": {
-                "budget": args.budget,
-                "candidates": args.candidates,
-                "reduction": args.reduction,
-                "margin": args.margin,
-                "min_steps": args.min_steps,
-                "validation": VALIDATION,
-            },
+            "settings": confirmation_settings(args) | {"validation": VALIDATION},
             "finder_seeds": seeds,
             "table": table(results),
             "per_seed": per_seed(results),
