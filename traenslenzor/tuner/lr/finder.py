@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -206,12 +207,11 @@ def _probe_batches(batches: Iterator[Any], probe_loader: Iterable[Any] | None, c
         return [next(batches) for _ in range(count)]
     source = iter(probe_loader)
     try:
-        taken = [batch for _, batch in zip(range(count), source, strict=False)]
+        taken = list(itertools.islice(source, count))
     finally:
         close = getattr(source, "close", None)  # a generator; a DataLoader's iterator ends its workers when dropped
         if callable(close):
             close()
-        del source
     if not taken:
         raise ValueError("probe_loader yielded no batch: give it at least one (e.g. a validation DataLoader).")
     return taken

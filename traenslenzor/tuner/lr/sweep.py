@@ -110,7 +110,7 @@ class RangeTest:
         """``early_stop_threshold`` x the best, and (for a finite loss) a rise beyond the batches' noise."""
         if not has_diverged(smoothed, self.best_loss, self.settings.early_stop_threshold):
             return False
-        if not math.isfinite(smoothed) or not self._best_count:
+        if not math.isfinite(smoothed):
             return True
         noise = batch_noise(self.raw_losses)
         return not within_noise(smoothed - self.best_loss, noise, len(self.lrs), self._best_count, self.settings.beta)
